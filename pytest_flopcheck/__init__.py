@@ -1,0 +1,31 @@
+"""pytest-flopcheck: verify analytic FLOP and memory models against the real models."""
+
+from pytest_flopcheck._hookspecs import hookimpl, hookspec
+from pytest_flopcheck.compare import Comparison, relative_error
+from pytest_flopcheck.registry import (
+    ModelRegistration,
+    ReferenceCall,
+    RegistrationError,
+    Registry,
+    Stage,
+    load_registry,
+)
+from pytest_flopcheck.tree import METRICS, CostNode, Metrics, group, join
+
+__all__ = [
+    "METRICS",
+    "Comparison",
+    "CostNode",
+    "Metrics",
+    "ModelRegistration",
+    "ReferenceCall",
+    "RegistrationError",
+    "Registry",
+    "Stage",
+    "group",
+    "hookimpl",
+    "hookspec",
+    "join",
+    "load_registry",
+    "relative_error",
+]

@@ -1,0 +1,193 @@
+"""Leaf-node builders: one function per kind of layer, shared by every model package.
+
+Each returns a :class:`~pytest_flopcheck.tree.CostNode` for one run of the layer, with FLOPs
+from :mod:`pytest_flopcheck.ops` and byte counts for the given element size. Byte counts are
+first-order: ``io_bytes`` is inputs + weights + outputs read or written once (what a fused
+kernel moves), ``activation_bytes`` the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+from pytest_flopcheck import ops
+from pytest_flopcheck.tree import CostNode, Metrics
+
+
+def _node(
+    node_id: str,
+    category: str,
+    *,
+    flops: int,
+    params: int,
+    inputs: int,
+    outputs: int,
+    dtype_bytes: int,
+    reference: str | None,
+    reference_own: bool = False,
+    cache: int = 0,
+    note: str = "",
+) -> CostNode:
+    weight_bytes = params * dtype_bytes
+    metrics = Metrics(
+        flops=flops,
+        params=params,
+        weight_bytes=weight_bytes,
+        activation_bytes=outputs * dtype_bytes,
+        io_bytes=(inputs + outputs) * dtype_bytes + weight_bytes,
+        cache_bytes=cache * dtype_bytes,
+    )
+    return CostNode(node_id, category, metrics, (), 1, reference, reference_own, note)
+
+
+def linear(
+    node_id: str,
+    category: str,
+    *,
+    rows: int,
+    in_features: int,
+    out_features: int,
+    bias: bool,
+    dtype_bytes: int,
+    reference: str | None,
+) -> CostNode:
+    """A linear layer over ``rows`` rows."""
+    return _node(
+        node_id,
+        category,
+        flops=ops.linear_flops(rows, in_features, out_features),
+        params=in_features * out_features + (out_features if bias else 0),
+        inputs=rows * in_features,
+        outputs=rows * out_features,
+        dtype_bytes=dtype_bytes,
+        reference=reference,
+    )
+
+
+def conv(
+    node_id: str,
+    category: str,
+    *,
+    batch: int,
+    in_channels: int,
+    out_channels: int,
+    kernel: Sequence[int],
+    in_spatial: Sequence[int],
+    out_spatial: Sequence[int],
+    bias: bool,
+    dtype_bytes: int,
+    reference: str | None,
+    groups: int = 1,
+    cache_elements: int = 0,
+    note: str = "",
+) -> CostNode:
+    """A convolution; ``in_spatial``/``out_spatial`` are summed over every call it gets.
+
+    Pass the spatial extents with any repeated dimension (frames, calls) folded in: FLOPs
+    and bytes are linear in them.
+    """
+    return _node(
+        node_id,
+        category,
+        flops=ops.conv_flops(batch, in_channels, out_channels, kernel, out_spatial, groups),
+        params=out_channels * (in_channels // groups) * prod(kernel) + (out_channels if bias else 0),
+        inputs=batch * in_channels * prod(in_spatial),
+        outputs=batch * out_channels * prod(out_spatial),
+        dtype_bytes=dtype_bytes,
+        reference=reference,
+        cache=cache_elements,
+        note=note,
+    )
+
+
+def attention_core(
+    node_id: str,
+    category: str,
+    *,
+    batch: int,
+    heads: int,
+    q_len: int,
+    kv_len: int,
+    head_dim: int,
+    dtype_bytes: int,
+    reference: str | None,
+    note: str = "",
+) -> CostNode:
+    """softmax(QKᵀ)V as one fused kernel: reads Q, K, V, writes the output.
+
+    It corresponds to the attention module's own work (``reference_own``): projections are
+    child modules of the reference, the two matmuls are not.
+    """
+    q = batch * heads * q_len * head_dim
+    kv = batch * heads * kv_len * head_dim
+    return _node(
+        node_id,
+        category,
+        flops=ops.attention_flops(batch, heads, q_len, kv_len, head_dim),
+        params=0,
+        inputs=q + 2 * kv,
+        outputs=q,
+        dtype_bytes=dtype_bytes,
+        reference=reference,
+        reference_own=reference is not None,
+        note=note,
+    )
+
+
+def norm(
+    node_id: str,
+    category: str,
+    *,
+    rows: int,
+    dim: int,
+    params: int,
+    dtype_bytes: int,
+    reference: str | None,
+) -> CostNode:
+    """A normalisation layer: no counted FLOPs, ``params`` affine parameters."""
+    return _node(
+        node_id,
+        category,
+        flops=0,
+        params=params,
+        inputs=rows * dim,
+        outputs=rows * dim,
+        dtype_bytes=dtype_bytes,
+        reference=reference,
+    )
+
+
+def embedding(
+    node_id: str,
+    category: str,
+    *,
+    rows: int,
+    num_embeddings: int,
+    dim: int,
+    dtype_bytes: int,
+    reference: str | None,
+) -> CostNode:
+    """A lookup table: no FLOPs; reads ``rows`` rows of the table."""
+    return CostNode(
+        node_id,
+        category,
+        Metrics(
+            flops=0,
+            params=num_embeddings * dim,
+            weight_bytes=num_embeddings * dim * dtype_bytes,
+            activation_bytes=rows * dim * dtype_bytes,
+            io_bytes=2 * rows * dim * dtype_bytes,
+        ),
+        reference=reference,
+    )
+
+
+def parameter(node_id: str, category: str, *, params: int, dtype_bytes: int, note: str = "") -> CostNode:
+    """Parameters held directly by a module (a modulation table, say), used elementwise."""
+    return CostNode(
+        node_id,
+        category,
+        Metrics(params=params, weight_bytes=params * dtype_bytes, io_bytes=params * dtype_bytes),
+        note=note,
+    )

@@ -1,0 +1,311 @@
+"""The reference runner: counts the real implementation with torch's FLOP counter.
+
+torch is imported lazily, inside the functions that need it, so that the analytic side of
+the package never loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from pytest_flopcheck.registry import ReferenceCall
+from pytest_flopcheck.tree import CostNode
+
+DEVICES = ("meta", "cpu", "cuda")
+
+# Ops that do matmul-, convolution- or attention-like work. One of these running without a
+# FLOP formula means the counter silently counted zero for real work.
+_COMPUTE_OP = re.compile(r"(mm|matmul|conv|attention|attn|einsum|linear|tensordot|\bdot\b|\bmv\b)", re.I)
+
+OUTSIDE = "(outside any module)"
+
+
+class ReferenceSkipped(Exception):
+    """The reference cannot run here (missing package, no GPU, not enough memory)."""
+
+    def __init__(self, reason: str, *, missing_dependency: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.missing_dependency = missing_dependency
+
+
+@attrs.frozen
+class ModuleCount:
+    """Counted FLOPs and parameters of one reference module.
+
+    ``flops``/``params`` include child modules, ``own_flops``/``own_params`` do not.
+    ``ops`` splits ``flops`` by operator.
+    """
+
+    flops: int
+    own_flops: int
+    params: int
+    own_params: int
+    ops: Mapping[str, int]
+
+
+@attrs.frozen
+class ReferenceCounts:
+    """The result of one counted reference run."""
+
+    device: str
+    total_flops: int
+    total_params: int
+    total_ops: Mapping[str, int]
+    modules: Mapping[str, ModuleCount]
+    uncounted_ops: Mapping[str, int]
+    seconds: float
+
+    def module(self, name: str) -> ModuleCount:
+        """Counts of the module with this name (``""`` the whole module)."""
+        try:
+            return self.modules[name]
+        except KeyError:
+            raise KeyError(f"the reference has no module named {name!r}") from None
+
+    def value(self, name: str, own: bool, metric: str) -> int:
+        count = self.module(name)
+        if metric == "flops":
+            return count.own_flops if own else count.flops
+        if metric == "params":
+            return count.own_params if own else count.params
+        raise ValueError(f"metric {metric!r} is not counted by the reference (allowed: flops, params)")
+
+
+@attrs.frozen
+class CoverageGap:
+    """Counted work that no analytic node accounts for, or work the counter could not count."""
+
+    kind: str  # "unclaimed_module" or "uncounted_op"
+    name: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "detail": self.detail}
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free on ``device`` now, or None if unknown."""
+    if device == "cpu":
+        try:
+            with open("/proc/meminfo", encoding="ascii") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return None
+    if device == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return int(free)
+    return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_device(device: str, estimate: int | None) -> None:
+    """Raise ReferenceSkipped if ``device`` is unusable here or the run would not fit."""
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r} is not supported (allowed: {', '.join(DEVICES)})")
+    if device == "meta":
+        return
+    try:
+        import torch
+    except ImportError as exc:
+        raise ReferenceSkipped(f"torch is not installed ({exc})", missing_dependency=True) from exc
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ReferenceSkipped("device 'cuda' requested but no CUDA GPU is available")
+    if estimate is None:
+        return
+    free = available_memory(device)
+    if free is not None and estimate > 0.9 * free:
+        raise ReferenceSkipped(
+            f"the reference run needs about {_gib(estimate)} on {device}, but only {_gib(free)} is free; "
+            "use --flopcheck-device=meta to count without allocating"
+        )
+
+
+def _sdpa_cpu_formula() -> dict[Any, Any]:
+    """FLOP formulas for SDPA kernels that torch's counter lacks (the CPU flash kernel)."""
+    import torch
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    def sdpa(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+        return int(sdpa_flop_count(query_shape, key_shape, value_shape))  # type: ignore[no-untyped-call]
+
+    mapping: dict[Any, Any] = {}
+    for name in (
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_fused_attention_overrideable",
+    ):
+        op = getattr(torch.ops.aten, name, None)
+        if op is not None:
+            mapping[op] = sdpa
+    return mapping
+
+
+_ROOT_PREFIX = "_FlopcheckRoot.model"
+
+
+def count_reference(call: ReferenceCall, device: str) -> ReferenceCounts:
+    """Run ``call`` under ``FlopCounterMode`` and return per-module counts.
+
+    The module is wrapped in a root module whose forward performs the call, so every module
+    is named by its path from ``call.module`` whatever method the call uses.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class _FlopcheckRoot(torch.nn.Module):
+        def __init__(self, model: Any, run: Callable[[], object]) -> None:
+            super().__init__()
+            self.model = model
+            self._run = run
+
+        def forward(self) -> object:
+            return self._run()
+
+    counter = FlopCounterMode(display=False, custom_mapping=_sdpa_cpu_formula() if device != "meta" else None)
+    registry = counter.flop_registry
+    uncounted: dict[str, int] = {}
+
+    class _Uncounted(TorchDispatchMode):  # type: ignore[no-untyped-call]
+        """Sees the ops that actually execute, after the counter decomposed what it could."""
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            packet = func._overloadpacket
+            if packet not in registry and _COMPUTE_OP.search(str(packet)):
+                uncounted[str(packet)] = uncounted.get(str(packet), 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    root = _FlopcheckRoot(call.module, call.run)
+    start = time.perf_counter()
+    with torch.no_grad(), _Uncounted(), counter:  # type: ignore[no-untyped-call]
+        root()
+    seconds = time.perf_counter() - start
+
+    raw = counter.get_flop_counts()
+    module_ops: dict[str, dict[str, int]] = {}
+    for key, per_op in raw.items():
+        if key == _ROOT_PREFIX:
+            name = ""
+        elif key.startswith(_ROOT_PREFIX + "."):
+            name = key[len(_ROOT_PREFIX) + 1 :]
+        else:
+            continue
+        module_ops[name] = {str(op): int(n) for op, n in per_op.items()}
+    total_ops = {str(op): int(n) for op, n in raw.get("Global", {}).items()}
+    modules = _module_counts(call.module, module_ops)
+    total = sum(total_ops.values())
+    return ReferenceCounts(
+        device=device,
+        total_flops=total,
+        total_params=modules[""].params,
+        total_ops=total_ops,
+        modules=modules,
+        uncounted_ops=dict(sorted(uncounted.items())),
+        seconds=seconds,
+    )
+
+
+def _module_counts(module: Any, module_ops: Mapping[str, Mapping[str, int]]) -> dict[str, ModuleCount]:
+    named = dict(module.named_modules())
+    counts: dict[str, ModuleCount] = {}
+    for name, mod in named.items():
+        ops = dict(sorted(module_ops.get(name, {}).items()))
+        flops = sum(ops.values())
+        child_flops = 0
+        for child_name, _child in mod.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            child_flops += sum(module_ops.get(full, {}).values())
+        counts[name] = ModuleCount(
+            flops=flops,
+            own_flops=flops - child_flops,
+            params=sum(p.numel() for p in mod.parameters()),
+            own_params=sum(p.numel() for p in mod.parameters(recurse=False)),
+            ops=ops,
+        )
+    return counts
+
+
+def run_reference(
+    build: Callable[[], ReferenceCall], device: str, estimate: int | None = None
+) -> ReferenceCounts:
+    """Check the device, build the reference and count it.
+
+    A missing package (ImportError while building) becomes :class:`ReferenceSkipped` with
+    ``missing_dependency`` set.
+    """
+    check_device(device, estimate)
+    try:
+        call = build()
+    except ImportError as exc:
+        raise ReferenceSkipped(
+            f"the reference implementation needs a package that is not installed: {exc}",
+            missing_dependency=True,
+        ) from exc
+    return count_reference(call, device)
+
+
+def _claims(tree: CostNode) -> Iterable[tuple[str, bool]]:
+    for leaf in tree.leaves():
+        if leaf.reference is not None:
+            yield leaf.reference, leaf.reference_own
+
+
+def coverage_gaps(tree: CostNode, counts: ReferenceCounts) -> list[CoverageGap]:
+    """Counted work that no analytic leaf claims, and compute ops that ran uncounted.
+
+    A leaf claims its module's whole subtree, or with ``reference_own`` only the module's
+    own work. Every module with own counted FLOPs must be claimed.
+    """
+    whole: set[str] = set()
+    own: set[str] = set()
+    for name, is_own in _claims(tree):
+        (own if is_own else whole).add(name)
+
+    def covered(name: str) -> bool:
+        if name in own or name in whole or "" in whole:
+            return True
+        parts = name.split(".")
+        return any(".".join(parts[:i]) in whole for i in range(1, len(parts)))
+
+    gaps = []
+    for name, count in counts.modules.items():
+        if count.own_flops > 0 and not covered(name):
+            ops = ", ".join(f"{op} {n:,}" for op, n in count.ops.items())
+            gaps.append(
+                CoverageGap(
+                    "unclaimed_module",
+                    name or "(root)",
+                    f"{count.own_flops:,} FLOPs counted on it ({ops}) are not claimed by any analytic node",
+                )
+            )
+    outside = counts.total_flops - counts.modules[""].flops
+    if outside:
+        gaps.append(
+            CoverageGap("unclaimed_module", OUTSIDE, f"{outside:,} FLOPs counted outside every module")
+        )
+    for op, calls in counts.uncounted_ops.items():
+        gaps.append(
+            CoverageGap(
+                "uncounted_op",
+                op,
+                f"ran {calls} time(s) with no FLOP formula: its work was counted as 0",
+            )
+        )
+    return gaps

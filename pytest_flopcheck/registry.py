@@ -1,0 +1,213 @@
+"""Model registrations and the ``flopcheck`` plugin manager that collects them."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+import attrs
+import pluggy
+
+from pytest_flopcheck import _hookspecs
+from pytest_flopcheck.tree import CostNode
+
+ENTRY_POINT_GROUP = "flopcheck"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+Sized = Sequence[Any] | Mapping[str, Any]
+
+
+class RegistrationError(Exception):
+    """A model package handed over something unusable; the message names the plugin."""
+
+
+def _check_name(kind: str) -> Callable[[Any, attrs.Attribute[Any], str], None]:
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
+        if not isinstance(value, str) or not _NAME.match(value) or "/" in value:
+            raise ValueError(
+                f"{kind} name {value!r} is not allowed: use letters, digits, '_', '.' and '-' "
+                "(no '/' and no spaces)"
+            )
+
+    return check
+
+
+def _check_tolerance(_instance: Any, _attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"tolerance {value!r} is not allowed: use a finite number >= 0 (a relative error)")
+
+
+@attrs.frozen
+class Stage:
+    """A stage of a model's pipeline (text encoder, diffusion core, ...) and its tolerance.
+
+    ``tolerance`` is the largest allowed relative error ``|analytic - reference| / reference``
+    for each layer and for the stage total.
+    """
+
+    name: str = attrs.field(validator=_check_name("stage"))
+    tolerance: float = attrs.field(validator=_check_tolerance)
+    description: str = ""
+
+
+@attrs.frozen
+class ReferenceCall:
+    """A built reference module and the call whose FLOPs are counted.
+
+    ``module`` is a ``torch.nn.Module``; module names in the counts are relative to it.
+    ``run`` performs the counted call (a forward, ``decode``, ...).
+    """
+
+    module: Any
+    run: Callable[[], object]
+
+
+def _non_empty(_instance: Any, attribute: attrs.Attribute[Any], value: Sized) -> None:
+    if len(value) == 0:
+        raise ValueError(f"{attribute.name} is empty: a model needs at least one")
+
+
+def _unique_stages(instance: Any, attribute: attrs.Attribute[Any], value: tuple[Stage, ...]) -> None:
+    _non_empty(instance, attribute, value)
+    names = [stage.name for stage in value]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"stages {duplicates} are registered more than once")
+    if "pipeline" in names:
+        raise ValueError("stage name 'pipeline' is reserved for the end-to-end total")
+
+
+def _workload_ids(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+    _non_empty(instance, attribute, value)
+    check = _check_name("workload")
+    for workload_id in value:
+        check(instance, attribute, workload_id)
+
+
+@attrs.frozen(kw_only=True)
+class ModelRegistration:
+    """Everything the plugin needs to verify and report one model.
+
+    - ``analytic(workload, stage)`` returns the analytic cost tree of one run of the stage.
+    - ``reference(workload, stage, device)`` builds the real module on ``device`` and returns
+      a :class:`ReferenceCall`; it is the only place that imports torch and friends.
+    - ``multiplicities(workload)`` says how many times each stage runs in one end-to-end
+      generation; without it there is no pipeline total.
+    - ``reference_bytes(workload, stage)`` estimates the memory a reference run needs on a
+      real device (cpu, cuda), so that runs that cannot fit are skipped with the estimate.
+    - ``metadata``, ``warnings`` and ``not_modeled`` feed the evidence and the reports.
+    - ``workload_type`` (an attrs class) lets the CLI build workloads from options.
+    """
+
+    name: str = attrs.field(validator=_check_name("model"))
+    stages: tuple[Stage, ...] = attrs.field(converter=tuple, validator=_unique_stages)
+    workloads: Mapping[str, Any] = attrs.field(converter=dict, validator=_workload_ids)
+    analytic: Callable[[Any, str], CostNode]
+    reference: Callable[[Any, str, str], ReferenceCall] | None = None
+    multiplicities: Callable[[Any], Mapping[str, int]] | None = None
+    end_to_end_tolerance: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_check_tolerance)
+    )
+    reference_bytes: Callable[[Any, str], int] | None = None
+    reference_packages: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    metadata: Callable[[Any], Mapping[str, Any]] | None = None
+    warnings: Callable[[Any], Sequence[str]] | None = None
+    not_modeled: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    workload_type: type | None = None
+    description: str = ""
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    @property
+    def pipeline_tolerance(self) -> float:
+        """Tolerance of the end-to-end total: explicit, else the tightest stage tolerance."""
+        if self.end_to_end_tolerance is not None:
+            return self.end_to_end_tolerance
+        return min(stage.tolerance for stage in self.stages)
+
+
+@attrs.define
+class Registry:
+    """The registered models, by name, and which plugin registered each."""
+
+    models: dict[str, ModelRegistration] = attrs.field(factory=dict)
+    origins: dict[str, str] = attrs.field(factory=dict)
+
+    def add(self, registration: object, plugin: str) -> None:
+        if not isinstance(registration, ModelRegistration):
+            raise RegistrationError(
+                f"flopcheck plugin {plugin!r} registered {type(registration).__name__!s}, "
+                "not a ModelRegistration"
+            )
+        if registration.name in self.models:
+            raise RegistrationError(
+                f"flopcheck plugin {plugin!r} registered model {registration.name!r}, which plugin "
+                f"{self.origins[registration.name]!r} already registered"
+            )
+        self.models[registration.name] = registration
+        self.origins[registration.name] = plugin
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+    def describe(self) -> str:
+        """The registered models as a short list for error messages."""
+        return ", ".join(self.names()) or "(none)"
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(_hookspecs)
+    return pm
+
+
+def load_registry(
+    extra_plugins: Iterable[tuple[str, object]] = (), *, entry_point_plugins: bool = True
+) -> Registry:
+    """Collect the models of every installed model package and of ``extra_plugins``.
+
+    ``extra_plugins`` are ``(name, plugin)`` pairs, such as conftest modules that implement
+    ``flopcheck_register_models``. Errors name the plugin that caused them.
+    """
+    pm = plugin_manager()
+    if entry_point_plugins:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+            try:
+                module = ep.load()
+            except Exception as exc:
+                raise RegistrationError(
+                    f"flopcheck plugin {ep.name!r} ({ep.value}) could not be imported: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if not pm.is_registered(module):
+                pm.register(module, name=ep.name)
+    for name, plugin in extra_plugins:
+        if not pm.is_registered(plugin) and pm.get_plugin(name) is None:
+            pm.register(plugin, name=name)
+    registry = Registry()
+    # Each implementation is called on its own, in registration order, so that an error
+    # can name its plugin.
+    for impl in pm.hook.flopcheck_register_models.get_hookimpls():
+        plugin_name = impl.plugin_name
+
+        def register(registration: ModelRegistration, _plugin: str = plugin_name) -> None:
+            registry.add(registration, _plugin)
+
+        try:
+            impl.function(register=register)
+        except RegistrationError:
+            raise
+        except Exception as exc:
+            raise RegistrationError(
+                f"flopcheck plugin {plugin_name!r} failed while registering models: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    return registry

@@ -1,0 +1,142 @@
+"""The cost tree: what an analytic model predicts, node by node.
+
+A node describes one execution of a layer (or a group of layers). Its metrics are exact
+Python integers. A parent's metrics are the sum of its children's, where ``repeat`` says how
+many times a child runs inside one run of its parent: work (FLOPs, I/O and activation bytes)
+is multiplied by ``repeat``, state (parameters, weight bytes, cache bytes) is not, because
+running the same weights again does not create new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+import attrs
+
+METRICS: Final = ("flops", "params", "weight_bytes", "activation_bytes", "io_bytes", "cache_bytes")
+"""The metric names, in report order."""
+
+WORK_METRICS: Final = frozenset({"flops", "activation_bytes", "io_bytes"})
+
+
+@attrs.frozen(slots=True)
+class Metrics:
+    """Integer metrics of one node.
+
+    ``flops`` follow torch's counter (2 per multiply-add, elementwise work is 0);
+    ``activation_bytes`` is what the node writes; ``io_bytes`` what it reads and writes
+    (inputs, weights, outputs); ``cache_bytes`` state kept between runs (KV or feature caches).
+    """
+
+    flops: int = 0
+    params: int = 0
+    weight_bytes: int = 0
+    activation_bytes: int = 0
+    io_bytes: int = 0
+    cache_bytes: int = 0
+
+    def __add__(self, other: Metrics) -> Metrics:
+        return Metrics(
+            self.flops + other.flops,
+            self.params + other.params,
+            self.weight_bytes + other.weight_bytes,
+            self.activation_bytes + other.activation_bytes,
+            self.io_bytes + other.io_bytes,
+            self.cache_bytes + other.cache_bytes,
+        )
+
+    def repeated(self, times: int) -> Metrics:
+        """The metrics of ``times`` runs: work scales, state does not."""
+        if times == 1:
+            return self
+        return Metrics(
+            self.flops * times,
+            self.params,
+            self.weight_bytes,
+            self.activation_bytes * times,
+            self.io_bytes * times,
+            self.cache_bytes,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in METRICS}
+
+
+ZERO: Final = Metrics()
+
+
+@attrs.frozen(slots=True)
+class CostNode:
+    """One layer or group in an analytic cost tree.
+
+    ``id`` is the stable dotted path inside its stage (``""`` for the stage root).
+    ``reference`` names the module of the real implementation this node corresponds to
+    (``""`` is the whole reference module, ``None`` none); with ``reference_own`` the node
+    corresponds to the work done by that module itself, excluding its child modules (an
+    attention module's own matmuls, say).
+    """
+
+    id: str
+    category: str
+    metrics: Metrics
+    children: tuple[CostNode, ...] = ()
+    repeat: int = 1
+    reference: str | None = None
+    reference_own: bool = False
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        """The last component of the id."""
+        return self.id.rpartition(".")[2]
+
+    @property
+    def total(self) -> Metrics:
+        """Metrics of this node for all of its ``repeat`` runs."""
+        return self.metrics.repeated(self.repeat)
+
+    def walk(self) -> Iterator[CostNode]:
+        """Every node of the subtree in pre-order (parents before children, in order)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+    def leaves(self) -> Iterator[CostNode]:
+        return (node for node in self.walk() if not node.children)
+
+    def find(self, node_id: str) -> CostNode:
+        """The node with this id; KeyError if there is none."""
+        for node in self.walk():
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+
+def join(prefix: str, name: str) -> str:
+    """Dotted id of ``name`` under ``prefix``."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def group(
+    node_id: str,
+    category: str,
+    children: tuple[CostNode, ...] | list[CostNode],
+    *,
+    repeat: int = 1,
+    reference: str | None = None,
+    note: str = "",
+) -> CostNode:
+    """A parent node whose metrics are the sum of its children's totals."""
+    kids = tuple(children)
+    total = ZERO
+    for child in kids:
+        total = total + child.total
+    return CostNode(node_id, category, total, kids, repeat, reference, False, note)
+
+
+def with_repeat(node: CostNode, repeat: int) -> CostNode:
+    """The same node, run ``repeat`` times inside its parent."""
+    return attrs.evolve(node, repeat=repeat)

@@ -1,0 +1,101 @@
+"""The reference runner: per-module counts, own work, parameters, coverage gaps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_flopcheck import ReferenceCall
+from pytest_flopcheck.reference import (
+    ReferenceSkipped,
+    check_device,
+    count_reference,
+    coverage_gaps,
+    run_reference,
+)
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).parent))
+import toy_model  # noqa: E402
+
+
+@pytest.fixture(params=["meta", "cpu"])
+def device(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_counts_per_module_and_own_work(device: str) -> None:
+    w = toy_model.ToyWorkload(2, 5, 8)
+    counts = run_reference(lambda: toy_model.reference(w, "core", device), device)
+    tree = toy_model.analytic(w, "core")
+    assert counts.total_flops == tree.total.flops
+    assert counts.module("attention").own_flops == tree.find("attention.core").total.flops
+    assert counts.module("attention").flops == tree.find("attention").total.flops
+    assert counts.module("proj").ops == {"aten.addmm": tree.find("proj").total.flops}
+    assert counts.module("").params == tree.total.params
+    assert coverage_gaps(tree, counts) == []
+
+
+def test_unclaimed_module_is_a_gap() -> None:
+    w = toy_model.ToyWorkload(2, 5, 8)
+    counts = run_reference(lambda: toy_model.reference(w, "core", "meta"), "meta")
+    tree = toy_model.analytic(w, "core")
+    without_conv = type(tree)(tree.id, tree.category, tree.metrics, tree.children[:2], reference="")
+    gaps = coverage_gaps(without_conv, counts)
+    assert [(g.kind, g.name) for g in gaps] == [("unclaimed_module", "conv")]
+
+
+def test_sdpa_on_cpu_is_counted_only_with_the_extra_formula() -> None:
+    q = torch.randn(1, 2, 4, 8)
+    module = torch.nn.Identity()
+    call = ReferenceCall(module, lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q))
+    counts = count_reference(call, "cpu")
+    assert counts.total_flops == 2 * (2 * 4 * 8 * 4) * 2
+    assert counts.uncounted_ops == {}
+
+
+def test_compute_op_without_formula_is_reported() -> None:
+    x = torch.randn(3, 4)
+    module = torch.nn.Identity()
+    # aten.mv (matrix-vector) has no formula in torch's counter.
+    counts = count_reference(ReferenceCall(module, lambda: torch.mv(x, torch.randn(4))), "cpu")
+    gaps = coverage_gaps(type("T", (), {"leaves": lambda self: iter(())})(), counts)  # type: ignore[arg-type]
+    assert "aten.mv" in counts.uncounted_ops
+    assert any(g.kind == "uncounted_op" and g.name == "aten.mv" for g in gaps)
+
+
+def test_missing_package_is_a_skip_with_the_reason() -> None:
+    def build() -> ReferenceCall:
+        raise ModuleNotFoundError("No module named 'nonexistent_models'")
+
+    with pytest.raises(ReferenceSkipped, match="nonexistent_models") as info:
+        run_reference(build, "meta")
+    assert info.value.missing_dependency
+
+
+def test_run_that_does_not_fit_is_skipped_with_the_estimate() -> None:
+    with pytest.raises(ReferenceSkipped, match=r"needs about 1048576\.0 GiB on cpu"):
+        check_device("cpu", 2**50)
+
+
+def test_unknown_device() -> None:
+    with pytest.raises(ValueError, match="device 'tpu' is not supported"):
+        check_device("tpu", None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_counts_match_meta() -> None:
+    w = toy_model.ToyWorkload(2, 5, 8)
+    cuda = run_reference(lambda: toy_model.reference(w, "core", "cuda"), "cuda")
+    meta = run_reference(lambda: toy_model.reference(w, "core", "meta"), "meta")
+    assert {n: c.flops for n, c in cuda.modules.items()} == {n: c.flops for n, c in meta.modules.items()}
+    assert cuda.uncounted_ops == {}
+
+
+def test_cuda_without_gpu_is_a_skip() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ReferenceSkipped, match="no CUDA GPU"):
+        check_device("cuda", None)

@@ -1,0 +1,124 @@
+"""A toy model registered from a conftest: a linear, a convolution and attention.
+
+pytester tests copy this file in as ``conftest.py``; ``FUDGE`` lets a test break the analytic
+model on purpose.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, group, hookimpl, layers
+from pytest_flopcheck.tree import CostNode
+
+FUDGE = 0  # added to the analytic FLOPs of "proj"; tests change it to make one layer wrong
+DIM, HEADS, CHANNELS = 16, 2, 3
+
+
+@attrs.frozen
+class ToyWorkload:
+    batch: int
+    seq: int
+    image: int
+
+
+def analytic(w: ToyWorkload, stage: str) -> CostNode:
+    rows = w.batch * w.seq
+    proj = layers.linear(
+        "proj",
+        "projection",
+        rows=rows,
+        in_features=DIM,
+        out_features=3 * DIM,
+        bias=True,
+        dtype_bytes=4,
+        reference="proj",
+    )
+    proj = attrs.evolve(proj, metrics=attrs.evolve(proj.metrics, flops=proj.metrics.flops + FUDGE))
+    core = layers.attention_core(
+        "attention.core",
+        "attention",
+        batch=w.batch,
+        heads=HEADS,
+        q_len=w.seq,
+        kv_len=w.seq,
+        head_dim=DIM // HEADS,
+        dtype_bytes=4,
+        reference="attention",
+    )
+    out = layers.linear(
+        "attention.out",
+        "projection",
+        rows=rows,
+        in_features=DIM,
+        out_features=DIM,
+        bias=False,
+        dtype_bytes=4,
+        reference="attention.out",
+    )
+    conv = layers.conv(
+        "conv",
+        "convolution",
+        batch=w.batch,
+        in_channels=CHANNELS,
+        out_channels=4,
+        kernel=(3, 3),
+        in_spatial=(w.image, w.image),
+        out_spatial=(w.image, w.image),
+        bias=True,
+        dtype_bytes=4,
+        reference="conv",
+    )
+    return group(
+        "",
+        "model",
+        [proj, group("attention", "attention", [core, out], reference="attention"), conv],
+        reference="",
+    )
+
+
+def reference(w: ToyWorkload, stage: str, device: str) -> ReferenceCall:
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.out = nn.Linear(DIM, DIM, bias=False)
+
+        def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+            b, s, _ = qkv.shape
+            q, k, v = qkv.view(b, s, 3, HEADS, DIM // HEADS).permute(2, 0, 3, 1, 4)
+            x = nn.functional.scaled_dot_product_attention(q, k, v)
+            return self.out(x.transpose(1, 2).reshape(b, s, DIM))
+
+    class Toy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(DIM, 3 * DIM)
+            self.attention = Attention()
+            self.conv = nn.Conv2d(CHANNELS, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.attention(self.proj(x)), self.conv(image)
+
+    with torch.device(device):
+        model = Toy()
+        x = torch.randn(w.batch, w.seq, DIM)
+        image = torch.randn(w.batch, CHANNELS, w.image, w.image)
+    return ReferenceCall(model, lambda: model(x, image))
+
+
+@hookimpl
+def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
+    register(
+        ModelRegistration(
+            name="toy",
+            stages=(Stage("core", 0.0),),
+            workloads={"small": ToyWorkload(2, 5, 8), "large": ToyWorkload(3, 7, 12)},
+            analytic=analytic,
+            reference=reference,
+            multiplicities=lambda w: {"core": 3},
+            reference_packages=("torch",),
+        )
+    )
