@@ -223,23 +223,31 @@ def count_reference(call: ReferenceCall, device: str) -> ReferenceCounts:
 
 
 def _module_counts(module: Any, module_ops: Mapping[str, Mapping[str, int]]) -> dict[str, ModuleCount]:
+    """Per-module counts. A module that was never called itself (a ModuleList, say) counts
+    what its children counted, so that own work is never inflated by a container."""
     named = dict(module.named_modules())
+    inclusive: dict[str, int] = {}
+    # named_modules lists parents before children: walk it backwards to have children first.
+    for name in reversed(named):
+        if name in module_ops:
+            inclusive[name] = sum(module_ops[name].values())
+        else:
+            inclusive[name] = sum(inclusive.get(_child(name, c), 0) for c, _ in named[name].named_children())
     counts: dict[str, ModuleCount] = {}
     for name, mod in named.items():
-        ops = dict(sorted(module_ops.get(name, {}).items()))
-        flops = sum(ops.values())
-        child_flops = 0
-        for child_name, _child in mod.named_children():
-            full = f"{name}.{child_name}" if name else child_name
-            child_flops += sum(module_ops.get(full, {}).values())
+        children = sum(inclusive.get(_child(name, c), 0) for c, _ in mod.named_children())
         counts[name] = ModuleCount(
-            flops=flops,
-            own_flops=flops - child_flops,
+            flops=inclusive[name],
+            own_flops=inclusive[name] - children,
             params=sum(p.numel() for p in mod.parameters()),
             own_params=sum(p.numel() for p in mod.parameters(recurse=False)),
-            ops=ops,
+            ops=dict(sorted(module_ops.get(name, {}).items())),
         )
     return counts
+
+
+def _child(parent: str, child: str) -> str:
+    return f"{parent}.{child}" if parent else child
 
 
 def run_reference(

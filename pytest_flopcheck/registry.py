@@ -88,6 +88,18 @@ def _workload_ids(instance: Any, attribute: attrs.Attribute[Any], value: Mapping
         check(instance, attribute, workload_id)
 
 
+def _stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
+    return tuple(value)
+
+
+def _workloads(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class ModelRegistration:
     """Everything the plugin needs to verify and report one model.
@@ -104,8 +116,8 @@ class ModelRegistration:
     """
 
     name: str = attrs.field(validator=_check_name("model"))
-    stages: tuple[Stage, ...] = attrs.field(converter=tuple, validator=_unique_stages)
-    workloads: Mapping[str, Any] = attrs.field(converter=dict, validator=_workload_ids)
+    stages: tuple[Stage, ...] = attrs.field(converter=_stages, validator=_unique_stages)
+    workloads: Mapping[str, Any] = attrs.field(converter=_workloads, validator=_workload_ids)
     analytic: Callable[[Any, str], CostNode]
     reference: Callable[[Any, str, str], ReferenceCall] | None = None
     multiplicities: Callable[[Any], Mapping[str, int]] | None = None
@@ -113,10 +125,10 @@ class ModelRegistration:
         default=None, validator=attrs.validators.optional(_check_tolerance)
     )
     reference_bytes: Callable[[Any, str], int] | None = None
-    reference_packages: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    reference_packages: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     metadata: Callable[[Any], Mapping[str, Any]] | None = None
     warnings: Callable[[Any], Sequence[str]] | None = None
-    not_modeled: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    not_modeled: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     workload_type: type | None = None
     description: str = ""
 

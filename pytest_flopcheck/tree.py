@@ -140,3 +140,36 @@ def group(
 def with_repeat(node: CostNode, repeat: int) -> CostNode:
     """The same node, run ``repeat`` times inside its parent."""
     return attrs.evolve(node, repeat=repeat)
+
+
+def renamed(template: CostNode, id_prefix: tuple[str, str], reference_prefix: tuple[str, str]) -> CostNode:
+    """A copy of ``template`` with id and reference prefixes replaced (``(old, new)`` pairs).
+
+    Repeated blocks (transformer layers) share metrics: a model builds one block and renames
+    it for the others, which is exact and much cheaper than recomputing every formula.
+    """
+    old_id, new_id = id_prefix
+    old_ref, new_ref = reference_prefix
+    cut_id, cut_ref = len(old_id), len(old_ref)
+
+    def copy(node: CostNode) -> CostNode:
+        if not node.id.startswith(old_id):
+            raise ValueError(f"node id {node.id!r} does not start with {old_id!r}")
+        ref = node.reference
+        if ref is not None:
+            if not ref.startswith(old_ref):
+                raise ValueError(f"reference {ref!r} does not start with {old_ref!r}")
+            ref = new_ref + ref[cut_ref:]
+        children = tuple([copy(child) for child in node.children]) if node.children else ()
+        return CostNode(
+            new_id + node.id[cut_id:],
+            node.category,
+            node.metrics,
+            children,
+            node.repeat,
+            ref,
+            node.reference_own,
+            node.note,
+        )
+
+    return copy(template)

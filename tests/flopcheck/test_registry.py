@@ -39,6 +39,10 @@ def test_collects_models_from_plugins() -> None:
     assert registry.origins == {"x": "a", "y": "b"}
 
 
+def test_installed_entry_points_are_loaded() -> None:
+    assert "wan2_1" in load_registry().names()
+
+
 def test_duplicate_name_names_both_plugins() -> None:
     with pytest.raises(RegistrationError, match=r"plugin 'b' registered model 'x', which plugin 'a' already"):
         load_registry(

@@ -1,0 +1,1 @@
+"""Model packages for pytest-flopcheck."""

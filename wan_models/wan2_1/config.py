@@ -1,0 +1,161 @@
+"""Architecture numbers of the Wan2.1 text-to-video models.
+
+The DiT configs can be read from a checkpoint folder's ``config.json`` (official Wan format or
+diffusers format). Only JSON is read: nothing in a model folder is executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+class ConfigError(ValueError):
+    """A checkpoint config that cannot be used; the message names the file and the field."""
+
+
+@attrs.frozen
+class DiTConfig:
+    """The diffusion transformer (official ``WanModel``; diffusers ``WanTransformer3DModel``)."""
+
+    name: str
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    num_layers: int
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    freq_dim: int = 256
+    text_dim: int = 4096
+    text_len: int = 512
+    eps: float = 1e-6
+    cross_attn_norm: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+@attrs.frozen
+class TextEncoderConfig:
+    """UMT5-XXL encoder (official ``umt5_xxl``; transformers ``UMT5EncoderModel``)."""
+
+    vocab_size: int = 256_384
+    d_model: int = 4096
+    d_kv: int = 64
+    d_ff: int = 10_240
+    num_layers: int = 24
+    num_heads: int = 64
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.d_kv
+
+
+@attrs.frozen
+class VAEConfig:
+    """Wan-VAE (diffusers ``AutoencoderKLWan`` defaults)."""
+
+    base_dim: int = 96
+    z_dim: int = 16
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    temporal_downsample: tuple[bool, ...] = (False, True, True)
+    out_channels: int = 3
+    temporal_stride: int = 4
+    spatial_stride: int = 8
+
+
+T2V_14B = DiTConfig(name="T2V-14B", dim=5120, ffn_dim=13_824, num_heads=40, num_layers=40)
+T2V_1_3B = DiTConfig(name="T2V-1.3B", dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
+VARIANTS: dict[str, DiTConfig] = {c.name: c for c in (T2V_14B, T2V_1_3B)}
+UMT5_XXL = TextEncoderConfig()
+WAN_VAE = VAEConfig()
+
+OFFICIAL_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
+    "T2V-14B": ((720, 1280), (1280, 720), (480, 832), (832, 480)),
+    "T2V-1.3B": ((480, 832), (832, 480)),
+}
+"""Official (height, width) pairs per variant."""
+OFFICIAL_FRAMES = 81
+
+# Field names per format: ours -> (official key, diffusers key).
+_FIELDS = {
+    "dim": ("dim", None),
+    "ffn_dim": ("ffn_dim", "ffn_dim"),
+    "num_heads": ("num_heads", "num_attention_heads"),
+    "num_layers": ("num_layers", "num_layers"),
+    "in_channels": ("in_dim", "in_channels"),
+    "out_channels": ("out_dim", "out_channels"),
+    "freq_dim": ("freq_dim", "freq_dim"),
+    "text_dim": ("text_dim", "text_dim"),
+    "text_len": ("text_len", None),
+}
+
+
+def _positive_int(path: Path, field: str, raw: dict[str, Any]) -> int:
+    if field not in raw:
+        raise ConfigError(f"{path}: field {field!r} is missing")
+    value = raw[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{path}: field {field!r} is {value!r}; it must be a positive integer")
+    return value
+
+
+def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
+    """Read a DiT config from a checkpoint folder or a ``config.json``.
+
+    A folder may hold ``config.json`` (official layout) or ``transformer/config.json``
+    (diffusers layout). Either format is recognised by its keys.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "config.json", path / "transformer" / "config.json"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise ConfigError(f"{path}: no config.json (looked for {', '.join(str(c) for c in candidates)})")
+        path = found
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must hold a JSON object, not {type(raw).__name__}")
+    diffusers = "num_attention_heads" in raw or "attention_head_dim" in raw
+    values: dict[str, Any] = {}
+    for ours, (official_key, diffusers_key) in _FIELDS.items():
+        key = diffusers_key if diffusers else official_key
+        if key is not None and (key in raw or ours not in ("text_len", "freq_dim", "text_dim")):
+            values[ours] = _positive_int(path, key, raw)
+    if diffusers:
+        values["dim"] = values["num_heads"] * _positive_int(path, "attention_head_dim", raw)
+        patch = raw.get("patch_size", [1, 2, 2])
+        if not (
+            isinstance(patch, list) and len(patch) == 3 and all(isinstance(p, int) and p > 0 for p in patch)
+        ):
+            raise ConfigError(f"{path}: field 'patch_size' is {patch!r}; it must be three positive integers")
+        if tuple(patch) != (1, 2, 2):
+            raise ConfigError(f"{path}: field 'patch_size' is {patch!r}; only [1, 2, 2] is modeled")
+        if raw.get("image_dim") is not None or raw.get("added_kv_proj_dim") is not None:
+            raise ConfigError(f"{path}: field 'image_dim' is set: image-to-video models are not modeled yet")
+        cross_norm = raw.get("cross_attn_norm", True)
+    else:
+        model_type = raw.get("model_type", "t2v")
+        if model_type != "t2v":
+            raise ConfigError(f"{path}: field 'model_type' is {model_type!r}; only 't2v' is modeled")
+        cross_norm = raw.get("cross_attn_norm", True)
+    if not isinstance(cross_norm, bool):
+        raise ConfigError(f"{path}: field 'cross_attn_norm' is {cross_norm!r}; it must be true or false")
+    if values["dim"] % values["num_heads"]:
+        raise ConfigError(
+            f"{path}: field 'num_heads' is {values['num_heads']}, which does not divide dim {values['dim']}"
+        )
+    return DiTConfig(name=name or path.parent.name or "custom", cross_attn_norm=cross_norm, **values)

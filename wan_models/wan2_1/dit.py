@@ -1,0 +1,275 @@
+"""Analytic model of one Wan2.1 diffusion-transformer forward (stage ``diffusion_core``).
+
+Node ids follow the official code (``blocks.12.self_attn.q``); each node names the module of
+diffusers' ``WanTransformer3DModel`` it corresponds to (``blocks.12.attn1.to_q``).
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from pytest_flopcheck import layers
+from pytest_flopcheck.tree import CostNode, group, join, renamed
+from wan_models.wan2_1.config import DiTConfig
+from wan_models.wan2_1.workload import Workload
+
+KV_CACHE_NOTE = (
+    "KV cache is 0: every denoising step attends over freshly computed keys and values of all "
+    "video tokens (no autoregressive decoding), and the text keys/values are recomputed in each "
+    "block each step by the reference implementation"
+)
+
+
+def attention(
+    prefix: str,
+    ref: str,
+    kind: str,
+    cfg: DiTConfig,
+    *,
+    batch: int,
+    q_rows: int,
+    kv_rows: int,
+    dtype_bytes: int,
+) -> CostNode:
+    """A WanAttention: q on ``q_rows`` tokens, k/v on ``kv_rows`` tokens, RMSNorm on q and k
+    across heads, the attention core, and the output projection."""
+    d = cfg.dim
+
+    def proj(name: str, ref_name: str, rows: int) -> CostNode:
+        return layers.linear(
+            join(prefix, name),
+            f"{kind}_projection",
+            rows=batch * rows,
+            in_features=d,
+            out_features=d,
+            bias=True,
+            dtype_bytes=dtype_bytes,
+            reference=f"{ref}.{ref_name}",
+        )
+
+    def qk_norm(name: str, rows: int) -> CostNode:
+        return layers.norm(
+            join(prefix, name),
+            "norm",
+            rows=batch * rows,
+            dim=d,
+            params=d,
+            dtype_bytes=dtype_bytes,
+            reference=f"{ref}.{name}",
+        )
+
+    core = layers.attention_core(
+        join(prefix, "core"),
+        f"{kind}_core",
+        batch=batch,
+        heads=cfg.num_heads,
+        q_len=q_rows,
+        kv_len=kv_rows,
+        head_dim=cfg.head_dim,
+        dtype_bytes=dtype_bytes,
+        reference=ref,
+    )
+    children = [
+        proj("q", "to_q", q_rows),
+        proj("k", "to_k", kv_rows),
+        proj("v", "to_v", kv_rows),
+        qk_norm("norm_q", q_rows),
+        qk_norm("norm_k", kv_rows),
+        core,
+        proj("o", "to_out.0", q_rows),
+    ]
+    return group(prefix, kind, children, reference=ref)
+
+
+def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
+    """One transformer block: self-attention, cross-attention norm, cross-attention, FFN."""
+    prefix = f"blocks.{index}"
+    ref = prefix
+    b, tokens, text, db, d = w.batch_size, w.tokens, w.text_len, w.dtype_bytes, cfg.dim
+    children = [
+        attention(
+            join(prefix, "self_attn"),
+            f"{ref}.attn1",
+            "self_attention",
+            cfg,
+            batch=b,
+            q_rows=tokens,
+            kv_rows=tokens,
+            dtype_bytes=db,
+        ),
+    ]
+    if cfg.cross_attn_norm:
+        children.append(
+            layers.norm(
+                join(prefix, "norm3"),
+                "norm",
+                rows=b * tokens,
+                dim=d,
+                params=2 * d,
+                dtype_bytes=db,
+                reference=f"{ref}.norm2",
+            )
+        )
+    children += [
+        attention(
+            join(prefix, "cross_attn"),
+            f"{ref}.attn2",
+            "cross_attention",
+            cfg,
+            batch=b,
+            q_rows=tokens,
+            kv_rows=text,
+            dtype_bytes=db,
+        ),
+        group(
+            join(prefix, "ffn"),
+            "ffn",
+            [
+                layers.linear(
+                    join(prefix, "ffn.0"),
+                    "ffn",
+                    rows=b * tokens,
+                    in_features=d,
+                    out_features=cfg.ffn_dim,
+                    bias=True,
+                    dtype_bytes=db,
+                    reference=f"{ref}.ffn.net.0.proj",
+                ),
+                layers.linear(
+                    join(prefix, "ffn.2"),
+                    "ffn",
+                    rows=b * tokens,
+                    in_features=cfg.ffn_dim,
+                    out_features=d,
+                    bias=True,
+                    dtype_bytes=db,
+                    reference=f"{ref}.ffn.net.2",
+                ),
+            ],
+            reference=f"{ref}.ffn",
+        ),
+        layers.parameter(
+            join(prefix, "modulation"),
+            "modulation",
+            params=6 * d,
+            dtype_bytes=db,
+            note="shift/scale/gate table added to the time projection; elementwise",
+        ),
+    ]
+    return group(prefix, "block", children, reference=ref)
+
+
+def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
+    """The cost tree of one DiT forward for the workload's batch (one CFG branch)."""
+    cfg = cfg or w.dit
+    b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
+    f, h, wd = w.latent_frames, w.latent_height, w.latent_width
+    pt, ph, pw = cfg.patch_size
+    embed = [
+        layers.conv(
+            "patch_embedding",
+            "patch_embedding",
+            batch=b,
+            in_channels=cfg.in_channels,
+            out_channels=d,
+            kernel=cfg.patch_size,
+            in_spatial=(f, h, wd),
+            out_spatial=(f // pt, h // ph, wd // pw),
+            bias=True,
+            dtype_bytes=db,
+            reference="patch_embedding",
+        ),
+        group(
+            "time_embedding",
+            "time_embedding",
+            [
+                layers.linear(
+                    "time_embedding.0",
+                    "time_embedding",
+                    rows=b,
+                    in_features=cfg.freq_dim,
+                    out_features=d,
+                    bias=True,
+                    dtype_bytes=db,
+                    reference="condition_embedder.time_embedder.linear_1",
+                ),
+                layers.linear(
+                    "time_embedding.2",
+                    "time_embedding",
+                    rows=b,
+                    in_features=d,
+                    out_features=d,
+                    bias=True,
+                    dtype_bytes=db,
+                    reference="condition_embedder.time_embedder.linear_2",
+                ),
+            ],
+            reference="condition_embedder.time_embedder",
+        ),
+        layers.linear(
+            "time_projection",
+            "time_embedding",
+            rows=b,
+            in_features=d,
+            out_features=6 * d,
+            bias=True,
+            dtype_bytes=db,
+            reference="condition_embedder.time_proj",
+        ),
+        group(
+            "text_embedding",
+            "text_embedding",
+            [
+                layers.linear(
+                    "text_embedding.0",
+                    "text_embedding",
+                    rows=b * w.text_len,
+                    in_features=cfg.text_dim,
+                    out_features=d,
+                    bias=True,
+                    dtype_bytes=db,
+                    reference="condition_embedder.text_embedder.linear_1",
+                ),
+                layers.linear(
+                    "text_embedding.2",
+                    "text_embedding",
+                    rows=b * w.text_len,
+                    in_features=d,
+                    out_features=d,
+                    bias=True,
+                    dtype_bytes=db,
+                    reference="condition_embedder.text_embedder.linear_2",
+                ),
+            ],
+            reference="condition_embedder.text_embedder",
+        ),
+    ]
+    first = block(0, cfg, w)
+    blocks = [first] + [
+        renamed(first, ("blocks.0", f"blocks.{i}"), ("blocks.0", f"blocks.{i}"))
+        for i in range(1, cfg.num_layers)
+    ]
+    head = group(
+        "head",
+        "head",
+        [
+            layers.linear(
+                "head.head",
+                "head",
+                rows=b * w.tokens,
+                in_features=d,
+                out_features=cfg.out_channels * prod(cfg.patch_size),
+                bias=True,
+                dtype_bytes=db,
+                reference="proj_out",
+            ),
+            layers.parameter(
+                "head.modulation",
+                "modulation",
+                params=2 * d,
+                dtype_bytes=db,
+                note="output shift/scale table; elementwise",
+            ),
+        ],
+    )
+    return group("", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE)

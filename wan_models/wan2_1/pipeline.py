@@ -1,0 +1,50 @@
+"""The text-to-video pipeline: which stages run, how often, and the end-to-end tree.
+
+Both upstream pipelines (official ``text2video.py``, diffusers ``WanPipeline``) encode the
+prompt and, with guidance, the negative prompt; run the DiT once per step per guidance branch
+(cond and uncond as two sequential batch-B forwards); and decode once. A test observes these
+counts on a real diffusers pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+
+from pytest_flopcheck.tree import CostNode, group
+from wan_models.wan2_1.dit import dit_forward
+from wan_models.wan2_1.text_encoder import text_encoder
+from wan_models.wan2_1.vae import vae_decode
+from wan_models.wan2_1.workload import Workload
+
+STAGE_BUILDERS: Final[dict[str, Callable[[Workload], CostNode]]] = {
+    "text_encoder": text_encoder,
+    "diffusion_core": dit_forward,
+    "vae_decode": vae_decode,
+}
+STAGES: Final = tuple(STAGE_BUILDERS)
+
+
+def runs_per_generation(w: Workload) -> dict[str, int]:
+    """How many times each stage runs (at the workload's batch) for one generation."""
+    branches = 2 if w.guidance else 1
+    return {"text_encoder": branches, "diffusion_core": w.steps * branches, "vae_decode": 1}
+
+
+def stage_tree(w: Workload, stage: str) -> CostNode:
+    """The cost tree of one run of ``stage``."""
+    try:
+        builder = STAGE_BUILDERS[stage]
+    except KeyError:
+        raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}") from None
+    return builder(w)
+
+
+def pipeline_tree(w: Workload, stages: tuple[str, ...] = STAGES) -> CostNode:
+    """One generation: each stage's tree (id = stage name, node ids inside stay stage-relative),
+    repeated as often as it runs. Parameters count once per stage; work counts every run."""
+    runs = runs_per_generation(w)
+    children = [attrs.evolve(stage_tree(w, s), id=s, repeat=runs[s]) for s in stages]
+    return group("", "pipeline", children)

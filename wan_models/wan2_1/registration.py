@@ -1,0 +1,94 @@
+"""Registration of model ``wan2_1`` with pytest-flopcheck (the ``flopcheck`` entry point)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, hookimpl
+from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
+from wan_models.wan2_1.dit import KV_CACHE_NOTE
+from wan_models.wan2_1.pipeline import runs_per_generation, stage_tree
+from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
+from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
+
+NAME = "wan2_1"
+
+NOT_MODELED = (
+    "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation shift/scale/gate, residual adds, "
+    "the CFG mix): 0 FLOPs by the counter's convention, and its memory traffic is not in io_bytes",
+    "The scheduler (UniPC / flow matching) step arithmetic and the timestep sinusoid",
+    "Kernel fusion, compute/memory overlap, launch and communication overheads",
+    "Tokenizer, prompt extension, and video encoding after the VAE decode",
+    "Image-to-video conditioning (I2V image projection and image keys/values)",
+    "The VAE's optional tiled decode (off by default in diffusers) and the VAE encoder",
+)
+
+
+def _analytic(workload: Workload, stage: str) -> Any:
+    return stage_tree(workload, stage)
+
+
+def _reference(workload: Workload, stage: str, device: str) -> ReferenceCall:
+    from wan_models.wan2_1 import reference
+
+    return reference.build(workload, stage, device)
+
+
+def reference_bytes(workload: Workload, stage: str) -> int:
+    """Rough memory of a reference run on a real device: fp32 weights plus twice the largest
+    layer's inputs and outputs, plus caches."""
+    tree = stage_tree(attrs.evolve(workload, dtype="fp32"), stage)
+    largest = max(leaf.total.io_bytes - leaf.total.weight_bytes for leaf in tree.leaves())
+    return tree.total.weight_bytes + 2 * largest + tree.total.cache_bytes
+
+
+def metadata(workload: Workload) -> dict[str, Any]:
+    """Architecture numbers, geometry and the rules applied, for evidence and reports."""
+    return {
+        "diffusion_core": attrs.asdict(workload.dit),
+        "text_encoder": attrs.asdict(UMT5_XXL),
+        "vae": attrs.asdict(WAN_VAE),
+        "workload": workload.describe(),
+        "runs_per_generation": runs_per_generation(workload),
+        "rules": {
+            "latent_frames": "official: (frames - 1) // 4 + 1",
+            "text": "always padded to text_len rows (encoder input and cross-attention keys/values)",
+            "guidance": (
+                "two sequential batch-B DiT forwards per step; the encoder runs for the prompt and the "
+                "negative prompt"
+            ),
+        },
+        "kv_cache": KV_CACHE_NOTE,
+        "feature_cache": FEATURE_CACHE_NOTE,
+    }
+
+
+def registration() -> ModelRegistration:
+    return ModelRegistration(
+        name=NAME,
+        description="Wan2.1 text-to-video: UMT5-XXL encoder, diffusion transformer, Wan-VAE decode",
+        stages=(
+            Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens"),
+            Stage("diffusion_core", 0.05, "Wan2.1 DiT, one forward (one guidance branch)"),
+            Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode"),
+        ),
+        workloads=STANDARD_WORKLOADS,
+        analytic=_analytic,
+        reference=_reference,
+        multiplicities=runs_per_generation,
+        end_to_end_tolerance=0.05,
+        reference_bytes=reference_bytes,
+        reference_packages=("torch", "diffusers", "transformers"),
+        metadata=metadata,
+        warnings=Workload.warnings,
+        not_modeled=NOT_MODELED,
+        workload_type=Workload,
+    )
+
+
+@hookimpl
+def flopcheck_register_models(register: Callable[[ModelRegistration], None]) -> None:
+    register(registration())

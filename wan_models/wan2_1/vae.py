@@ -1,0 +1,227 @@
+"""Analytic model of the Wan-VAE decode (stage ``vae_decode``).
+
+The decode is chunked and causal: ``post_quant_conv`` runs over the whole latent, then the
+decoder runs once per latent frame with a feature cache of the last 2 frames of every cached
+causal conv's input. So counted work follows the frames each level produces over all chunks:
+the first chunk stays 1 frame at every level; every other chunk doubles at each temporal
+upsample (whose time conv runs only on chunks after the first). Ids and references use
+diffusers' ``AutoencoderKLWan`` names.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import attrs
+
+from pytest_flopcheck import layers
+from pytest_flopcheck.tree import CostNode, group, join
+from wan_models.wan2_1.config import WAN_VAE, VAEConfig
+from wan_models.wan2_1.workload import Workload
+
+CACHE_FRAMES = 2
+"""Frames of each cached conv's input kept between chunks (diffusers' CACHE_T)."""
+
+FEATURE_CACHE_NOTE = (
+    "cache_bytes is the decoder's feature cache: the last 2 frames of the input of every causal "
+    "3×3×3 conv and time conv, kept between per-frame chunks"
+)
+
+
+@attrs.frozen
+class Level:
+    """Where the decoder is: channels, spatial size, and frames produced over all chunks."""
+
+    height: int
+    width: int
+    first: int  # frames of the first chunk
+    later: int  # frames of each later chunk
+    chunks: int
+
+    @property
+    def frames(self) -> int:
+        return self.first + (self.chunks - 1) * self.later
+
+
+class _Builder:
+    def __init__(self, w: Workload) -> None:
+        self.b = w.batch_size
+        self.db = w.dtype_bytes
+
+    def causal_conv(
+        self, node_id: str, ref: str, level: Level, c_in: int, c_out: int, kernel: int, *, cached: bool = True
+    ) -> CostNode:
+        """A WanCausalConv3d: same frames out as in per chunk (causal padding plus cache)."""
+        spatial = (level.frames, level.height, level.width)
+        return layers.conv(
+            node_id,
+            "vae_conv3d",
+            batch=self.b,
+            in_channels=c_in,
+            out_channels=c_out,
+            kernel=(kernel,) * 3,
+            in_spatial=spatial,
+            out_spatial=spatial,
+            bias=True,
+            dtype_bytes=self.db,
+            reference=ref,
+            cache_elements=self.b * c_in * CACHE_FRAMES * level.height * level.width if cached else 0,
+        )
+
+    def rms_norm(self, node_id: str, ref: str, level: Level, dim: int) -> CostNode:
+        rows = self.b * level.frames * level.height * level.width
+        return layers.norm(
+            node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=self.db, reference=ref
+        )
+
+    def resnet(self, prefix: str, level: Level, c_in: int, c_out: int) -> CostNode:
+        children = [
+            self.rms_norm(join(prefix, "norm1"), f"{prefix}.norm1", level, c_in),
+            self.causal_conv(join(prefix, "conv1"), f"{prefix}.conv1", level, c_in, c_out, 3),
+            self.rms_norm(join(prefix, "norm2"), f"{prefix}.norm2", level, c_out),
+            self.causal_conv(join(prefix, "conv2"), f"{prefix}.conv2", level, c_out, c_out, 3),
+        ]
+        if c_in != c_out:
+            children.append(
+                self.causal_conv(
+                    join(prefix, "conv_shortcut"),
+                    f"{prefix}.conv_shortcut",
+                    level,
+                    c_in,
+                    c_out,
+                    1,
+                    cached=False,
+                )
+            )
+        return group(prefix, "vae_resnet", children, reference=prefix)
+
+    def attention(self, prefix: str, level: Level, dim: int) -> CostNode:
+        """Single-head self-attention over the h·w positions of each frame."""
+        images = level.frames
+        pixels = level.height * level.width
+
+        def conv1x1(name: str, c_out: int) -> CostNode:
+            return layers.conv(
+                join(prefix, name),
+                "vae_attention_projection",
+                batch=self.b,
+                in_channels=dim,
+                out_channels=c_out,
+                kernel=(1, 1),
+                in_spatial=(images, pixels),
+                out_spatial=(images, pixels),
+                bias=True,
+                dtype_bytes=self.db,
+                reference=f"{prefix}.{name}",
+            )
+
+        core = layers.attention_core(
+            join(prefix, "core"),
+            "vae_attention_core",
+            batch=self.b * images,
+            heads=1,
+            q_len=pixels,
+            kv_len=pixels,
+            head_dim=dim,
+            dtype_bytes=self.db,
+            reference=prefix,
+        )
+        children = [
+            self.rms_norm(join(prefix, "norm"), f"{prefix}.norm", level, dim),
+            conv1x1("to_qkv", 3 * dim),
+            core,
+            conv1x1("proj", dim),
+        ]
+        return group(prefix, "vae_attention", children, reference=prefix)
+
+    def upsample(
+        self, prefix: str, level: Level, dim: int, out_dim: int, temporal: bool
+    ) -> tuple[CostNode, Level]:
+        """WanResample: optional time conv (doubling later chunks' frames), then nearest ×2
+        and a 3×3 Conv2d on every frame."""
+        children = []
+        if temporal:
+            later = attrs.evolve(level, first=0)  # the time conv skips the first chunk
+            spatial = (later.frames, level.height, level.width)
+            children.append(
+                layers.conv(
+                    join(prefix, "time_conv"),
+                    "vae_time_conv",
+                    batch=self.b,
+                    in_channels=dim,
+                    out_channels=2 * dim,
+                    kernel=(3, 1, 1),
+                    in_spatial=spatial,
+                    out_spatial=spatial,
+                    bias=True,
+                    dtype_bytes=self.db,
+                    reference=f"{prefix}.time_conv",
+                    cache_elements=self.b * dim * CACHE_FRAMES * level.height * level.width,
+                )
+            )
+            level = attrs.evolve(level, later=2 * level.later)
+        level = attrs.evolve(level, height=2 * level.height, width=2 * level.width)
+        children.append(
+            layers.conv(
+                join(prefix, "resample.1"),
+                "vae_upsample_conv",
+                batch=self.b,
+                in_channels=dim,
+                out_channels=out_dim,
+                kernel=(3, 3),
+                in_spatial=(level.frames, level.height, level.width),
+                out_spatial=(level.frames, level.height, level.width),
+                bias=True,
+                dtype_bytes=self.db,
+                reference=f"{prefix}.resample.1",
+            )
+        )
+        return group(prefix, "vae_upsample", children, reference=prefix), level
+
+
+def vae_decode(w: Workload, cfg: VAEConfig = WAN_VAE) -> CostNode:
+    """One decode of the workload's latent batch into ``output_frames`` frames."""
+    build = _Builder(w)
+    dims = [cfg.base_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
+    temporal_up = tuple(reversed(cfg.temporal_downsample))
+    whole = Level(w.latent_height, w.latent_width, first=w.latent_frames, later=0, chunks=1)
+    level = Level(w.latent_height, w.latent_width, first=1, later=1, chunks=w.latent_frames)
+
+    decoder: list[CostNode] = [
+        build.causal_conv("decoder.conv_in", "decoder.conv_in", level, cfg.z_dim, dims[0], 3),
+        group(
+            "decoder.mid_block",
+            "vae_mid_block",
+            [
+                build.resnet("decoder.mid_block.resnets.0", level, dims[0], dims[0]),
+                build.attention("decoder.mid_block.attentions.0", level, dims[0]),
+                build.resnet("decoder.mid_block.resnets.1", level, dims[0], dims[0]),
+            ],
+            reference="decoder.mid_block",
+        ),
+    ]
+    for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
+        prefix = f"decoder.up_blocks.{i}"
+        c_in = in_dim if i == 0 else in_dim // 2  # each upsampler halves the channels it hands on
+        blocks: list[CostNode] = []
+        for j in range(cfg.num_res_blocks + 1):
+            blocks.append(build.resnet(f"{prefix}.resnets.{j}", level, c_in if j == 0 else out_dim, out_dim))
+        if i != len(cfg.dim_mult) - 1:
+            node, level = build.upsample(
+                f"{prefix}.upsamplers.0", level, out_dim, out_dim // 2, temporal_up[i]
+            )
+            blocks.append(node)
+        decoder.append(group(prefix, "vae_up_block", blocks, reference=prefix))
+    decoder += [
+        build.rms_norm("decoder.norm_out", "decoder.norm_out", level, dims[-1]),
+        build.causal_conv("decoder.conv_out", "decoder.conv_out", level, dims[-1], cfg.out_channels, 3),
+    ]
+    post_quant = build.causal_conv(
+        "post_quant_conv", "post_quant_conv", whole, cfg.z_dim, cfg.z_dim, 1, cached=False
+    )
+    return group(
+        "",
+        "vae_decode",
+        [post_quant, group("decoder", "vae_decoder", decoder, reference="decoder")],
+        note=FEATURE_CACHE_NOTE,
+    )
