@@ -1,0 +1,107 @@
+"""Architecture configs and reading them from a checkpoint folder (JSON only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wan_models.wan2_1.config import T2V_1_3B, T2V_14B, ConfigError, load_dit_config
+
+OFFICIAL_14B = {
+    "_class_name": "WanModel",
+    "_diffusers_version": "0.30.0",
+    "dim": 5120,
+    "eps": 1e-06,
+    "ffn_dim": 13824,
+    "freq_dim": 256,
+    "in_dim": 16,
+    "model_type": "t2v",
+    "num_heads": 40,
+    "num_layers": 40,
+    "out_dim": 16,
+    "text_len": 512,
+}
+DIFFUSERS_1_3B = {
+    "_class_name": "WanTransformer3DModel",
+    "added_kv_proj_dim": None,
+    "attention_head_dim": 128,
+    "cross_attn_norm": True,
+    "eps": 1e-06,
+    "ffn_dim": 8960,
+    "freq_dim": 256,
+    "image_dim": None,
+    "in_channels": 16,
+    "num_attention_heads": 12,
+    "num_layers": 30,
+    "out_channels": 16,
+    "patch_size": [1, 2, 2],
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 1024,
+    "text_dim": 4096,
+}
+
+
+def write(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_variant_numbers() -> None:
+    assert (T2V_14B.dim, T2V_14B.ffn_dim, T2V_14B.num_heads, T2V_14B.head_dim, T2V_14B.num_layers) == (
+        5120,
+        13824,
+        40,
+        128,
+        40,
+    )
+    assert (T2V_1_3B.dim, T2V_1_3B.ffn_dim, T2V_1_3B.num_heads, T2V_1_3B.head_dim, T2V_1_3B.num_layers) == (
+        1536,
+        8960,
+        12,
+        128,
+        30,
+    )
+
+
+def test_official_folder(tmp_path: Path) -> None:
+    write(tmp_path / "Wan2.1-T2V-14B" / "config.json", OFFICIAL_14B)
+    (tmp_path / "Wan2.1-T2V-14B" / "model.py").write_text("raise SystemExit('executed!')")
+    config = load_dit_config(tmp_path / "Wan2.1-T2V-14B", name="T2V-14B")
+    assert config == T2V_14B
+
+
+def test_diffusers_folder(tmp_path: Path) -> None:
+    write(tmp_path / "repo" / "transformer" / "config.json", DIFFUSERS_1_3B)
+    assert load_dit_config(tmp_path / "repo", name="T2V-1.3B") == T2V_1_3B
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({k: v for k, v in OFFICIAL_14B.items() if k != "ffn_dim"}, "field 'ffn_dim' is missing"),
+        ({**OFFICIAL_14B, "num_heads": -4}, "field 'num_heads' is -4; it must be a positive integer"),
+        ({**OFFICIAL_14B, "dim": "5120"}, "field 'dim' is '5120'; it must be a positive integer"),
+        ({**OFFICIAL_14B, "num_heads": 48}, "field 'num_heads' is 48, which does not divide dim 5120"),
+        ({**OFFICIAL_14B, "model_type": "i2v"}, "field 'model_type' is 'i2v'; only 't2v' is modeled"),
+        ({**DIFFUSERS_1_3B, "image_dim": 1280}, "field 'image_dim' is set"),
+        ({**DIFFUSERS_1_3B, "patch_size": [1, 4, 4]}, r"field 'patch_size' is \[1, 4, 4\]; only \[1, 2, 2\]"),
+        ([1, 2], "must hold a JSON object, not list"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path: Path, data: object, message: str) -> None:
+    path = write(tmp_path / "config.json", data)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_dit_config(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_malformed_json_and_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        load_dit_config(tmp_path / "config.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        load_dit_config(tmp_path / "empty")
