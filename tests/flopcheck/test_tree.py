@@ -42,3 +42,31 @@ def test_metrics_are_exact_integers_for_huge_values() -> None:
     assert big.metrics.flops == 2 * 10**24
     assert all(isinstance(v, int) for v in big.metrics.as_dict().values())
     assert list(big.metrics.as_dict()) == list(METRICS)
+
+
+def test_renamer_copies_ids_and_references_and_shares_metrics() -> None:
+    from pytest_flopcheck.tree import Renamer
+
+    template = group(
+        "blocks.0", "block", [leaf("blocks.0.a", 1), leaf("blocks.0.b", 2)], reference="enc.block.0"
+    )
+    template = CostNode(
+        template.id,
+        template.category,
+        template.metrics,
+        (CostNode("blocks.0.a", "x", Metrics(flops=1), reference="enc.block.0.q"), template.children[1]),
+        reference="enc.block.0",
+    )
+    copy = Renamer(template, "blocks.0", "enc.block.0")("blocks.7", "enc.block.7")
+    assert [n.id for n in copy.walk()] == ["blocks.7", "blocks.7.a", "blocks.7.b"]
+    assert [n.reference for n in copy.walk()] == ["enc.block.7", "enc.block.7.q", None]
+    assert copy.metrics is template.metrics
+
+
+def test_renamer_rejects_a_template_outside_its_prefix() -> None:
+    import pytest
+
+    from pytest_flopcheck.tree import Renamer
+
+    with pytest.raises(ValueError, match=r"node id 'other' does not start with 'blocks.0'"):
+        Renamer(group("blocks.0", "b", [leaf("other", 1)]), "blocks.0", "x")

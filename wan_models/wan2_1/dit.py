@@ -9,7 +9,7 @@ from __future__ import annotations
 from math import prod
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, group, join, renamed
+from pytest_flopcheck.tree import CostNode, Renamer, group, join
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -245,10 +245,8 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
         ),
     ]
     first = block(0, cfg, w)
-    blocks = [first] + [
-        renamed(first, ("blocks.0", f"blocks.{i}"), ("blocks.0", f"blocks.{i}"))
-        for i in range(1, cfg.num_layers)
-    ]
+    rename = Renamer(first, "blocks.0", "blocks.0")
+    blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
     head = group(
         "head",
         "head",

@@ -8,7 +8,7 @@ position bias (a per-layer lookup table), the norms and the gated GELU carry no 
 from __future__ import annotations
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, group, join, renamed
+from pytest_flopcheck.tree import CostNode, Renamer, group, join
 from wan_models.wan2_1.config import UMT5_XXL, TextEncoderConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -90,10 +90,8 @@ def text_encoder(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> CostNode:
     """One encoder pass over ``batch_size`` prompts padded to ``text_len`` tokens."""
     b, t, db = w.batch_size, w.text_len, w.dtype_bytes
     first = encoder_block(0, cfg, w)
-    blocks = [first] + [
-        renamed(first, ("blocks.0", f"blocks.{i}"), ("encoder.block.0", f"encoder.block.{i}"))
-        for i in range(1, cfg.num_layers)
-    ]
+    rename = Renamer(first, "blocks.0", "encoder.block.0")
+    blocks = [first] + [rename(f"blocks.{i}", f"encoder.block.{i}") for i in range(1, cfg.num_layers)]
     children = [
         layers.embedding(
             "token_embedding",
