@@ -12,7 +12,7 @@ import attrs
 import pluggy
 
 from pytest_flopcheck import _hookspecs
-from pytest_flopcheck.tree import CostNode
+from pytest_flopcheck.tree import CostNode, Metrics
 
 ENTRY_POINT_GROUP = "flopcheck"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -113,6 +113,8 @@ class ModelRegistration:
       real device (cpu, cuda), so that runs that cannot fit are skipped with the estimate.
     - ``metadata``, ``warnings`` and ``not_modeled`` feed the evidence and the reports.
     - ``workload_type`` (an attrs class) lets the CLI build workloads from options.
+    - ``stage_totals(workload, stage)`` is an optional fast path for one run's totals (sweeps);
+      it must equal ``analytic(workload, stage).total``.
     """
 
     name: str = attrs.field(validator=_check_name("model"))
@@ -125,12 +127,19 @@ class ModelRegistration:
         default=None, validator=attrs.validators.optional(_check_tolerance)
     )
     reference_bytes: Callable[[Any, str], int] | None = None
+    stage_totals: Callable[[Any, str], Metrics] | None = None
     reference_packages: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     metadata: Callable[[Any], Mapping[str, Any]] | None = None
     warnings: Callable[[Any], Sequence[str]] | None = None
     not_modeled: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     workload_type: type | None = None
     description: str = ""
+
+    def totals(self, workload: Any, stage: str) -> Metrics:
+        """One run's totals of ``stage``, through the fast path when there is one."""
+        if self.stage_totals is not None:
+            return self.stage_totals(workload, stage)
+        return self.analytic(workload, stage).total
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:

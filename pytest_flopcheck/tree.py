@@ -46,6 +46,10 @@ class Metrics:
             self.cache_bytes + other.cache_bytes,
         )
 
+    def scaled(self, copies: int) -> Metrics:
+        """The metrics of ``copies`` distinct copies (separate weights): every field scales."""
+        return Metrics(*(getattr(self, name) * copies for name in METRICS))
+
     def repeated(self, times: int) -> Metrics:
         """The metrics of ``times`` runs: work scales, state does not."""
         if times == 1:
@@ -106,6 +110,14 @@ class CostNode:
 
     def leaves(self) -> Iterator[CostNode]:
         return (node for node in self.walk() if not node.children)
+
+    def runs(self) -> Iterator[tuple[CostNode, int]]:
+        """Every node with how many times it runs in one run of this tree (repeats multiply)."""
+        stack: list[tuple[CostNode, int]] = [(self, self.repeat)]
+        while stack:
+            node, times = stack.pop()
+            yield node, times
+            stack.extend((child, times * child.repeat) for child in reversed(node.children))
 
     def find(self, node_id: str) -> CostNode:
         """The node with this id; KeyError if there is none."""

@@ -202,7 +202,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         == 3 * evidence["totals"][0]["stages"]["core"]["reference_flops"]
     )
     summary = (first / "flopcheck" / "summary.md").read_text()
-    assert "| toy | small | core | 4 | 5 | 0.00e+00 | pass |" in summary
+    assert "| toy | small | core | 5 | 6 | 0.00e+00 | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
     assert "<h2>flopcheck</h2>" in report
     assert "test_layer[toy/small/core/proj]" in report

@@ -9,7 +9,7 @@ from __future__ import annotations
 from math import prod
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, Renamer, group, join
+from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -162,6 +162,24 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
 def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
     """The cost tree of one DiT forward for the workload's batch (one CFG branch)."""
     cfg = cfg or w.dit
+    embed, first, head = _parts(w, cfg)
+    rename = Renamer(first, "blocks.0", "blocks.0")
+    blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
+    return group("", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE)
+
+
+def dit_totals(w: Workload, cfg: DiTConfig | None = None) -> Metrics:
+    """``dit_forward(w).total`` without building every block (the sweep fast path)."""
+    cfg = cfg or w.dit
+    embed, first, head = _parts(w, cfg)
+    total = first.total.scaled(cfg.num_layers) + head.total
+    for node in embed:
+        total = total + node.total
+    return total
+
+
+def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostNode]:
+    """The embeddings, block 0 (every block is identical) and the head."""
     b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
     f, h, wd = w.latent_frames, w.latent_height, w.latent_width
     pt, ph, pw = cfg.patch_size
@@ -244,9 +262,6 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
             reference="condition_embedder.text_embedder",
         ),
     ]
-    first = block(0, cfg, w)
-    rename = Renamer(first, "blocks.0", "blocks.0")
-    blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
     head = group(
         "head",
         "head",
@@ -270,4 +285,4 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
             ),
         ],
     )
-    return group("", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE)
+    return embed, block(0, cfg, w), head

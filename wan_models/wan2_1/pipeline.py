@@ -9,13 +9,14 @@ counts on a real diffusers pipeline.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Final
 
 import attrs
 
-from pytest_flopcheck.tree import CostNode, group
-from wan_models.wan2_1.dit import dit_forward
-from wan_models.wan2_1.text_encoder import text_encoder
+from pytest_flopcheck.tree import CostNode, Metrics, group
+from wan_models.wan2_1.dit import dit_forward, dit_totals
+from wan_models.wan2_1.text_encoder import text_encoder, text_encoder_totals
 from wan_models.wan2_1.vae import vae_decode
 from wan_models.wan2_1.workload import Workload
 
@@ -40,6 +41,33 @@ def stage_tree(w: Workload, stage: str) -> CostNode:
     except KeyError:
         raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}") from None
     return builder(w)
+
+
+def stage_totals(w: Workload, stage: str) -> Metrics:
+    """``stage_tree(w, stage).total``, fast: repeated blocks are counted once and scaled, and
+    results are cached by the fields the stage depends on (a sweep revisits them often)."""
+    if stage not in STAGE_BUILDERS:
+        raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
+    return _cached_totals(stage, _depends_on(w, stage))
+
+
+def _depends_on(w: Workload, stage: str) -> Workload:
+    """The workload with every field the stage ignores reset, as a cache key."""
+    if stage == "text_encoder":
+        return Workload(batch_size=w.batch_size, text_len=w.text_len, dtype=w.dtype)
+    # Steps and guidance change how often a stage runs, not one run; frames matter only
+    # through the latent frame count.
+    same = attrs.evolve(w, steps=1, guidance=True, frames=w.output_frames)
+    return attrs.evolve(same, variant="T2V-14B", text_len=1) if stage == "vae_decode" else same
+
+
+@lru_cache(maxsize=8192)
+def _cached_totals(stage: str, w: Workload) -> Metrics:
+    if stage == "diffusion_core":
+        return dit_totals(w)
+    if stage == "text_encoder":
+        return text_encoder_totals(w)
+    return vae_decode(w).total
 
 
 def pipeline_tree(w: Workload, stages: tuple[str, ...] = STAGES) -> CostNode:

@@ -10,7 +10,7 @@ import attrs
 from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, hookimpl
 from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
-from wan_models.wan2_1.pipeline import runs_per_generation, stage_tree
+from wan_models.wan2_1.pipeline import runs_per_generation, stage_totals, stage_tree
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
 from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
 
@@ -81,6 +81,7 @@ def registration() -> ModelRegistration:
         multiplicities=runs_per_generation,
         end_to_end_tolerance=0.05,
         reference_bytes=reference_bytes,
+        stage_totals=stage_totals,
         reference_packages=("torch", "diffusers", "transformers"),
         metadata=metadata,
         warnings=Workload.warnings,

@@ -8,7 +8,7 @@ position bias (a per-layer lookup table), the norms and the gated GELU carry no 
 from __future__ import annotations
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, Renamer, group, join
+from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join
 from wan_models.wan2_1.config import UMT5_XXL, TextEncoderConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -88,29 +88,37 @@ def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
 
 def text_encoder(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> CostNode:
     """One encoder pass over ``batch_size`` prompts padded to ``text_len`` tokens."""
-    b, t, db = w.batch_size, w.text_len, w.dtype_bytes
-    first = encoder_block(0, cfg, w)
+    embedding, first, norm = _parts(w, cfg)
     rename = Renamer(first, "blocks.0", "encoder.block.0")
     blocks = [first] + [rename(f"blocks.{i}", f"encoder.block.{i}") for i in range(1, cfg.num_layers)]
-    children = [
-        layers.embedding(
-            "token_embedding",
-            "embedding",
-            rows=b * t,
-            num_embeddings=cfg.vocab_size,
-            dim=cfg.d_model,
-            dtype_bytes=db,
-            reference="shared",
-        ),
-        *blocks,
-        layers.norm(
-            "norm",
-            "norm",
-            rows=b * t,
-            dim=cfg.d_model,
-            params=cfg.d_model,
-            dtype_bytes=db,
-            reference="encoder.final_layer_norm",
-        ),
-    ]
-    return group("", "text_encoder", children, reference="")
+    return group("", "text_encoder", [embedding, *blocks, norm], reference="")
+
+
+def text_encoder_totals(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> Metrics:
+    """``text_encoder(w).total`` without building every block (the sweep fast path)."""
+    embedding, first, norm = _parts(w, cfg)
+    return embedding.total + first.total.scaled(cfg.num_layers) + norm.total
+
+
+def _parts(w: Workload, cfg: TextEncoderConfig) -> tuple[CostNode, CostNode, CostNode]:
+    """The token embedding, block 0 (every block is identical) and the final norm."""
+    b, t, db = w.batch_size, w.text_len, w.dtype_bytes
+    embedding = layers.embedding(
+        "token_embedding",
+        "embedding",
+        rows=b * t,
+        num_embeddings=cfg.vocab_size,
+        dim=cfg.d_model,
+        dtype_bytes=db,
+        reference="shared",
+    )
+    norm = layers.norm(
+        "norm",
+        "norm",
+        rows=b * t,
+        dim=cfg.d_model,
+        params=cfg.d_model,
+        dtype_bytes=db,
+        reference="encoder.final_layer_norm",
+    )
+    return embedding, encoder_block(0, cfg, w), norm

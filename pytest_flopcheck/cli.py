@@ -1,0 +1,447 @@
+"""The ``flopcheck`` command: sizing reports, sweeps and report diffs from the analytic models.
+
+Workload options are generated from the model's workload class (an attrs class), so every
+registered model gets its own ``--height``/``--frames``-style options. Bad input is one
+sentence on stderr and exit status 2; files are written to a temporary directory that is
+renamed into place only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import attrs
+
+from pytest_flopcheck import evidence, plots, report
+from pytest_flopcheck.hardware import GPUS, PRECISIONS, HardwareError, check_precision, lookup
+from pytest_flopcheck.registry import ModelRegistration, RegistrationError, Registry, load_registry
+
+DEFAULT_OUTPUT = "tmp/profile-output"
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one sentence, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+@attrs.frozen
+class WorkloadOption:
+    """A command-line option generated from one field of a workload class."""
+
+    field: str
+    kind: type
+    help: str
+
+    def parse(self, text: str) -> Any:
+        if self.kind is int:
+            try:
+                return int(text.strip(), 10)
+            except ValueError:
+                raise UsageError(
+                    f"{_option(self.field)} {text!r} is not allowed: it must be an integer"
+                ) from None
+        if self.kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise UsageError(f"{_option(self.field)} {text!r} is not allowed: it must be true or false")
+        return text
+
+
+def workload_options(workload_type: type | None) -> list[WorkloadOption]:
+    if workload_type is None or not attrs.has(workload_type):
+        return []
+    resolved = attrs.resolve_types(workload_type)
+    options = []
+    for field in attrs.fields(resolved):
+        kind = field.type if field.type in (int, bool) else str
+        options.append(WorkloadOption(field.name, kind, str(field.metadata.get("help", ""))))
+    return options
+
+
+def _load_registry() -> Registry:
+    try:
+        return load_registry()
+    except RegistrationError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _registration(registry: Registry, name: str) -> ModelRegistration:
+    if name not in registry.models:
+        raise UsageError(f"model {name!r} is not registered: choose one of {registry.describe()}")
+    return registry.models[name]
+
+
+def _add_workload_arguments(parser: argparse.ArgumentParser, reg: ModelRegistration) -> None:
+    group = parser.add_argument_group(
+        f"{reg.name} workload (defaults: the --workload, else the class defaults)"
+    )
+    group.add_argument(
+        "--workload", metavar="ID", help=f"start from a standard workload: {', '.join(reg.workloads)}"
+    )
+    for option in workload_options(reg.workload_type):
+        if option.kind is bool:
+            group.add_argument(
+                _option(option.field),
+                dest=option.field,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=option.help,
+            )
+        else:
+            group.add_argument(_option(option.field), dest=option.field, metavar="VALUE", help=option.help)
+
+
+def _workload(reg: ModelRegistration, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    if args.workload is not None:
+        if args.workload not in reg.workloads:
+            raise UsageError(
+                f"--workload {args.workload!r} is not allowed: choose one of {', '.join(reg.workloads)}"
+            )
+        base = reg.workloads[args.workload]
+    elif reg.workload_type is not None:
+        base = None
+    else:
+        raise UsageError(
+            f"model {reg.name!r} has no workload class: use --workload with one of {', '.join(reg.workloads)}"
+        )
+    values: dict[str, Any] = {}
+    for option in workload_options(reg.workload_type):
+        raw = getattr(args, option.field, None)
+        if raw is not None:
+            values[option.field] = raw if isinstance(raw, bool) else option.parse(raw)
+    values.update(extra or {})
+    return _build_workload(reg, base, values)
+
+
+def _build_workload(reg: ModelRegistration, base: Any, values: dict[str, Any]) -> Any:
+    try:
+        if base is None:
+            assert reg.workload_type is not None
+            return reg.workload_type(**values)
+        return attrs.evolve(base, **values) if values else base
+    except ValueError as exc:
+        field = getattr(exc, "field", None)
+        if field is not None:
+            value, allowed = getattr(exc, "value", None), getattr(exc, "allowed", exc)
+            raise UsageError(f"{_option(field)} {value!r} is not allowed: {allowed}") from None
+        raise UsageError(str(exc)) from None
+
+
+def _gpus(name: str | None, precision: str) -> list[Any]:
+    try:
+        if name is None:
+            if precision not in PRECISIONS:
+                raise HardwareError(
+                    f"--precision {precision!r} is not allowed: choose one of {', '.join(PRECISIONS)}"
+                )
+            return list(GPUS.values())
+        gpu = lookup(name)
+        check_precision(gpu, precision)
+        return [gpu]
+    except HardwareError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _output_root(args: argparse.Namespace) -> Path:
+    return Path(os.path.expanduser(args.output))
+
+
+def _publish(output: Path, run_id: str, files: dict[str, bytes]) -> Path:
+    """Write ``files`` (relative path -> content) under ``output/run_id`` all at once."""
+    output.mkdir(parents=True, exist_ok=True)
+    staging = output / f".{run_id}.partial"
+    try:
+        for relative, content in files.items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        final = output / run_id
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
+    workload = _workload(reg, args)
+    gpus = _gpus(args.gpu, args.precision)
+    run_id = evidence.new_run_id()
+    document = report.build_report(
+        reg, workload, run_id=run_id, created_utc=evidence.utc_now(), gpus=gpus, precision=args.precision
+    )
+    figures = report_figures(document)
+    base = f"static_analysis/{reg.name}"
+    files = {
+        f"{base}/report.json": evidence.dumps(document).encode(),
+        f"{base}/summary.md": report.summary_markdown(document).encode(),
+        f"{base}/report.html": report.report_html(document, figures).encode(),
+    }
+    final = _publish(_output_root(args), run_id, files)
+    _print_report_summary(document, final / base)
+    return 0
+
+
+def report_figures(document: dict[str, Any]) -> dict[str, str]:
+    if not plots.available():
+        document["warnings"].append("matplotlib is not installed: report.html has no plots")
+        return {}
+    return plots.report_plots(document)
+
+
+def _print_report_summary(document: dict[str, Any], where: Path) -> None:
+    for warning in document["warnings"]:
+        print(f"warning: {warning}")
+    for name, stage in document["stage_totals"].items():
+        runs = stage["runs_per_generation"]
+        print(
+            f"{name:>16}: {stage['per_generation']['flops']:>30,} FLOPs per generation "
+            f"({runs} run{'s' if runs != 1 else ''}, {stage['flops_share']:.1%})"
+        )
+    print(f"{'end to end':>16}: {document['totals']['per_generation']['flops']:>30,} FLOPs")
+    for estimate in document["time_estimates"]["estimates"]:
+        print(
+            f"{estimate['gpu']:>16}: {report.seconds(estimate['total_s'])} per generation "
+            f"({document['time_estimates']['precision']}, roofline)"
+        )
+    print(f"report: {where}")
+
+
+# -- sweep ------------------------------------------------------------------------------------
+
+
+def _parse_vary(reg: ModelRegistration, items: Sequence[str]) -> dict[str, list[Any]]:
+    options = {o.field: o for o in workload_options(reg.workload_type)}
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        field = name.strip().lstrip("-").replace("-", "_")
+        if not sep or not values.strip():
+            raise UsageError(
+                f"--vary {item!r} is not allowed: write FIELD=V1,V2,... (fields: {', '.join(options)})"
+            )
+        if field not in options:
+            raise UsageError(
+                f"--vary {name.strip()!r} is not allowed: choose a field of {', '.join(options)}"
+            )
+        if field in grid:
+            raise UsageError(f"--vary {field!r} is given twice: list all its values in one --vary")
+        grid[field] = [options[field].parse(v) for v in values.split(",") if v.strip()]
+    if not grid:
+        raise UsageError("--vary is required: give at least one FIELD=V1,V2,...")
+    return grid
+
+
+def sweep_rows(
+    reg: ModelRegistration, base: Any, grid: dict[str, list[Any]], build: Callable[[dict[str, Any]], Any]
+) -> list[dict[str, Any]]:
+    """Per-stage and total FLOPs per generation for every point of the grid (totals only)."""
+    rows = []
+    names = list(grid)
+    stages = [s.name for s in reg.stages]
+    for point in itertools.product(*(grid[n] for n in names)):
+        values = dict(zip(names, point, strict=True))
+        workload = build(values)
+        runs = report.runs_per_generation(reg, workload)
+        row: dict[str, Any] = dict(values)
+        total = 0
+        for stage in stages:
+            flops = reg.totals(workload, stage).flops * runs[stage]
+            row[f"{stage}_flops"] = flops
+            total += flops
+        row["total_flops"] = total
+        rows.append(row)
+    return rows
+
+
+def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
+    grid = _parse_vary(reg, args.vary)
+    base = _workload(reg, args)
+    rows = sweep_rows(reg, base, grid, lambda values: _build_workload(reg, base, values))
+    stages = [s.name for s in reg.stages]
+    run_id = evidence.new_run_id()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    document = {
+        "schema_version": report.SCHEMA_VERSION,
+        "kind": "flopcheck.sweep",
+        "run_id": run_id,
+        "created_utc": evidence.utc_now(),
+        "model": reg.name,
+        "base_workload": report.workload_fields(base),
+        "vary": grid,
+        "convention": report.CONVENTION,
+        "columns": {f"{s}_flops": f"FLOPs of {s} per generation" for s in stages}
+        | {"total_flops": "end to end"},
+        "rows": rows,
+    }
+    base_dir = f"sweep/{reg.name}"
+    files = {
+        f"{base_dir}/sweep.csv": buffer.getvalue().encode(),
+        f"{base_dir}/sweep.json": evidence.dumps(document).encode(),
+    }
+    if plots.available():
+        for knob, xs in grid.items():
+            fixed = {k: v[0] for k, v in grid.items() if k != knob}
+            line = [r for r in rows if all(r[k] == v for k, v in fixed.items())]
+            series = {s: [r[f"{s}_flops"] for r in line] for s in stages} | {
+                "total": [r["total_flops"] for r in line]
+            }
+            files[f"{base_dir}/{knob}.png"] = plots.sweep_plot(knob, xs, series, fixed)
+    else:
+        print("warning: matplotlib is not installed: no plots were written")
+    final = _publish(_output_root(args), run_id, files)
+    print(f"{len(rows)} workloads; sweep: {final / base_dir}")
+    return 0
+
+
+# -- diff and list ----------------------------------------------------------------------------
+
+
+def _load_report(path: str) -> dict[str, Any]:
+    candidate = Path(path)
+    if candidate.is_dir():
+        found = sorted(candidate.rglob("report.json"))
+        if len(found) != 1:
+            raise UsageError(
+                f"report {path!r} is not allowed: the folder holds {len(found)} report.json files, not 1"
+            )
+        candidate = found[0]
+    try:
+        document = json.loads(candidate.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"report {path!r} is not allowed: it cannot be read as JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("kind") != "flopcheck.static_analysis":
+        raise UsageError(f"report {path!r} is not allowed: it is not a flopcheck report.json")
+    return document
+
+
+def _leaf_flops(document: dict[str, Any]) -> dict[str, int]:
+    flops: dict[str, int] = {}
+    for stage, tree in document["tree"].items():
+        runs = document["stage_totals"][stage]["runs_per_generation"]
+
+        def walk(node: dict[str, Any], times: int, stage: str = stage, runs: int = runs) -> None:
+            times *= node.get("repeat", 1)
+            if "children" not in node:
+                flops[f"{stage}/{node['id']}"] = node["flops"] * times * runs
+            for child in node.get("children", []):
+                walk(child, times)
+
+        walk(tree, 1)
+    return flops
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    before, after = _load_report(args.before), _load_report(args.after)
+    changed = {k: v for k, v in after["workload"].items() if before["workload"].get(k) != v}
+    print(
+        "workload changes: "
+        + (", ".join(f"{k} {before['workload'].get(k)} -> {v}" for k, v in changed.items()) or "none")
+    )
+    for stage, totals in after["stage_totals"].items():
+        old = before["stage_totals"].get(stage, {}).get("per_generation", {}).get("flops", 0)
+        new = totals["per_generation"]["flops"]
+        ratio = f"x{new / old:.3f}" if old else "new"
+        print(f"{stage:>16}: {old:>30,} -> {new:>30,} ({ratio})")
+    old_layers, new_layers = _leaf_flops(before), _leaf_flops(after)
+    deltas = sorted(
+        ((new_layers.get(k, 0) - old_layers.get(k, 0), k) for k in set(old_layers) | set(new_layers)),
+        key=lambda item: (-abs(item[0]), item[1]),
+    )
+    print("largest changes by layer (FLOPs per generation):")
+    for delta, layer in deltas[: args.top]:
+        if delta:
+            print(f"  {delta:+,}  {layer}")
+    return 0
+
+
+def cmd_list(registry: Registry) -> int:
+    for name, reg in sorted(registry.models.items()):
+        print(f"{name}: {reg.description}")
+        print(f"  stages: {', '.join(f'{s.name} (tolerance {s.tolerance:g})' for s in reg.stages)}")
+        print(f"  workloads: {', '.join(reg.workloads)}")
+    print("GPUs: " + ", ".join(f"{g.name} ({'/'.join(g.tflops)})" for g in GPUS.values()))
+    return 0
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def _parser(registry: Registry | None, command: str | None, model: str | None) -> _Parser:
+    parser = _Parser(prog="flopcheck", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, text in (
+        ("report", "write a sizing report for one workload"),
+        ("sweep", "FLOPs per stage over a grid of workloads (CSV, JSON, plots)"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("model", metavar="MODEL", help="a registered model (see 'flopcheck list')")
+        sub.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"default {DEFAULT_OUTPUT}")
+        if name == "report":
+            sub.add_argument("--gpu", metavar="NAME", help=f"one of {', '.join(GPUS)} (default: all)")
+            sub.add_argument(
+                "--precision", default="bf16", metavar="P", help=f"one of {', '.join(PRECISIONS)}"
+            )
+        else:
+            sub.add_argument(
+                "--vary", action="append", default=[], metavar="FIELD=V1,V2", help="a swept field"
+            )
+        if registry is not None and command == name and model in registry.models:
+            _add_workload_arguments(sub, registry.models[model])
+    diff = commands.add_parser("diff", help="compare two report.json files, layer by layer")
+    diff.add_argument("before")
+    diff.add_argument("after")
+    diff.add_argument("--top", type=int, default=10, help="how many layers to list")
+    commands.add_parser("list", help="registered models, their workloads, and the GPU table")
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    first = _parser(None, None, None).parse_known_args(argv)[0]
+    if first.command == "diff":
+        return cmd_diff(_parser(None, None, None).parse_args(argv))
+    registry = _load_registry()
+    if first.command == "list":
+        return cmd_list(registry)
+    reg = _registration(registry, first.model)
+    args = _parser(registry, first.command, first.model).parse_args(argv)
+    return cmd_report(reg, args) if args.command == "report" else cmd_sweep(reg, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"flopcheck: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""PNG plots for reports and sweeps (matplotlib, Agg backend). Optional: without matplotlib
+the callers produce their tables and say that plots were skipped."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PALETTE = ("#3b6ea5", "#e07b39", "#4b9b62", "#b2443a", "#7d5ba6", "#8c7a5b")
+
+
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(width: float = 7.5, height: float = 3.6) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+    return fig, ax
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib import pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
+    """Title -> base64 PNG for the report page: stage FLOPs, categories, time per GPU."""
+    plots = {}
+    stages = report["stage_totals"]
+    fig, ax = _figure()
+    names = list(stages)
+    values = [stages[n]["per_generation"]["flops"] for n in names]
+    bars = ax.barh(names, values, color=PALETTE[: len(names)])
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per generation (log scale)")
+    ax.set_title("FLOPs per stage, one generation")
+    for bar, stage in zip(bars, names, strict=True):
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {stages[stage]['flops_share']:.1%}",
+            va="center",
+            fontsize=8,
+        )
+    ax.invert_yaxis()
+    plots["FLOPs per stage"] = base64.b64encode(_png(fig)).decode()
+
+    fig, ax = _figure()
+    categories = report["top_categories"]
+    ax.barh([c["category"] for c in categories], [c["share"] * 100 for c in categories], color=PALETTE[0])
+    ax.set_xlabel("share of end-to-end FLOPs (%)")
+    ax.set_title("Top categories by FLOPs")
+    ax.invert_yaxis()
+    plots["Top categories"] = base64.b64encode(_png(fig)).decode()
+
+    estimates = report["time_estimates"]["estimates"]
+    if estimates:
+        fig, ax = _figure(height=3.8)
+        left = [0.0] * len(estimates)
+        for i, stage in enumerate(stages):
+            widths = [e["stages"][stage]["per_generation_s"] for e in estimates]
+            ax.barh(
+                [e["gpu"] for e in estimates], widths, left=left, label=stage, color=PALETTE[i % len(PALETTE)]
+            )
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+        ax.set_xlabel(f"seconds per generation ({report['time_estimates']['precision']}, roofline)")
+        ax.set_title("Estimated time per GPU")
+        ax.legend(frameon=False, fontsize=8)
+        ax.invert_yaxis()
+        plots["Time per GPU"] = base64.b64encode(_png(fig)).decode()
+    return plots
+
+
+def sweep_plot(
+    knob: str, xs: Sequence[Any], series: Mapping[str, Sequence[int]], fixed: Mapping[str, Any]
+) -> bytes:
+    """FLOPs per generation against one knob: one line per stage and the total (log y)."""
+    fig, ax = _figure()
+    for i, (name, ys) in enumerate(series.items()):
+        style = (
+            {"linewidth": 2.4, "color": "#222"} if name == "total" else {"color": PALETTE[i % len(PALETTE)]}
+        )
+        ax.plot(list(xs), list(ys), marker="o", label=name, **style)
+    ax.set_yscale("log")
+    ax.set_xlabel(knob)
+    ax.set_ylabel("FLOPs per generation (log scale)")
+    subtitle = ", ".join(f"{k}={v}" for k, v in fixed.items())
+    ax.set_title(f"FLOPs vs {knob}" + (f"\n({subtitle})" if subtitle else ""), fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    return _png(fig)

@@ -1,0 +1,463 @@
+"""Static-analysis sizing reports built from a registration's analytic model alone.
+
+The report schema is shared by every model: model metadata, workload, per-stage totals, the
+node tree with metrics, the top layers and categories by FLOPs, memory, roofline time
+estimates, warnings and what is not modeled. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from pytest_flopcheck.hardware import GPUS, Gpu, TimeEstimate, roofline
+from pytest_flopcheck.registry import ModelRegistration
+from pytest_flopcheck.tree import ZERO, CostNode
+
+SCHEMA_VERSION = 1
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+CONVENTION = (
+    "FLOPs follow torch.utils.flop_counter: 2 per multiply-add for matmul, convolution and attention "
+    "(QK^T and PV, no causal discount); bias adds, norms, activations, softmax, RoPE and other "
+    "elementwise work count 0."
+)
+TIME_CAVEAT = (
+    "First-order roofline estimates: each layer takes max(FLOPs / dense peak, bytes / bandwidth) at the "
+    "datasheet peak, with no kernel launch, fusion, overlap, elementwise-kernel or communication cost; "
+    "real runs are slower."
+)
+MEMORY_CAVEAT = (
+    "Peak activation is the largest single layer's inputs plus outputs (earlier activations freed); "
+    "framework workspace, allocator fragmentation and the elementwise kernels' temporaries are not included."
+)
+
+
+def workload_fields(workload: Any) -> dict[str, Any]:
+    """The workload as plain data (its own ``describe()`` if it has one)."""
+    describe = getattr(workload, "describe", None)
+    if callable(describe):
+        return dict(describe())
+    if attrs.has(type(workload)):
+        return attrs.asdict(workload)
+    return {"value": repr(workload)}
+
+
+def runs_per_generation(reg: ModelRegistration, workload: Any) -> dict[str, int]:
+    if reg.multiplicities is None:
+        return {stage.name: 1 for stage in reg.stages}
+    runs = reg.multiplicities(workload)
+    return {stage.name: int(runs.get(stage.name, 0)) for stage in reg.stages}
+
+
+def _node_json(node: CostNode) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": node.id, "category": node.category, **node.metrics.as_dict()}
+    if node.repeat != 1:
+        entry["repeat"] = node.repeat
+    if node.reference is not None:
+        entry["reference"] = node.reference + (" (own work)" if node.reference_own else "")
+    if node.note:
+        entry["note"] = node.note
+    if node.children:
+        entry["children"] = [_node_json(child) for child in node.children]
+    return entry
+
+
+def peak_activation_bytes(tree: CostNode) -> int:
+    """The largest single layer's inputs plus outputs in one run."""
+    return max((leaf.metrics.io_bytes - leaf.metrics.weight_bytes for leaf in tree.leaves()), default=0)
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def build_report(
+    reg: ModelRegistration,
+    workload: Any,
+    *,
+    run_id: str,
+    created_utc: str,
+    gpus: Sequence[Gpu] | None = None,
+    precision: str = "bf16",
+) -> dict[str, Any]:
+    """The report document for one workload."""
+    runs = runs_per_generation(reg, workload)
+    trees = {stage.name: reg.analytic(workload, stage.name) for stage in reg.stages}
+    dtype = getattr(workload, "dtype", None)
+
+    stages: dict[str, Any] = {}
+    generation = ZERO
+    for name, tree in trees.items():
+        per_generation = tree.total.repeated(runs[name])
+        generation = generation + per_generation
+        stages[name] = {
+            "runs_per_generation": runs[name],
+            "per_run": tree.total.as_dict(),
+            "per_generation": per_generation.as_dict(),
+        }
+    for name in stages:
+        stages[name]["flops_share"] = _share(stages[name]["per_generation"]["flops"], generation.flops)
+
+    layers = []
+    categories: dict[str, int] = {}
+    for stage_index, (name, tree) in enumerate(trees.items()):
+        for order, (node, times) in enumerate(tree.runs()):
+            if node.children or node.metrics.flops == 0:
+                continue
+            flops = node.metrics.flops * times * runs[name]
+            categories[node.category] = categories.get(node.category, 0) + flops
+            layers.append((-flops, stage_index, order, name, node))
+    layers.sort(key=lambda item: item[:3])
+    top_layers = [
+        {
+            "stage": name,
+            "id": node.id,
+            "category": node.category,
+            "reference": node.reference,
+            "flops_per_generation": -neg,
+            "share": _share(-neg, generation.flops),
+        }
+        for neg, _, _, name, node in layers[:10]
+    ]
+    top_categories = [
+        {"category": category, "flops_per_generation": flops, "share": _share(flops, generation.flops)}
+        for category, flops in sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:5]
+    ]
+
+    memory = _memory(trees, dtype)
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "flopcheck.static_analysis",
+        "run_id": run_id,
+        "created_utc": created_utc,
+        "model": {
+            "name": reg.name,
+            "description": reg.description,
+            "stages": [{"name": s.name, "description": s.description} for s in reg.stages],
+            "metadata": dict(reg.metadata(workload)) if reg.metadata else {},
+        },
+        "workload": workload_fields(workload),
+        "convention": CONVENTION,
+        "stage_totals": stages,
+        "totals": {"per_generation": generation.as_dict()},
+        "memory": memory,
+        "time_estimates": _times(trees, runs, gpus if gpus is not None else list(GPUS.values()), precision),
+        "top_layers": top_layers,
+        "top_categories": top_categories,
+        "tree": {name: _node_json(tree) for name, tree in trees.items()},
+        "warnings": list(reg.warnings(workload)) if reg.warnings else [],
+        "not_modeled": list(reg.not_modeled),
+    }
+    return report
+
+
+def _memory(trees: Mapping[str, CostNode], dtype: str | None) -> dict[str, Any]:
+    stages: dict[str, dict[str, Any]] = {}
+    for name, tree in trees.items():
+        params = tree.total.params
+        stages[name] = {
+            "params": params,
+            "weight_bytes": tree.total.weight_bytes,
+            "weight_bytes_by_dtype": {d: params * b for d, b in DTYPE_BYTES.items()},
+            "peak_activation_bytes": peak_activation_bytes(tree),
+            "cache_bytes": tree.total.cache_bytes,
+            "cache_note": tree.note,
+        }
+    weights = sum(s["weight_bytes"] for s in stages.values())
+    working = {name: s["peak_activation_bytes"] + s["cache_bytes"] for name, s in stages.items()}
+    return {
+        "dtype": dtype,
+        "stages": stages,
+        "pipeline": {
+            "weight_bytes": weights,
+            "peak_bytes_all_weights_resident": weights + max(working.values(), default=0),
+            "peak_bytes_one_stage_resident": max(
+                (stages[name]["weight_bytes"] + working[name] for name in stages), default=0
+            ),
+        },
+        "note": MEMORY_CAVEAT,
+    }
+
+
+def _times(
+    trees: Mapping[str, CostNode], runs: Mapping[str, int], gpus: Sequence[Gpu], precision: str
+) -> dict[str, Any]:
+    estimates = []
+    skipped = []
+    for gpu in gpus:
+        if precision not in gpu.tflops:
+            skipped.append(gpu.name)
+            continue
+        per_stage: dict[str, Any] = {}
+        total = TimeEstimate(0.0, 0.0, 0.0)
+        for name, tree in trees.items():
+            one = roofline(tree, gpu, precision)
+            generation = one.times(runs[name])
+            total = total + generation
+            per_stage[name] = {
+                "per_run_s": one.seconds,
+                "per_generation_s": generation.seconds,
+                "compute_bound_fraction": _fraction(one.compute_bound_seconds, one.seconds),
+            }
+        estimates.append(
+            {
+                "gpu": gpu.name,
+                "peak_tflops": gpu.tflops[precision],
+                "bandwidth_gbs": gpu.bandwidth_gbs,
+                "memory_gb": gpu.memory_gb,
+                "source": gpu.source,
+                "stages": per_stage,
+                "total_s": total.seconds,
+                "compute_bound_fraction": _fraction(total.compute_bound_seconds, total.seconds),
+            }
+        )
+    result: dict[str, Any] = {"precision": precision, "estimates": estimates, "caveat": TIME_CAVEAT}
+    if skipped:
+        result["not_supported"] = {"gpus": skipped, "reason": f"no {precision} tensor cores"}
+    return result
+
+
+def _fraction(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+# -- presentation -----------------------------------------------------------------------------
+
+
+def human(value: float, unit: str = "") -> str:
+    """1.23e15 -> '1.23 P' (SI prefixes; bytes use the same decimal prefixes)."""
+    for threshold, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= threshold:
+            return f"{value / threshold:.2f} {prefix}{unit}"
+    return f"{value:,.0f} {unit}".rstrip()
+
+
+def seconds(value: float) -> str:
+    if value >= 3600:
+        return f"{value / 3600:.2f} h"
+    if value >= 60:
+        return f"{value / 60:.2f} min"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1e3:.1f} ms"
+
+
+def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    memory = report["memory"]["stages"]
+    for name, stage in report["stage_totals"].items():
+        rows.append(
+            [
+                name,
+                f"{stage['per_run']['flops']:,}",
+                str(stage["runs_per_generation"]),
+                f"{stage['per_generation']['flops']:,}",
+                f"{stage['flops_share']:.1%}",
+                human(memory[name]["params"]),
+                human(memory[name]["weight_bytes"], "B"),
+                human(memory[name]["peak_activation_bytes"], "B"),
+                human(memory[name]["cache_bytes"], "B"),
+            ]
+        )
+    total = report["totals"]["per_generation"]
+    rows.append(
+        [
+            "**end to end**",
+            "",
+            "",
+            f"{total['flops']:,}",
+            "100%",
+            human(total["params"]),
+            human(total["weight_bytes"], "B"),
+            "",
+            "",
+        ]
+    )
+    return rows
+
+
+STAGE_HEADER = [
+    "stage",
+    "FLOPs per run",
+    "runs",
+    "FLOPs per generation",
+    "share",
+    "params",
+    "weights",
+    "peak activation",
+    "cache",
+]
+
+
+def _time_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    times = report["time_estimates"]
+    header = ["GPU", *report["stage_totals"], "total", "compute-bound"]
+    rows = [
+        [
+            e["gpu"],
+            *(seconds(s["per_generation_s"]) for s in e["stages"].values()),
+            seconds(e["total_s"]),
+            f"{e['compute_bound_fraction']:.0%}",
+        ]
+        for e in times["estimates"]
+    ]
+    return header, rows
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def summary_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown for people."""
+    model, workload = report["model"], report["workload"]
+    lines = [
+        f"# {model['name']} sizing report",
+        "",
+        model["description"],
+        "",
+        "Workload: " + ", ".join(f"{k}={v}" for k, v in workload.items()),
+        "",
+    ]
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    lines += ["## Stages", "", *_md_table(STAGE_HEADER, _stage_rows(report)), ""]
+    times = report["time_estimates"]
+    lines += [f"## Time per generation ({times['precision']})", ""]
+    lines += _md_table(*_time_rows(report))
+    lines += ["", times["caveat"], ""]
+    if times.get("not_supported"):
+        lines += [
+            f"Not shown ({times['not_supported']['reason']}): {', '.join(times['not_supported']['gpus'])}.",
+            "",
+        ]
+    memory = report["memory"]["pipeline"]
+    lines += [
+        "## Memory",
+        "",
+        f"- weights of every stage ({report['memory']['dtype']}): {human(memory['weight_bytes'], 'B')}",
+        f"- peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}",
+        f"- peak with one stage resident at a time: {human(memory['peak_bytes_one_stage_resident'], 'B')}",
+        f"- {report['memory']['note']}",
+        "",
+        "## Top layers by FLOPs per generation",
+        "",
+    ]
+    lines += _md_table(
+        ["#", "stage", "layer", "category", "FLOPs", "share"],
+        [
+            [
+                str(i),
+                t["stage"],
+                t["id"],
+                t["category"],
+                f"{t['flops_per_generation']:,}",
+                f"{t['share']:.2%}",
+            ]
+            for i, t in enumerate(report["top_layers"], 1)
+        ],
+    )
+    lines += ["", "## Top categories", ""]
+    lines += _md_table(
+        ["#", "category", "FLOPs", "share"],
+        [
+            [str(i), c["category"], f"{c['flops_per_generation']:,}", f"{c['share']:.1%}"]
+            for i, c in enumerate(report["top_categories"], 1)
+        ],
+    )
+    lines += ["", "## Not modeled", ""] + [f"- {item}" for item in report["not_modeled"]]
+    lines += ["", "## Convention", "", report["convention"], ""]
+    return "\n".join(lines)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell).replace('**', '')}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;"
+    "color:#1d2330;line-height:1.45;padding:0 1rem}"
+    "h1{font-size:1.6rem;margin-bottom:.2rem}"
+    "h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.2rem}"
+    "table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}"
+    "th,td{border:1px solid #d5d9e2;padding:.3rem .55rem;text-align:right}"
+    "th{background:#f1f3f8}td:first-child,th:first-child{text-align:left}"
+    "tbody tr:last-child td{font-weight:600}"
+    ".warn{background:#fff6e0;border-left:4px solid #e0a100;padding:.5rem .8rem;margin:.4rem 0}"
+    ".note{color:#566;font-size:.85rem}"
+    ".workload code{background:#f1f3f8;padding:.1rem .3rem;border-radius:3px;margin-right:.3rem}"
+    "img{max-width:100%;border:1px solid #eee;margin:.5rem 0}"
+    ".top tbody tr:last-child td{font-weight:normal}"
+)
+
+
+def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """A self-contained page: tables, and plots embedded as base64 PNGs (``plots``: title -> data)."""
+    esc = html.escape
+    model, workload = report["model"], report["workload"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(model['name'])} sizing report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{esc(model['name'])} sizing report</h1><p>{esc(model['description'])}</p>",
+        "<p class='workload'>"
+        + "".join(f"<code>{esc(k)}={esc(str(v))}</code>" for k, v in workload.items())
+        + "</p>",
+    ]
+    parts += [f"<div class='warn'>{esc(w)}</div>" for w in report["warnings"]]
+    parts += ["<h2>Stages</h2>", _html_table(STAGE_HEADER, _stage_rows(report))]
+    times = report["time_estimates"]
+    parts += [
+        f"<h2>Time per generation ({esc(times['precision'])}, roofline)</h2>",
+        "<div class='top'>" + _html_table(*_time_rows(report)) + "</div>",
+        f"<p class='note'>{esc(times['caveat'])}</p>",
+    ]
+    for title, data in plots.items():
+        parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
+    memory = report["memory"]["pipeline"]
+    parts += [
+        "<h2>Memory</h2><ul>",
+        f"<li>weights of every stage ({esc(str(report['memory']['dtype']))}): "
+        f"{human(memory['weight_bytes'], 'B')}</li>",
+        f"<li>peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}</li>",
+        "<li>peak with one stage resident at a time: "
+        f"{human(memory['peak_bytes_one_stage_resident'], 'B')}</li>",
+        f"</ul><p class='note'>{esc(report['memory']['note'])}</p>",
+        "<h2>Top layers by FLOPs per generation</h2><div class='top'>",
+        _html_table(
+            ["#", "stage", "layer", "category", "FLOPs", "share"],
+            [
+                [
+                    str(i),
+                    t["stage"],
+                    t["id"],
+                    t["category"],
+                    human(t["flops_per_generation"], "FLOP"),
+                    f"{t['share']:.2%}",
+                ]
+                for i, t in enumerate(report["top_layers"], 1)
+            ],
+        ),
+        "</div><h2>Top categories</h2><div class='top'>",
+        _html_table(
+            ["#", "category", "FLOPs", "share"],
+            [
+                [str(i), c["category"], human(c["flops_per_generation"], "FLOP"), f"{c['share']:.1%}"]
+                for i, c in enumerate(report["top_categories"], 1)
+            ],
+        ),
+        "</div><h2>Not modeled</h2><ul>",
+        *(f"<li>{esc(item)}</li>" for item in report["not_modeled"]),
+        f"</ul><h2>Convention</h2><p class='note'>{esc(report['convention'])}</p>",
+        f"<p class='note'>run {esc(report['run_id'])} · {esc(report['created_utc'])}</p></body></html>",
+    ]
+    return "".join(parts)
