@@ -220,7 +220,7 @@ def _print_report_summary(document: dict[str, Any], where: Path) -> None:
         runs = stage["runs_per_generation"]
         print(
             f"{name:>16}: {stage['per_generation']['flops']:>30,} FLOPs per generation "
-            f"({runs} run{'s' if runs != 1 else ''}, {stage['flops_share']:.1%})"
+            f"({runs} run{'s' if runs != 1 else ''}, {report.percent(stage['flops_share'])})"
         )
     print(f"{'end to end':>16}: {document['totals']['per_generation']['flops']:>30,} FLOPs")
     for estimate in document["time_estimates"]["estimates"]:
@@ -424,7 +424,14 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
 
 
 def run(argv: Sequence[str]) -> int:
-    first = _parser(None, None, None).parse_known_args(argv)[0]
+    # First find the command and model (help deferred), then parse with the model's options.
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    try:
+        first = _parser(None, None, None).parse_known_args([a for a in argv if a not in ("-h", "--help")])[0]
+    except UsageError:
+        if wants_help:
+            _parser(None, None, None).parse_args(argv)
+        raise
     if first.command == "diff":
         return cmd_diff(_parser(None, None, None).parse_args(argv))
     registry = _load_registry()
@@ -441,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"flopcheck: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.: the files are written, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

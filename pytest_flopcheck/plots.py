@@ -8,6 +8,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_flopcheck.report import percent
+
 PALETTE = ("#3b6ea5", "#e07b39", "#4b9b62", "#b2443a", "#7d5ba6", "#8c7a5b")
 
 
@@ -48,7 +50,8 @@ def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
     stages = report["stage_totals"]
     fig, ax = _figure()
     names = list(stages)
-    values = [stages[n]["per_generation"]["flops"] for n in names]
+    # Floats for plotting only: exact counts can exceed what matplotlib's C longs hold.
+    values = [float(stages[n]["per_generation"]["flops"]) for n in names]
     bars = ax.barh(names, values, color=PALETTE[: len(names)])
     ax.set_xscale("log")
     ax.set_xlabel("FLOPs per generation (log scale)")
@@ -57,7 +60,7 @@ def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
         ax.text(
             bar.get_width(),
             bar.get_y() + bar.get_height() / 2,
-            f" {stages[stage]['flops_share']:.1%}",
+            f" {percent(stages[stage]['flops_share'])}",
             va="center",
             fontsize=8,
         )
@@ -96,14 +99,32 @@ def sweep_plot(
     """FLOPs per generation against one knob: one line per stage and the total (log y)."""
     fig, ax = _figure()
     for i, (name, ys) in enumerate(series.items()):
-        style = (
-            {"linewidth": 2.4, "color": "#222"} if name == "total" else {"color": PALETTE[i % len(PALETTE)]}
-        )
-        ax.plot(list(xs), list(ys), marker="o", label=name, **style)
+        if name == "total":  # dashed and drawn below, so a dominant stage stays visible on top of it
+            ax.plot(
+                list(xs),
+                [float(y) for y in ys],
+                color="#222",
+                linewidth=1.4,
+                linestyle="--",
+                marker="s",
+                markersize=4,
+                label=name,
+                zorder=1,
+            )
+        else:
+            ax.plot(
+                list(xs),
+                [float(y) for y in ys],
+                color=PALETTE[i % len(PALETTE)],
+                linewidth=2,
+                marker="o",
+                label=name,
+                zorder=2,
+            )
     ax.set_yscale("log")
     ax.set_xlabel(knob)
     ax.set_ylabel("FLOPs per generation (log scale)")
     subtitle = ", ".join(f"{k}={v}" for k, v in fixed.items())
     ax.set_title(f"FLOPs vs {knob}" + (f"\n({subtitle})" if subtitle else ""), fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _png(fig)

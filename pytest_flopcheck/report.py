@@ -235,6 +235,15 @@ def human(value: float, unit: str = "") -> str:
     return f"{value:,.0f} {unit}".rstrip()
 
 
+def percent(share: float) -> str:
+    """A share that stays readable for small stages (0.02%, not 0.0%)."""
+    if share == 0:
+        return "0%"
+    if share < 1e-4:
+        return "<0.01%"
+    return f"{share:.2%}" if share < 0.1 else f"{share:.1%}"
+
+
 def seconds(value: float) -> str:
     if value >= 3600:
         return f"{value / 3600:.2f} h"
@@ -255,7 +264,7 @@ def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 f"{stage['per_run']['flops']:,}",
                 str(stage["runs_per_generation"]),
                 f"{stage['per_generation']['flops']:,}",
-                f"{stage['flops_share']:.1%}",
+                percent(stage["flops_share"]),
                 human(memory[name]["params"]),
                 human(memory[name]["weight_bytes"], "B"),
                 human(memory[name]["peak_activation_bytes"], "B"),
@@ -294,13 +303,24 @@ STAGE_HEADER = [
 
 def _time_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     times = report["time_estimates"]
-    header = ["GPU", *report["stage_totals"], "total", "compute-bound"]
+    memory = report["memory"]["pipeline"]
+
+    def fits(e: Mapping[str, Any]) -> str:
+        capacity = e["memory_gb"] * 1e9
+        if memory["peak_bytes_all_weights_resident"] <= capacity:
+            return "all weights resident"
+        if memory["peak_bytes_one_stage_resident"] <= capacity:
+            return "one stage at a time"
+        return "no"
+
+    header = ["GPU", *report["stage_totals"], "total", "compute-bound", "fits in memory"]
     rows = [
         [
             e["gpu"],
             *(seconds(s["per_generation_s"]) for s in e["stages"].values()),
             seconds(e["total_s"]),
             f"{e['compute_bound_fraction']:.0%}",
+            fits(e),
         ]
         for e in times["estimates"]
     ]
@@ -357,7 +377,7 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
                 t["id"],
                 t["category"],
                 f"{t['flops_per_generation']:,}",
-                f"{t['share']:.2%}",
+                percent(t["share"]),
             ]
             for i, t in enumerate(report["top_layers"], 1)
         ],
@@ -366,7 +386,7 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
     lines += _md_table(
         ["#", "category", "FLOPs", "share"],
         [
-            [str(i), c["category"], f"{c['flops_per_generation']:,}", f"{c['share']:.1%}"]
+            [str(i), c["category"], f"{c['flops_per_generation']:,}", percent(c["share"])]
             for i, c in enumerate(report["top_categories"], 1)
         ],
     )
@@ -395,7 +415,9 @@ _CSS = (
     "tbody tr:last-child td{font-weight:600}"
     ".warn{background:#fff6e0;border-left:4px solid #e0a100;padding:.5rem .8rem;margin:.4rem 0}"
     ".note{color:#566;font-size:.85rem}"
-    ".workload code{background:#f1f3f8;padding:.1rem .3rem;border-radius:3px;margin-right:.3rem}"
+    ".workload{display:flex;flex-wrap:wrap;gap:.35rem}"
+    ".workload code{background:#f1f3f8;padding:.1rem .35rem;border-radius:3px;white-space:nowrap}"
+    "td.text,th.text{text-align:left}"
     "img{max-width:100%;border:1px solid #eee;margin:.5rem 0}"
     ".top tbody tr:last-child td{font-weight:normal}"
 )
@@ -442,7 +464,7 @@ def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
                     t["id"],
                     t["category"],
                     human(t["flops_per_generation"], "FLOP"),
-                    f"{t['share']:.2%}",
+                    percent(t["share"]),
                 ]
                 for i, t in enumerate(report["top_layers"], 1)
             ],
@@ -451,7 +473,7 @@ def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         _html_table(
             ["#", "category", "FLOPs", "share"],
             [
-                [str(i), c["category"], human(c["flops_per_generation"], "FLOP"), f"{c['share']:.1%}"]
+                [str(i), c["category"], human(c["flops_per_generation"], "FLOP"), percent(c["share"])]
                 for i, c in enumerate(report["top_categories"], 1)
             ],
         ),

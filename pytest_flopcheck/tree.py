@@ -143,9 +143,17 @@ def group(
 ) -> CostNode:
     """A parent node whose metrics are the sum of its children's totals."""
     kids = tuple(children)
-    total = ZERO
+    # Summed field by field in locals: groups are built by the thousand in sweeps.
+    flops = params = weight = activation = io = cache = 0
     for child in kids:
-        total = total + child.total
+        m, times = child.metrics, child.repeat
+        flops += m.flops * times
+        params += m.params
+        weight += m.weight_bytes
+        activation += m.activation_bytes * times
+        io += m.io_bytes * times
+        cache += m.cache_bytes
+    total = Metrics(flops, params, weight, activation, io, cache)
     return CostNode(node_id, category, total, kids, repeat, reference, False, note)
 
 

@@ -39,8 +39,8 @@ def test_geometry_follows_the_official_rule() -> None:
         ("frames", "81", "positive integer"),
         ("height", 721, "multiple of 16"),
         ("width", 0, "positive integer"),
-        ("variant", "T2V-2B", "allowed: T2V-14B, T2V-1.3B"),
-        ("dtype", "int4", "allowed: fp32, bf16, fp16, fp8"),
+        ("variant", "T2V-2B", "choose one of T2V-14B, T2V-1.3B"),
+        ("dtype", "int4", "choose one of fp32, bf16, fp16, fp8"),
         ("guidance", "yes", "true or false"),
     ],
 )

@@ -9,7 +9,6 @@ counts on a real diffusers pipeline.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Final
 
 import attrs
@@ -46,23 +45,32 @@ def stage_tree(w: Workload, stage: str) -> CostNode:
 def stage_totals(w: Workload, stage: str) -> Metrics:
     """``stage_tree(w, stage).total``, fast: repeated blocks are counted once and scaled, and
     results are cached by the fields the stage depends on (a sweep revisits them often)."""
-    if stage not in STAGE_BUILDERS:
-        raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
-    return _cached_totals(stage, _depends_on(w, stage))
+    key = _depends_on(w, stage)
+    cached = _TOTALS.get(key)
+    if cached is None:
+        if len(_TOTALS) >= _CACHE_LIMIT:
+            _TOTALS.clear()
+        cached = _TOTALS[key] = _compute_totals(w, stage)
+    return cached
 
 
-def _depends_on(w: Workload, stage: str) -> Workload:
-    """The workload with every field the stage ignores reset, as a cache key."""
+_TOTALS: dict[tuple[object, ...], Metrics] = {}
+_CACHE_LIMIT = 65_536
+
+
+def _depends_on(w: Workload, stage: str) -> tuple[object, ...]:
+    """The fields one run of the stage depends on. Steps and guidance change how often a stage
+    runs, not one run; frames matter only through the latent frame count."""
     if stage == "text_encoder":
-        return Workload(batch_size=w.batch_size, text_len=w.text_len, dtype=w.dtype)
-    # Steps and guidance change how often a stage runs, not one run; frames matter only
-    # through the latent frame count.
-    same = attrs.evolve(w, steps=1, guidance=True, frames=w.output_frames)
-    return attrs.evolve(same, variant="T2V-14B", text_len=1) if stage == "vae_decode" else same
+        return (stage, w.batch_size, w.text_len, w.dtype)
+    if stage == "diffusion_core":
+        return (stage, w.variant, w.batch_size, w.latent_frames, w.height, w.width, w.text_len, w.dtype)
+    if stage == "vae_decode":
+        return (stage, w.batch_size, w.latent_frames, w.height, w.width, w.dtype)
+    raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
 
 
-@lru_cache(maxsize=8192)
-def _cached_totals(stage: str, w: Workload) -> Metrics:
+def _compute_totals(w: Workload, stage: str) -> Metrics:
     if stage == "diffusion_core":
         return dit_totals(w)
     if stage == "text_encoder":

@@ -37,12 +37,12 @@ def _multiple_of_16(instance: Any, attribute: attrs.Attribute[Any], value: objec
 
 def _variant(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value not in VARIANTS:
-        raise WorkloadError(attribute.name, value, f"allowed: {', '.join(VARIANTS)}")
+        raise WorkloadError(attribute.name, value, f"choose one of {', '.join(VARIANTS)}")
 
 
 def _dtype(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value not in DTYPE_BYTES:
-        raise WorkloadError(attribute.name, value, f"allowed: {', '.join(DTYPE_BYTES)}")
+        raise WorkloadError(attribute.name, value, f"choose one of {', '.join(DTYPE_BYTES)}")
 
 
 def _flag(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
