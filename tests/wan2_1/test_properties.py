@@ -142,3 +142,11 @@ def test_huge_workload_is_exact_finite_and_valid_json() -> None:
     assert tree.total.flops > 2**63  # beyond int64: Python integers keep it exact
     json.loads(json.dumps(metrics, allow_nan=False))
     assert any("extrapolation" in note for note in w.warnings())
+
+
+@given(workloads())
+def test_fast_stage_totals_equal_the_full_trees(w: Workload) -> None:
+    from wan_models.wan2_1.pipeline import stage_totals
+
+    for stage in STAGES:
+        assert stage_totals(w, stage) == stage_tree(w, stage).total, stage
