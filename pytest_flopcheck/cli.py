@@ -425,11 +425,11 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
 
 def run(argv: Sequence[str]) -> int:
     # First find the command and model (help deferred), then parse with the model's options.
-    wants_help = any(a in ("-h", "--help") for a in argv)
+    help_asked = any(a in ("-h", "--help") for a in argv)
     try:
         first = _parser(None, None, None).parse_known_args([a for a in argv if a not in ("-h", "--help")])[0]
     except UsageError:
-        if wants_help:
+        if help_asked:
             _parser(None, None, None).parse_args(argv)
         raise
     if first.command == "diff":

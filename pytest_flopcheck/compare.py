@@ -7,6 +7,11 @@ from typing import Any
 import attrs
 
 
+def check_path(model: str, workload: str, stage: str, layer: str = "") -> str:
+    """``model/workload/stage[/layer]``: how a check is named in test ids and messages."""
+    return "/".join([model, workload, stage, layer] if layer else [model, workload, stage])
+
+
 def relative_error(analytic: int, reference: int) -> float | None:
     """``|analytic - reference| / reference``; 0 when both are 0; None (infinite) when only
     the reference is 0."""
@@ -45,11 +50,7 @@ class Comparison:
 
     @property
     def path(self) -> str:
-        """``model/workload/stage[/layer]``, as in the test id."""
-        parts = [self.model, self.workload, self.stage]
-        if self.layer:
-            parts.append(self.layer)
-        return "/".join(parts)
+        return check_path(self.model, self.workload, self.stage, self.layer)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.compare import Comparison
+from pytest_flopcheck.compare import Comparison, check_path
 from pytest_flopcheck.reference import (
     CoverageGap,
     ReferenceCounts,
@@ -42,10 +42,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        parts = [self.model, self.workload, self.stage]
-        if self.layer:
-            parts.append(self.layer)
-        return "/".join(parts)
+        return check_path(self.model, self.workload, self.stage, self.layer)
 
     @property
     def name(self) -> str:
