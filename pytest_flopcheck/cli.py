@@ -257,9 +257,10 @@ def _parse_vary(reg: ModelRegistration, items: Sequence[str]) -> dict[str, list[
 
 
 def sweep_rows(
-    reg: ModelRegistration, base: Any, grid: dict[str, list[Any]], build: Callable[[dict[str, Any]], Any]
+    reg: ModelRegistration, grid: dict[str, list[Any]], build: Callable[[dict[str, Any]], Any]
 ) -> list[dict[str, Any]]:
-    """Per-stage and total FLOPs per generation for every point of the grid (totals only)."""
+    """Per-stage and total FLOPs per generation for every point of the grid (totals only);
+    ``build`` turns one point's values into a workload."""
     rows = []
     names = list(grid)
     stages = [s.name for s in reg.stages]
@@ -281,7 +282,7 @@ def sweep_rows(
 def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
     grid = _parse_vary(reg, args.vary)
     base = _workload(reg, args)
-    rows = sweep_rows(reg, base, grid, lambda values: _build_workload(reg, base, values))
+    rows = sweep_rows(reg, grid, lambda values: _build_workload(reg, base, values))
     stages = [s.name for s in reg.stages]
     run_id = evidence.new_run_id()
     buffer = io.StringIO()

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.hardware import GPUS, Gpu, TimeEstimate, roofline
+from pytest_flopcheck.hardware import GPUS, ZERO_TIME, Gpu, roofline
 from pytest_flopcheck.registry import ModelRegistration
 from pytest_flopcheck.tree import ZERO, CostNode
 
@@ -192,7 +192,7 @@ def _times(
             skipped.append(gpu.name)
             continue
         per_stage: dict[str, Any] = {}
-        total = TimeEstimate(0.0, 0.0, 0.0)
+        total = ZERO_TIME
         for name, tree in trees.items():
             one = roofline(tree, gpu, precision)
             generation = one.times(runs[name])
