@@ -150,15 +150,9 @@ def _build_workload(reg: ModelRegistration, base: Any, values: dict[str, Any]) -
 
 def _gpus(name: str | None, precision: str) -> list[Any]:
     try:
-        if name is None:
-            if precision not in PRECISIONS:
-                raise HardwareError(
-                    f"--precision {precision!r} is not allowed: choose one of {', '.join(PRECISIONS)}"
-                )
-            return list(GPUS.values())
-        gpu = lookup(name)
+        gpu = None if name is None else lookup(name)
         check_precision(gpu, precision)
-        return [gpu]
+        return list(GPUS.values()) if gpu is None else [gpu]
     except HardwareError as exc:
         raise UsageError(str(exc)) from None
 

@@ -110,12 +110,13 @@ def lookup(name: str) -> Gpu:
     raise HardwareError(f"--gpu {name!r} is not allowed: choose one of {', '.join(GPUS)}")
 
 
-def check_precision(gpu: Gpu, precision: str) -> None:
+def check_precision(gpu: Gpu | None, precision: str) -> None:
+    """An unknown precision, or (with ``gpu``) one that GPU has no tensor cores for, is an error."""
     if precision not in PRECISIONS:
         raise HardwareError(
             f"--precision {precision!r} is not allowed: choose one of {', '.join(PRECISIONS)}"
         )
-    if precision not in gpu.tflops:
+    if gpu is not None and precision not in gpu.tflops:
         raise HardwareError(
             f"--precision {precision!r} is not supported by {gpu.name}: choose one of {', '.join(gpu.tflops)}"
         )
