@@ -1,5 +1,11 @@
-"""Evidence of a verification run: ``evidence.json`` for machines, ``summary.md`` and an HTML
-section for people. Everything is written atomically (temp file, then rename)."""
+"""Evidence of a verification run, rendered from its :class:`~pytest_flopcheck.record.RunRecord`:
+``evidence.json`` for machines, ``summary.md``, the HTML summary and the terminal lines for
+people; and the staged run directory they are published in.
+
+A run's files are written into a hidden staging directory next to the published runs and the
+directory is renamed into place only when every file is whole, so a reader sees a complete run
+or none, and an earlier run is never touched.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,20 @@ import html
 import json
 import os
 import platform
+import re
 import secrets
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pytest_flopcheck.session import END_TO_END, PIPELINE
+from pytest_flopcheck.record import RunRecord
 
-SCHEMA_VERSION = 1
-TIMING_FIELDS = ("run_id", "created_utc", "timing")
-"""Top-level fields that differ between otherwise identical runs."""
+MAX_LISTED = 20
+"""Failures and errors listed by name in the summaries (all of them are in evidence.json)."""
 
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
@@ -33,11 +40,21 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+def dumps(document: Mapping[str, Any]) -> str:
+    """JSON with exact integers and no NaN/Infinity."""
+    return json.dumps(document, indent=1, allow_nan=False) + "\n"
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one.
+
+    The new file gets the permissions of an ordinary file under the current umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
@@ -46,14 +63,51 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def make_run_dir(output: Path, run_id: str, *parts: str) -> Path:
-    """Create ``output/run_id/parts...``; a run directory that exists is never reused."""
-    run_dir = output / run_id
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(exist_ok=False)
-    target = run_dir.joinpath(*parts)
-    target.mkdir(parents=True, exist_ok=True)
-    return target
+class OutputError(Exception):
+    """The evidence cannot be written where it was asked for: one sentence for the user."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+class StagedRun:
+    """A run directory written under ``output/.<run_id>.partial`` and renamed to
+    ``output/<run_id>`` once complete; :meth:`discard` removes it without a trace."""
+
+    def __init__(self, output: Path, run_id: str, option: str, shown: str) -> None:
+        """``option`` and ``shown`` name the setting and its value as the user gave them."""
+        self.output = output
+        self.run_id = run_id
+        try:
+            if output.exists() and not output.is_dir():
+                raise OutputError(f"{option} {shown!r} is not allowed: it is a file, not a directory")
+            output.mkdir(parents=True, exist_ok=True)
+            self.staging = output / f".{run_id}.partial"
+            self.staging.mkdir()
+        except OSError as exc:
+            raise OutputError(
+                f"{option} {shown!r} is not allowed: it cannot hold a run directory "
+                f"({describe_os_error(exc)})"
+            ) from None
+
+    @property
+    def final(self) -> Path:
+        return self.output / self.run_id
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.staging / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path
+
+    def publish(self) -> Path:
+        os.rename(self.staging, self.final)
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _package_version(name: str) -> str | None:
@@ -95,192 +149,180 @@ def environment(root: Path, device: str, packages: Iterable[str]) -> dict[str, A
     return env
 
 
-def _max_error(errors: Iterable[float | None]) -> float | None:
-    worst: float | None = 0.0
-    for error in errors:
-        if error is None:
-            return None
-        if worst is not None and error > worst:
-            worst = error
-    return worst
+# -- formatting -------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|#!~])")
 
 
-def stage_summary(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per model, workload and stage: how many checks, the worst relative error, failures."""
-    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for result in results:
-        groups.setdefault((result["model"], result["workload"], result["stage"]), []).append(result)
-    rows = []
-    for (model, workload, stage), items in groups.items():
-        rows.append(
-            {
-                "model": model,
-                "workload": workload,
-                "stage": stage,
-                "layers_compared": sum(1 for r in items if r["layer"] and r["metric"] == "flops"),
-                "params_compared": sum(1 for r in items if r["metric"] == "params"),
-                "max_rel_error": _max_error(r["rel_error"] for r in items),
-                "failed": sum(1 for r in items if not r["passed"]),
-                "passed": all(r["passed"] for r in items),
-            }
-        )
-    return rows
+def md(text: object) -> str:
+    """``text`` as literal Markdown on one line: special characters escaped, markup characters
+    as entities (so no tag survives), newlines joined."""
+    flat = html.escape(" ".join(str(text).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
-def build_evidence(
-    *,
-    run_id: str,
-    created_utc: str,
-    env: Mapping[str, Any],
-    selection: Mapping[str, Any],
-    records: Sequence[Mapping[str, Any]],
-    totals: Sequence[Mapping[str, Any]],
-    timing: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The evidence document. ``records`` are per-test outcomes in plan order."""
-    results = [dict(c, test=r["test"]) for r in records for c in r["comparisons"]]
-    coverage = [
-        {
-            "model": r["case"]["model"],
-            "workload": r["case"]["workload"],
-            "stage": r["case"]["stage"],
-            "unclaimed_modules": [g for g in r["gaps"] if g["kind"] == "unclaimed_module"],
-            "uncounted_ops": [g for g in r["gaps"] if g["kind"] == "uncounted_op"],
-        }
-        for r in records
-        if r["case"]["kind"] == END_TO_END and r["case"]["stage"] != PIPELINE and r["status"] != "skipped"
-    ]
-    skipped = [{"test": r["test"], "reason": r["reason"]} for r in records if r["status"] == "skipped"]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "created_utc": created_utc,
-        "environment": dict(env),
-        "selection": dict(selection),
-        "convention": (
-            "torch.utils.flop_counter: 2 FLOPs per multiply-add for matmul, convolution and attention "
-            "(QK^T and PV, no causal discount); elementwise work counts 0"
-        ),
-        "tests": {
-            "total": len(records),
-            "passed": sum(1 for r in records if r["status"] == "passed"),
-            "failed": sum(1 for r in records if r["status"] == "failed"),
-            "skipped": len(skipped),
-        },
-        "summary": stage_summary(results),
-        "totals": list(totals),
-        "results": results,
-        "coverage": coverage,
-        "skipped": skipped,
-        "timing": dict(timing),
-    }
+def one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def dumps(document: Mapping[str, Any]) -> str:
-    """JSON with exact integers and no NaN/Infinity."""
-    return json.dumps(document, indent=1, allow_nan=False) + "\n"
-
-
-def _fmt_error(error: float | None) -> str:
+def fmt_error(error: float | None) -> str:
     return "∞" if error is None else f"{error:.2e}"
 
 
-def _fmt_int(value: int | None) -> str:
+def fmt_int(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
-def summary_markdown(evidence: Mapping[str, Any], run_dir: Path | None = None) -> str:
+def _git(env: Mapping[str, Any]) -> str:
+    sha = env.get("git_sha") or "unknown"
+    return f"{sha[:12]}" + (" (dirty)" if env.get("git_dirty") else "")
+
+
+def _outcome_cells(outcomes: Mapping[str, int]) -> str:
+    return ", ".join(f"{n:,} {o}" for o, n in outcomes.items() if n) or "–"
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
     """A Markdown summary for a pull request or a CI job summary."""
-    tests = evidence["tests"]
-    env = evidence["environment"]
-    verdict = "✅ all checks passed" if tests["failed"] == 0 else f"❌ {tests['failed']} check(s) failed"
+    env = record.environment
+    counts = record.counts
     lines = [
-        f"## flopcheck — {verdict}",
+        f"## flopcheck — {md(record.headline)}",
         "",
-        f"Run `{evidence['run_id']}` · {tests['total']} tests: {tests['passed']} passed, "
-        f"{tests['failed']} failed, {tests['skipped']} skipped · device `{env.get('device')}` · "
-        f"torch {env.get('torch')} · git {(env.get('git_sha') or 'unknown')[:12]}"
-        + (" (dirty)" if env.get("git_dirty") else ""),
-        "",
-        "| model | workload | stage | layers | params | max rel. error | result |",
-        "|---|---|---|---:|---:|---:|---|",
+        f"Run `{record.run_id}` · status **{record.status}** · {record.selected:,} checks selected: "
+        + md(", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in counts.items() if n) or "none finished")
+        + f" · device `{md(env.get('device'))}` · torch {md(env.get('torch'))} · git {md(_git(env))}",
     ]
-    for row in evidence["summary"]:
-        lines.append(
-            f"| {row['model']} | {row['workload']} | {row['stage']} | {row['layers_compared']} | "
-            f"{row['params_compared']} | {_fmt_error(row['max_rel_error'])} | "
-            f"{'pass' if row['passed'] else '**FAIL**'} |"
-        )
-    if evidence["totals"]:
-        lines += ["", "### Totals (FLOPs)", "", "| model | workload | stage | runs | analytic | reference |"]
-        lines.append("|---|---|---|---:|---:|---:|")
-        for total in evidence["totals"]:
-            for stage, row in total["stages"].items():
-                lines.append(
-                    f"| {total['model']} | {total['workload']} | {stage} | "
-                    f"{_fmt_int(row['runs_per_generation'])} | {_fmt_int(row['analytic_flops'])} | "
-                    f"{_fmt_int(row['reference_flops'])} |"
-                )
-    gaps = [(c, g) for c in evidence["coverage"] for g in c["unclaimed_modules"] + c["uncounted_ops"]]
-    lines += ["", "### Coverage", ""]
-    if gaps:
+    summaries = record.stage_summaries()
+    if summaries:
         lines += [
-            f"- {c['model']}/{c['workload']}/{c['stage']}: `{g['name']}`: {g['detail']}" for c, g in gaps
+            "",
+            "| model | workload | stage | checks | layers | params | max rel. error | result |",
+            "|---|---|---|---|---:|---:|---:|---|",
         ]
-    else:
-        lines.append("Every counted FLOP is claimed by an analytic node; no compute op ran uncounted.")
-    failures = [r for r in evidence["results"] if not r["passed"]]
-    if failures:
-        lines += ["", f"### Failures (first {min(20, len(failures))} of {len(failures)})", ""]
-        for r in failures[:20]:
-            lines.append(
-                f"- `{r['test']}` {r['metric']}: analytic {r['analytic']:,} vs reference "
-                f"{r['reference']:,} (rel. error {_fmt_error(r['rel_error'])}, "
-                f"tolerance {r['tolerance']:.1e})"
+        for row in summaries:
+            result = "pass" if row.status == "pass" else f"**{row.status}**"
+            cells = [
+                md(row.model),
+                md(row.workload),
+                md(row.stage),
+                md(_outcome_cells(row.outcomes)),
+                f"{row.layers_compared:,}",
+                f"{row.params_compared:,}",
+                fmt_error(row.max_rel_error),
+                result,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    if record.errors:
+        lines += ["", f"### Errors ({len(record.errors)} cause{'s' if len(record.errors) != 1 else ''})", ""]
+        lines += [f"- {md(e.message)} ({e.tests:,} dependent checks)" for e in record.errors[:MAX_LISTED]]
+    failed = [c for c in record.failures() if c.outcome == "failed"]
+    if failed:
+        lines += ["", f"### Failures (first {min(MAX_LISTED, len(failed))} of {len(failed):,})", ""]
+        for check in failed[:MAX_LISTED]:
+            detail = "; ".join(
+                f"{c.metric}: analytic {c.analytic:,} vs reference {c.reference:,} "
+                f"(rel. error {fmt_error(c.rel_error)}, tolerance {c.tolerance:.1e})"
+                for c in check.comparisons
+                if not c.passed
             )
-    if evidence["skipped"]:
-        reasons = sorted({s["reason"] for s in evidence["skipped"]})
-        lines += ["", f"### Skipped ({len(evidence['skipped'])})", ""] + [f"- {reason}" for reason in reasons]
+            if check.gaps:
+                detail = "; ".join(filter(None, [detail, f"{len(check.gaps)} coverage gap(s)"]))
+            lines.append(f"- `{check.test}` {md(detail or one_line(check.message))}")
+    coverage = record.coverage()
+    if coverage:
+        gaps = [(c, g) for c, found in coverage for g in found]
+        lines += ["", "### Coverage", ""]
+        if gaps:
+            lines += [f"- {md(f'{c.model}/{c.workload}/{c.stage}: {g.name}: {g.detail}')}" for c, g in gaps]
+        else:
+            stages = ", ".join(f"{c.model}/{c.workload}/{c.stage}" for c, _ in coverage)
+            lines.append(
+                f"In the {len(coverage)} counted stage(s) ({md(stages)}) every counted FLOP is claimed by "
+                "an analytic node and no compute op ran uncounted."
+            )
+    reasons = record.skip_reasons()
+    if reasons:
+        lines += ["", f"### Skipped or xfailed ({sum(reasons.values()):,})", ""]
+        lines += [f"- {n:,} × {md(reason)}" for reason, n in reasons.items()]
+    if record.totals:
+        lines += [
+            "",
+            "### Totals (FLOPs per run; pipeline per generation)",
+            "",
+            "| model | workload | stage | runs | analytic | reference |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for t in record.totals:
+            lines.append(
+                f"| {md(t.model)} | {md(t.workload)} | {md(t.stage)} | {fmt_int(t.runs_per_generation)} | "
+                f"{fmt_int(t.analytic_flops)} | {fmt_int(t.reference_flops)} |"
+            )
     if run_dir is not None:
         lines += ["", f"Evidence: `{run_dir}`"]
     return "\n".join(lines) + "\n"
 
 
-def summary_html(evidence: Mapping[str, Any]) -> str:
-    """The flopcheck section of the pytest-html report."""
+# -- HTML ---------------------------------------------------------------------------------------
+
+_STATUS_COLOURS = {"pass": "#2a7a2a", "FAIL": "#b00020", "skipped": "#8a6d00", "incomplete": "#8a6d00"}
+
+
+def summary_html(record: RunRecord) -> str:
+    """The flopcheck section of the pytest-html report (every value escaped)."""
     esc = html.escape
     rows = "".join(
         "<tr>"
-        f"<td>{esc(r['model'])}</td><td>{esc(r['workload'])}</td><td>{esc(r['stage'])}</td>"
-        f"<td style='text-align:right'>{r['layers_compared']}</td>"
-        f"<td style='text-align:right'>{r['params_compared']}</td>"
-        f"<td style='text-align:right'>{_fmt_error(r['max_rel_error'])}</td>"
-        f"<td style='color:{'#2a7a2a' if r['passed'] else '#b00020'};font-weight:bold'>"
-        f"{'pass' if r['passed'] else 'FAIL'}</td></tr>"
-        for r in evidence["summary"]
+        f"<td>{esc(r.model)}</td><td>{esc(r.workload)}</td><td>{esc(r.stage)}</td>"
+        f"<td>{esc(_outcome_cells(r.outcomes))}</td>"
+        f"<td style='text-align:right'>{r.layers_compared:,}</td>"
+        f"<td style='text-align:right'>{r.params_compared:,}</td>"
+        f"<td style='text-align:right'>{fmt_error(r.max_rel_error)}</td>"
+        f"<td style='color:{_STATUS_COLOURS.get(r.status, '#000')};font-weight:bold'>"
+        f"{esc(r.status)}</td></tr>"
+        for r in record.stage_summaries()
     )
-    gaps = sum(len(c["unclaimed_modules"]) + len(c["uncounted_ops"]) for c in evidence["coverage"])
-    return (
-        "<h2>flopcheck</h2>"
-        f"<p>Run <code>{esc(evidence['run_id'])}</code> on device "
-        f"<code>{esc(str(evidence['environment']['device']))}"
-        f"</code>; {evidence['tests']['total']} checks, {evidence['tests']['failed']} failed; "
-        f"coverage gaps: {gaps}.</p>"
-        "<table style='border-collapse:collapse' border='1' cellpadding='4'>"
-        "<tr><th>model</th><th>workload</th><th>stage</th><th>layers</th><th>params</th>"
-        "<th>max rel. error</th><th>result</th></tr>"
-        f"{rows}</table>"
-    )
+    parts = [
+        f"<h2>flopcheck: {esc(record.headline)}</h2>",
+        f"<p>Run <code>{esc(record.run_id)}</code> on device "
+        f"<code>{esc(str(record.environment.get('device')))}</code>, status <b>{esc(record.status)}</b>, "
+        f"{record.selected:,} checks selected.</p>",
+    ]
+    if rows:
+        parts.append(
+            "<table style='border-collapse:collapse' border='1' cellpadding='4'>"
+            "<tr><th>model</th><th>workload</th><th>stage</th><th>checks</th><th>layers</th><th>params</th>"
+            f"<th>max rel. error</th><th>result</th></tr>{rows}</table>"
+        )
+    if record.errors:
+        parts.append("<h3>Errors</h3><ul>")
+        parts += [f"<li>{esc(e.message)} ({e.tests:,} dependent checks)</li>" for e in record.errors]
+        parts.append("</ul>")
+    reasons = record.skip_reasons()
+    if reasons:
+        parts.append("<h3>Skipped or xfailed</h3><ul>")
+        parts += [f"<li>{n:,} × {esc(reason)}</li>" for reason, n in reasons.items()]
+        parts.append("</ul>")
+    if record.failures():
+        parts.append(
+            "<p>Failed checks and errors are listed first in the results table below; passed checks carry "
+            "no detail here (every comparison is in evidence.json).</p>"
+        )
+    return "".join(parts)
 
 
-def comparison_html(comparisons: Sequence[Mapping[str, Any]]) -> str:
+def comparison_html(comparisons: Iterable[Mapping[str, Any]]) -> str:
     """Per-test extra for the pytest-html report."""
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(c['metric'])}</td><td>{esc(str(c['reference_module']))}</td>"
         f"<td style='text-align:right'>{c['analytic']:,}</td>"
         f"<td style='text-align:right'>{c['reference']:,}</td>"
-        f"<td style='text-align:right'>{_fmt_error(c['rel_error'])}</td><td>{c['tolerance']:.1e}</td></tr>"
+        f"<td style='text-align:right'>{fmt_error(c['rel_error'])}</td><td>{c['tolerance']:.1e}</td></tr>"
         for c in comparisons
     )
     return (
@@ -288,3 +330,22 @@ def comparison_html(comparisons: Sequence[Mapping[str, Any]]) -> str:
         "<th>reference module</th><th>analytic</th><th>reference</th><th>rel. error</th><th>tolerance</th>"
         f"</tr>{rows}</table>"
     )
+
+
+# -- terminal ---------------------------------------------------------------------------------
+
+
+def terminal_lines(record: RunRecord) -> list[str]:
+    """The flopcheck section of pytest's terminal summary."""
+    lines = [record.headline]
+    for row in record.stage_summaries():
+        lines.append(
+            f"{row.model}/{row.workload}/{row.stage}: {_outcome_cells(row.outcomes)}; "
+            f"{row.layers_compared:,} layers, {row.params_compared:,} parameter counts, "
+            f"max rel. error {fmt_error(row.max_rel_error)} — {row.status}"
+        )
+    for error in record.errors:
+        lines.append(f"error ({error.tests:,} dependent checks): {error.message}")
+    for reason, n in record.skip_reasons().items():
+        lines.append(f"skipped {n:,}: {one_line(reason)}")
+    return lines

@@ -69,6 +69,30 @@ class ReferenceCounts:
         except KeyError:
             raise KeyError(f"the reference has no module named {name!r}") from None
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the reference cache (exact integers)."""
+        return {
+            "device": self.device,
+            "total_flops": self.total_flops,
+            "total_params": self.total_params,
+            "total_ops": dict(self.total_ops),
+            "modules": {name: attrs.asdict(count) for name, count in self.modules.items()},
+            "uncounted_ops": dict(self.uncounted_ops),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReferenceCounts:
+        return cls(
+            device=str(data["device"]),
+            total_flops=int(data["total_flops"]),
+            total_params=int(data["total_params"]),
+            total_ops=dict(data["total_ops"]),
+            modules={name: ModuleCount(**count) for name, count in data["modules"].items()},
+            uncounted_ops=dict(data["uncounted_ops"]),
+            seconds=float(data["seconds"]),
+        )
+
     def value(self, name: str, own: bool, metric: str) -> int:
         count = self.module(name)
         if metric == "flops":

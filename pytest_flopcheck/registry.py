@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -12,10 +11,10 @@ import attrs
 import pluggy
 
 from pytest_flopcheck import _hookspecs
+from pytest_flopcheck.names import is_safe_name, name_error
 from pytest_flopcheck.tree import CostNode, Metrics
 
 ENTRY_POINT_GROUP = "flopcheck"
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 Sized = Sequence[Any] | Mapping[str, Any]
@@ -27,11 +26,8 @@ class RegistrationError(Exception):
 
 def _check_name(kind: str) -> Callable[[Any, attrs.Attribute[Any], str], None]:
     def check(_instance: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
-        if not isinstance(value, str) or not _NAME.match(value) or "/" in value:
-            raise ValueError(
-                f"{kind} name {value!r} is not allowed: use letters, digits, '_', '.' and '-' "
-                "(no '/' and no spaces)"
-            )
+        if not is_safe_name(value):
+            raise ValueError(name_error(kind, value))
 
     return check
 
@@ -115,6 +111,10 @@ class ModelRegistration:
     - ``workload_type`` (an attrs class) lets the CLI build workloads from options.
     - ``stage_totals(workload, stage)`` is an optional fast path for one run's totals (sweeps);
       it must equal ``analytic(workload, stage).total``.
+    - ``reference_config(workload, stage)`` is what the reference module is built from (its
+      architecture config, as JSON data). With the package versions, the workload, the stage, the
+      device and the source of the module that defines ``reference``, it keys the cache of counted
+      references, so a change to any of them forces a recount.
     """
 
     name: str = attrs.field(validator=_check_name("model"))
@@ -133,6 +133,7 @@ class ModelRegistration:
     warnings: Callable[[Any], Sequence[str]] | None = None
     not_modeled: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     workload_type: type | None = None
+    reference_config: Callable[[Any, str], Any] | None = None
     description: str = ""
 
     def totals(self, workload: Any, stage: str) -> Metrics:
@@ -146,6 +147,30 @@ class ModelRegistration:
             if stage.name == name:
                 return stage
         raise KeyError(name)
+
+    def runs(self, workload: Any) -> dict[str, int]:
+        """How often each stage runs in one generation, checked: every stage present, each at
+        least once. Without ``multiplicities`` every stage runs once."""
+        if self.multiplicities is None:
+            return {stage.name: 1 for stage in self.stages}
+        counts = self.multiplicities(workload)
+        if not isinstance(counts, Mapping):
+            kind = type(counts).__name__
+            raise ValueError(f"multiplicities returned {kind}, not a mapping of stages to counts")
+        runs: dict[str, int] = {}
+        for stage in self.stages:
+            n = counts.get(stage.name)
+            if n is None:
+                raise ValueError(f"multiplicities gives no count for stage {stage.name!r}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(
+                    f"multiplicities gives stage {stage.name!r} the count {n!r}: it must be an integer >= 1"
+                )
+            runs[stage.name] = n
+        extra = sorted(set(counts) - set(runs))
+        if extra:
+            raise ValueError(f"multiplicities names {extra}, which are not stages of {self.name!r}")
+        return runs
 
     @property
     def pipeline_tolerance(self) -> float:
@@ -190,6 +215,11 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
+def hook_names(pm: pluggy.PluginManager) -> list[str]:
+    """The hooks a flopcheck plugin may implement."""
+    return sorted(name for name in vars(pm.hook) if not name.startswith("_"))
+
+
 def load_registry(
     extra_plugins: Iterable[tuple[str, object]] = (), *, entry_point_plugins: bool = True
 ) -> Registry:
@@ -213,6 +243,13 @@ def load_registry(
     for name, plugin in extra_plugins:
         if not pm.is_registered(plugin) and pm.get_plugin(name) is None:
             pm.register(plugin, name=name)
+    try:
+        pm.check_pending()  # a misspelt hook name would otherwise be ignored silently
+    except pluggy.PluginValidationError as exc:
+        raise RegistrationError(
+            f"flopcheck plugin {pm.get_name(exc.plugin)!r} implements a hook flopcheck does not know: "
+            f"{exc}; known hooks: {', '.join(hook_names(pm))}"
+        ) from None
     registry = Registry()
     # Each implementation is called on its own, in registration order, so that an error
     # can name its plugin.

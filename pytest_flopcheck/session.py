@@ -1,9 +1,21 @@
-"""Run state of one verification session: the planned checks, the cached analytic trees and
-reference counts, and the recorded outcomes. Shared by the pytest plugin and the CLI."""
+"""Run state of one verification session: the planned checks, the analytic trees and reference
+counts they depend on, and their evaluation. Used by the pytest plugin on the controller and on
+every xdist worker.
+
+Every dependency (an analytic tree, a reference count, the pipeline's multiplicities) is
+produced at most once per process. If it cannot be produced, the cause is remembered and every
+check that depends on it gets the same one-line error or skip, raised afresh each time so that
+a thousand dependent checks cost a thousand dictionary lookups, not a thousand tracebacks.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import time
+import traceback
 from collections.abc import Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import attrs
@@ -17,13 +29,15 @@ from pytest_flopcheck.reference import (
     run_reference,
 )
 from pytest_flopcheck.registry import ModelRegistration, Registry
-from pytest_flopcheck.tree import CostNode
+from pytest_flopcheck.store import COUNTED, CountFailed, ReferenceStore, cache_key
+from pytest_flopcheck.tree import CostNode, TreeError, check_tree
 
 PIPELINE = "pipeline"
 
 LAYER = "test_layer"
 PARAMS = "test_params"
 END_TO_END = "test_end_to_end"
+KINDS = (LAYER, PARAMS, END_TO_END)
 
 
 class SelectionError(ValueError):
@@ -48,6 +62,48 @@ class Case:
     def name(self) -> str:
         return f"{self.kind}[{self.id}]"
 
+    @classmethod
+    def parse(cls, name: str) -> Case | None:
+        """The case a test name (``test_layer[m/w/s/layer]``) stands for, or None."""
+        kind, bracket, rest = name.partition("[")
+        if kind not in KINDS or not bracket or not rest.endswith("]"):
+            return None
+        parts = rest[:-1].split("/")
+        if len(parts) not in (3, 4):
+            return None
+        return cls(kind, *parts)
+
+
+@attrs.frozen
+class Cause:
+    """Why a dependency could not be produced: one per (model, workload, stage[, device]) and
+    kind, shared by every check that depends on it."""
+
+    key: str
+    kind: str  # "analytic", "reference", "multiplicities"
+    model: str
+    workload: str
+    stage: str
+    plugin: str
+    message: str
+    traceback: str = ""
+
+
+class CheckError(Exception):
+    """A check cannot be evaluated because a dependency failed (reported as a test error)."""
+
+    def __init__(self, cause: Cause) -> None:
+        super().__init__(cause.message)
+        self.cause = cause
+
+
+class CheckSkipped(Exception):
+    """A check cannot run here (reported as a skip, or a failure under ``--flopcheck-strict``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 @attrs.frozen
 class Outcome:
@@ -61,32 +117,68 @@ class Outcome:
         return all(c.passed for c in self.comparisons) and not self.gaps
 
 
+@attrs.frozen
+class ReferenceRun:
+    """Where one reference count used by this process came from."""
+
+    model: str
+    workload: str
+    stage: str
+    device: str
+    source: str  # store.COUNTED, CACHED or SHARED
+    seconds: float
+    total_flops: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
 def parse_list(value: str | Sequence[str] | None) -> list[str]:
-    """``"a,b"`` or ``["a", "b,c"]`` as a list of non-empty names."""
+    """``"a,b"`` or ``["a", "b,c"]`` as a list of non-empty names, each once, in order."""
     if value is None:
         return []
     items = [value] if isinstance(value, str) else list(value)
-    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+    names = [name.strip() for item in items for name in item.split(",") if name.strip()]
+    return list(dict.fromkeys(names))
+
+
+def _short_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc, limit=-8))
+
+
+def _source_digest(obj: Any) -> str | None:
+    """A digest of the source of the module that defines ``obj`` (None if unknown)."""
+    try:
+        module = inspect.getmodule(obj)
+        source = inspect.getsource(module) if module is not None else None
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16] if source is not None else None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 @attrs.define
 class FlopcheckSession:
-    """Plans checks for the selected models and workloads and evaluates them lazily.
-
-    Analytic trees are built once per (model, workload, stage); each reference runs at most
-    once per (model, workload, stage, device) in this process, and its failure to run (a
-    skip) is remembered too.
-    """
+    """Plans checks for the selected models and workloads and evaluates them lazily."""
 
     registry: Registry
     models: list[str]
     workload_filter: list[str]
     device: str = "meta"
-    _trees: dict[tuple[str, str, str], CostNode] = attrs.field(factory=dict, init=False)
+    store: ReferenceStore = attrs.field(factory=lambda: ReferenceStore(None, ""))
+    _trees: dict[tuple[str, str, str], CostNode | Cause] = attrs.field(factory=dict, init=False)
     _nodes: dict[tuple[str, str, str], dict[str, CostNode]] = attrs.field(factory=dict, init=False)
-    _references: dict[tuple[str, str, str], ReferenceCounts | ReferenceSkipped] = attrs.field(
+    _references: dict[tuple[str, str, str], ReferenceCounts | ReferenceSkipped | Cause] = attrs.field(
         factory=dict, init=False
     )
+    _runs: dict[tuple[str, str], dict[str, int] | Cause] = attrs.field(factory=dict, init=False)
+    reference_runs: list[ReferenceRun] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         unknown = [name for name in self.models if name not in self.registry.models]
@@ -110,62 +202,176 @@ class FlopcheckSession:
         ids = list(self.registration(model).workloads)
         return [w for w in ids if w in self.workload_filter] if self.workload_filter else ids
 
-    def tree(self, model: str, workload: str, stage: str) -> CostNode:
+    def _cause(self, kind: str, model: str, workload: str, stage: str, message: str, tb: str = "") -> Cause:
+        key = f"{kind}:{model}/{workload}/{stage}" + (f"@{self.device}" if kind == "reference" else "")
+        return Cause(key, kind, model, workload, stage, self.registry.origins.get(model, "?"), message, tb)
+
+    # -- analytic trees ---------------------------------------------------------------------
+
+    def tree_or_cause(self, model: str, workload: str, stage: str) -> CostNode | Cause:
+        """The validated analytic tree of one run of ``stage``, or why there is none."""
         key = (model, workload, stage)
         if key not in self._trees:
             reg = self.registration(model)
-            self._trees[key] = reg.analytic(reg.workloads[workload], stage)
-            self._nodes[key] = {node.id: node for node in self._trees[key].walk()}
+            where = (
+                f"the analytic model of {model}/{workload}/{stage} "
+                f"(plugin {self.registry.origins.get(model, '?')!r})"
+            )
+            try:
+                built = reg.analytic(reg.workloads[workload], stage)
+                tree = check_tree(built)
+            except TreeError as exc:
+                self._trees[key] = self._cause("analytic", model, workload, stage, f"{where} {exc}")
+            except Exception as exc:
+                self._trees[key] = self._cause(
+                    "analytic",
+                    model,
+                    workload,
+                    stage,
+                    f"{where} raised {type(exc).__name__}: {exc}",
+                    _short_traceback(exc),
+                )
+            else:
+                self._trees[key] = tree
+                self._nodes[key] = {node.id: node for node in tree.walk()}
         return self._trees[key]
+
+    def tree(self, model: str, workload: str, stage: str) -> CostNode:
+        """The analytic tree; CheckError if the model's builder failed."""
+        result = self.tree_or_cause(model, workload, stage)
+        if isinstance(result, Cause):
+            raise CheckError(result)
+        return result
 
     def node(self, model: str, workload: str, stage: str, layer: str) -> CostNode:
         self.tree(model, workload, stage)
         return self._nodes[(model, workload, stage)][layer]
 
+    def runs(self, model: str, workload: str) -> dict[str, int]:
+        """Runs of each stage per generation; CheckError if the registration's are unusable."""
+        key = (model, workload)
+        if key not in self._runs:
+            reg = self.registration(model)
+            try:
+                self._runs[key] = reg.runs(reg.workloads[workload])
+            except Exception as exc:
+                self._runs[key] = self._cause(
+                    "multiplicities",
+                    model,
+                    workload,
+                    PIPELINE,
+                    f"the pipeline of {model}/{workload} (plugin {self.registry.origins.get(model, '?')!r}): "
+                    f"{exc if isinstance(exc, ValueError) else f'{type(exc).__name__}: {exc}'}",
+                )
+        result = self._runs[key]
+        if isinstance(result, Cause):
+            raise CheckError(result)
+        return result
+
+    # -- the plan ---------------------------------------------------------------------------
+
     def plan(self) -> Iterator[Case]:
-        """Every check, in a deterministic order (models, workloads, stages, tree pre-order)."""
+        """Every check, in a deterministic order (models, workloads, stages, tree pre-order).
+
+        A stage whose analytic model cannot be built gets its end-to-end check only, which
+        reports the error."""
         for model in self.models:
             reg = self.registration(model)
             for workload in self.workloads(model):
                 for stage in reg.stages:
-                    for node in self.tree(model, workload, stage.name).walk():
-                        if node.reference is None:
-                            continue
-                        if node.id:
-                            yield Case(LAYER, model, workload, stage.name, node.id)
-                        yield Case(PARAMS, model, workload, stage.name, node.id)
+                    tree = self.tree_or_cause(model, workload, stage.name)
+                    if isinstance(tree, CostNode):
+                        for node in tree.walk():
+                            if node.reference is None:
+                                continue
+                            if node.id:
+                                yield Case(LAYER, model, workload, stage.name, node.id)
+                            yield Case(PARAMS, model, workload, stage.name, node.id)
                     yield Case(END_TO_END, model, workload, stage.name)
                 if reg.multiplicities is not None:
                     yield Case(END_TO_END, model, workload, PIPELINE)
 
+    # -- references -------------------------------------------------------------------------
+
+    def reference_key(self, model: str, workload: str, stage: str) -> str:
+        """Everything a count depends on, digested (see :mod:`pytest_flopcheck.store`)."""
+        reg = self.registration(model)
+        wl = reg.workloads[workload]
+        packages = sorted({"torch", "pytest-flopcheck", *reg.reference_packages})
+        return cache_key(
+            {
+                "model": model,
+                "workload": repr(wl),
+                "stage": stage,
+                "device": self.device,
+                "versions": {p: _version(p) for p in packages},
+                "reference_source": _source_digest(reg.reference),
+                "reference_config": reg.reference_config(wl, stage) if reg.reference_config else None,
+            }
+        )
+
     def reference(self, model: str, workload: str, stage: str) -> ReferenceCounts:
-        """The counted reference run; raises ReferenceSkipped if it cannot run here."""
+        """The counted reference run; CheckSkipped if it cannot run here, CheckError if its
+        builder or its run failed."""
         key = (model, workload, stage)
         if key not in self._references:
-            reg = self.registration(model)
-            if reg.reference is None:
-                self._references[key] = ReferenceSkipped(
-                    f"model {model!r} registers no reference implementation"
-                )
-            else:
-                wl = reg.workloads[workload]
-                build = reg.reference
-                estimate = (
-                    reg.reference_bytes(wl, stage) if reg.reference_bytes and self.device != "meta" else None
-                )
-                try:
-                    self._references[key] = run_reference(
-                        lambda: build(wl, stage, self.device), self.device, estimate
-                    )
-                except ReferenceSkipped as skipped:
-                    self._references[key] = skipped
+            self._references[key] = self._count(model, workload, stage)
         result = self._references[key]
         if isinstance(result, ReferenceSkipped):
-            raise result
+            raise CheckSkipped(result.reason)
+        if isinstance(result, Cause):
+            raise CheckError(result)
         return result
 
+    def _count(self, model: str, workload: str, stage: str) -> ReferenceCounts | ReferenceSkipped | Cause:
+        reg = self.registration(model)
+        if reg.reference is None:
+            return ReferenceSkipped(f"model {model!r} registers no reference implementation")
+        wl = reg.workloads[workload]
+        build = reg.reference
+        try:
+            sized = reg.reference_bytes is not None and self.device != "meta"
+            estimate = reg.reference_bytes(wl, stage) if reg.reference_bytes and sized else None
+            start = time.perf_counter()
+            counts, source = self.store.fetch(
+                self.reference_key(model, workload, stage),
+                lambda: run_reference(lambda: build(wl, stage, self.device), self.device, estimate),
+            )
+        except ReferenceSkipped as skipped:
+            return skipped
+        except CountFailed as failed:
+            return self._cause(
+                "reference",
+                model,
+                workload,
+                stage,
+                f"the reference of {model}/{workload}/{stage} on {self.device} (plugin "
+                f"{self.registry.origins.get(model, '?')!r}) could not be built or run: {failed.description}",
+                failed.traceback,
+            )
+        seconds = counts.seconds if source == COUNTED else time.perf_counter() - start
+        self.reference_runs.append(
+            ReferenceRun(model, workload, stage, self.device, source, round(seconds, 4), counts.total_flops)
+        )
+        return counts
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def prepare(self, case: Case) -> None:
+        """Produce what ``case`` depends on (the item's setup): CheckError or CheckSkipped."""
+        if case.stage == PIPELINE:
+            reg = self.registration(case.model)
+            self.runs(case.model, case.workload)
+            for stage in reg.stages:
+                self.tree(case.model, case.workload, stage.name)
+            for stage in reg.stages:
+                self.reference(case.model, case.workload, stage.name)
+            return
+        self.tree(case.model, case.workload, case.stage)
+        self.reference(case.model, case.workload, case.stage)
+
     def evaluate(self, case: Case) -> Outcome:
-        """Compare the analytic and reference numbers for ``case``."""
+        """Compare the analytic and reference numbers for ``case`` (after :meth:`prepare`)."""
         if case.stage == PIPELINE:
             return self._pipeline(case)
         reg = self.registration(case.model)
@@ -194,32 +400,28 @@ class FlopcheckSession:
         label = (node.reference or "(whole module)") + (" (own work)" if node.reference_own else "")
         analytic_value = node.total.flops if metric == "flops" else node.total.params
         ops = dict(module.ops) if metric == "flops" and not node.reference_own else {}
-        return Outcome(
-            (
-                Comparison(
-                    case.model,
-                    case.workload,
-                    case.stage,
-                    case.layer,
-                    label,
-                    metric,
-                    analytic_value,
-                    reference_value,
-                    tolerance,
-                    ops,
-                ),
-            )
+        comparison = Comparison(
+            case.model,
+            case.workload,
+            case.stage,
+            case.layer,
+            label,
+            metric,
+            analytic_value,
+            reference_value,
+            tolerance,
+            ops,
         )
+        return Outcome((comparison,))
 
     def _pipeline(self, case: Case) -> Outcome:
         reg = self.registration(case.model)
-        assert reg.multiplicities is not None
-        times = reg.multiplicities(reg.workloads[case.workload])
+        times = self.runs(case.model, case.workload)
         analytic = 0
         reference = 0
         gaps: list[CoverageGap] = []
         for stage in reg.stages:
-            n = times.get(stage.name, 0)
+            n = times[stage.name]
             counts = self.reference(case.model, case.workload, stage.name)
             tree = self.tree(case.model, case.workload, stage.name)
             analytic += n * tree.total.flops
@@ -240,36 +442,3 @@ class FlopcheckSession:
             reg.pipeline_tolerance,
         )
         return Outcome((comparison,), tuple(gaps))
-
-    def totals(self, model: str, workload: str) -> dict[str, Any]:
-        """Analytic and (where counted in this process) reference totals per stage."""
-        reg = self.registration(model)
-        times = reg.multiplicities(reg.workloads[workload]) if reg.multiplicities else {}
-        stages: dict[str, Any] = {}
-        for stage in reg.stages:
-            tree = self.tree(model, workload, stage.name)
-            cached = self._references.get((model, workload, stage.name))
-            stages[stage.name] = {
-                "analytic_flops": tree.total.flops,
-                "reference_flops": cached.total_flops if isinstance(cached, ReferenceCounts) else None,
-                "params": tree.total.params,
-                "runs_per_generation": times.get(stage.name) if times else None,
-            }
-        return stages
-
-    def reference_runs(self) -> list[dict[str, Any]]:
-        """The reference runs this process made (timings vary between runs)."""
-        runs = []
-        for (model, workload, stage), result in sorted(self._references.items()):
-            entry: dict[str, Any] = {
-                "model": model,
-                "workload": workload,
-                "stage": stage,
-                "device": self.device,
-            }
-            if isinstance(result, ReferenceCounts):
-                entry.update(seconds=round(result.seconds, 4), total_flops=result.total_flops)
-            else:
-                entry["skipped"] = result.reason
-            runs.append(entry)
-        return runs

@@ -14,6 +14,8 @@ from typing import Final
 
 import attrs
 
+from pytest_flopcheck.names import is_safe_name, shorten
+
 METRICS: Final = ("flops", "params", "weight_bytes", "activation_bytes", "io_bytes", "cache_bytes")
 """The metric names, in report order."""
 
@@ -219,3 +221,34 @@ class Renamer:
                 )
             )
         return stack[0]
+
+
+class TreeError(ValueError):
+    """An analytic builder returned something that is not a usable cost tree."""
+
+
+def check_tree(tree: object) -> CostNode:
+    """``tree`` if it is a usable cost tree: a CostNode whose root id is ``""`` and whose other
+    node ids are unique safe names; otherwise TreeError with one sentence saying what is wrong."""
+    if not isinstance(tree, CostNode):
+        raise TreeError(f"returned {type(tree).__name__}, not a CostNode")
+    if tree.id != "":
+        raise TreeError(f"returned a tree whose root id is {shorten(tree.id)}; a stage root's id must be ''")
+    seen: set[str] = set()
+    stack: list[object] = list(tree.children)
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, CostNode):
+            raise TreeError(f"returned a tree holding {type(node).__name__}, not a CostNode")
+        stack.extend(node.children)
+        if not is_safe_name(node.id):
+            raise TreeError(
+                f"returned node id {shorten(node.id)}, which is not allowed: use letters, digits, "
+                "'_', '.' and '-'"
+            )
+        if node.id in seen:
+            raise TreeError(f"returned node id {node.id!r} more than once")
+        seen.add(node.id)
+        if isinstance(node.repeat, bool) or not isinstance(node.repeat, int) or node.repeat < 1:
+            raise TreeError(f"returned node {node.id!r} with repeat {shorten(node.repeat)}; it must be >= 1")
+    return tree

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_flopcheck.evidence import TIMING_FIELDS
+from pytest_flopcheck.record import VOLATILE_FIELDS
 
 pytest.importorskip("torch")
 TOY = (Path(__file__).parent / "toy_model.py").read_text()
 NO_CACHE = ("-p", "no:cacheprovider")
+
+
+MODES = {"serial": (), "xdist": ("-n", "2")}
+
+
+def toy_source(**knobs: str) -> str:
+    """The toy conftest with some of its knobs set (values are Python source)."""
+    text = TOY
+    for name, value in knobs.items():
+        text, found = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, count=1, flags=re.M)
+        assert found, name
+    return text
 
 
 @pytest.fixture
@@ -22,8 +35,22 @@ def toy(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Extra pytest arguments: serial, or two xdist workers."""
+    return MODES[request.param]
+
+
 def run_dirs(pytester: pytest.Pytester) -> list[Path]:
-    return sorted((pytester.path / "tmp" / "profile-output").iterdir())
+    root = pytester.path / "tmp" / "profile-output"
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+
+
+def published_text(run_dir: Path) -> str:
+    """Everything a reader of the run sees."""
+    return "\n".join(
+        (run_dir / "flopcheck" / name).read_text() for name in ("evidence.json", "summary.md", "report.html")
+    )
 
 
 def load_evidence(run_dir: Path) -> dict[str, Any]:
@@ -158,9 +185,10 @@ def test_missing_reference_dependency_skips_with_reason_or_fails_under_strict(
         ["*needs a package that is not installed: No module named 'nonexistent_reference_package'"]
     )
     strict = pytester.runpytest("--flopcheck=ghost", "--flopcheck-strict", *NO_CACHE)
-    strict.assert_outcomes(failed=2)
+    strict.assert_outcomes(errors=2)
     evidence = load_evidence(run_dirs(pytester)[-1])
-    assert evidence["tests"] == {"total": 2, "passed": 0, "failed": 2, "skipped": 0}
+    assert evidence["tests"]["error"] == 2
+    assert evidence["verdict"] == "failed"
 
 
 def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
@@ -173,10 +201,22 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         "summary.md",
     ]
     evidence = load_evidence(first)
-    assert evidence["schema_version"] == 1
+    assert evidence["schema_version"] == 2
     assert evidence["run_id"] == first.name
+    assert evidence["status"] == "complete"
+    assert evidence["headline"] == "✅ all 26 checks passed"
     assert {"python", "torch", "git_sha", "git_dirty", "device"} <= set(evidence["environment"])
-    assert evidence["tests"] == {"total": 26, "passed": 26, "failed": 0, "skipped": 0}
+    assert evidence["tests"] == {
+        "selected": 26,
+        "finished": 26,
+        "passed": 26,
+        "failed": 0,
+        "error": 0,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+        "not_run": 0,
+    }
     result = evidence["results"][0]
     assert set(result) >= {
         "model",
@@ -202,10 +242,12 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         == 3 * evidence["totals"][0]["stages"]["core"]["reference_flops"]
     )
     summary = (first / "flopcheck" / "summary.md").read_text()
-    assert "| toy | small | core | 5 | 6 | 0.00e+00 | pass |" in summary
+    assert "| toy | small | core | 12 passed | 5 | 6 | 0.00e+00 | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
-    assert "<h2>flopcheck</h2>" in report
+    assert "<h2>flopcheck: ✅ all 26 checks passed</h2>" in report
     assert "test_layer[toy/small/core/proj]" in report
+    assert '<title id="head-title">report.html · flopcheck ' in report
+    assert ".partial" not in report
 
 
 def test_serial_and_xdist_runs_give_the_same_evidence(toy: pytest.Pytester) -> None:
@@ -213,7 +255,7 @@ def test_serial_and_xdist_runs_give_the_same_evidence(toy: pytest.Pytester) -> N
     toy.runpytest_subprocess("--flopcheck=toy", "-n", "2", *NO_CACHE).assert_outcomes(passed=27)
     serial, parallel = (load_evidence(d) for d in run_dirs(toy))
     for document in (serial, parallel):
-        for field in TIMING_FIELDS:
+        for field in VOLATILE_FIELDS:
             document.pop(field)
     assert serial == parallel
     assert len(run_dirs(toy)) == 2  # the workers wrote nothing of their own
@@ -222,3 +264,281 @@ def test_serial_and_xdist_runs_give_the_same_evidence(toy: pytest.Pytester) -> N
 def test_keyword_selection_applies_to_generated_tests(toy: pytest.Pytester) -> None:
     result = toy.runpytest("--flopcheck=toy", "-k", "end_to_end and small", *NO_CACHE)
     result.assert_outcomes(passed=2, deselected=25)
+
+
+# -- evidence that cannot lie ---------------------------------------------------------------------
+
+
+def assert_no_false_claims(pytester: pytest.Pytester, result: pytest.RunResult) -> None:
+    """Nothing a reader sees (files, terminal) says the run passed."""
+    seen = result.stdout.str() + result.stderr.str()
+    for run_dir in run_dirs(pytester):
+        seen += published_text(run_dir)
+    assert "✅" not in seen
+    assert "all checks passed" not in seen
+
+
+def test_an_all_skipped_run_verifies_nothing_and_exits_non_zero(
+    toy: pytest.Pytester, mode: tuple[str, ...]
+) -> None:
+    result = toy.runpytest("--flopcheck=toy", "-m", "flopcheck", "--flopcheck-device=cuda", *mode, *NO_CACHE)
+    if "no CUDA GPU" not in result.stdout.str():
+        pytest.skip("a GPU is present")
+    result.assert_outcomes(skipped=26)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["⚠️ nothing verified: all 26 checks were skipped", "skipped 26: *no CUDA GPU*"]
+    )
+    assert_no_false_claims(toy, result)
+    assert "every counted FLOP" not in result.stdout.str() + published_text(run_dirs(toy)[0])
+    evidence = load_evidence(run_dirs(toy)[0])
+    assert evidence["verdict"] == "nothing verified"
+    assert evidence["coverage"] == []
+    assert list(evidence["skipped"].values()) == [26]
+
+
+def test_a_keyboard_interrupt_publishes_an_interrupted_run(toy: pytest.Pytester) -> None:
+    toy.makeconftest(
+        TOY
+        + "\n\ndef pytest_runtest_call(item):\n"
+        + "    if item.name == 'test_layer[toy/small/core/conv]':\n"
+        + "        raise KeyboardInterrupt\n"
+    )
+    result = toy.runpytest("--flopcheck=toy", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert_no_false_claims(toy, result)
+    evidence = load_evidence(run_dirs(toy)[0])
+    assert evidence["status"] == "interrupted"
+    assert evidence["headline"] == "⚠️ interrupted: 9 of 26 checks finished (9 passed, 17 not run)"
+
+
+def test_stopping_at_the_first_failure_is_an_interrupted_run(toy: pytest.Pytester) -> None:
+    toy.makeconftest(toy_source(FUDGE="7"))
+    result = toy.runpytest("--flopcheck=toy", "-x", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    evidence = load_evidence(run_dirs(toy)[0])
+    assert evidence["status"] == "interrupted"
+    assert evidence["tests"]["failed"] == 1
+    assert evidence["tests"]["not_run"] > 0
+
+
+def test_collect_only_publishes_nothing_and_deselecting_everything_says_nothing_ran(
+    toy: pytest.Pytester,
+) -> None:
+    toy.runpytest("--flopcheck=toy", "--collect-only", *NO_CACHE)
+    assert run_dirs(toy) == []
+    assert not list((toy.path / "tmp" / "profile-output").glob(".*"))  # no staging left behind
+    result = toy.runpytest("--flopcheck=toy", "-k", "no_such_test", *NO_CACHE)
+    assert_no_false_claims(toy, result)
+    evidence = load_evidence(run_dirs(toy)[0])
+    assert evidence["status"] == "nothing run"
+    assert evidence["headline"] == "⚪ nothing run: 0 checks selected, none finished"
+
+
+def test_a_reference_that_cannot_be_built_is_one_error_built_once(
+    toy: pytest.Pytester, mode: tuple[str, ...]
+) -> None:
+    log = toy.path / "builds.log"
+    toy.makeconftest(toy_source(REFERENCE_ERROR='RuntimeError("no such kernel")', BUILD_LOG=repr(str(log))))
+    result = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *mode, *NO_CACHE)
+    result.assert_outcomes(errors=13, passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert "Traceback" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "error (13 dependent checks): the reference of toy/small/core on meta (plugin '*conftest.py') "
+            "could not be built or run: RuntimeError: no such kernel"
+        ]
+    )
+    assert len(log.read_text().splitlines()) == 1  # built once, for all 13 checks (on every worker)
+    evidence = load_evidence(run_dirs(toy)[0])
+    (error,) = evidence["errors"]
+    assert error["tests"] == 13
+    assert error["kind"] == "reference"
+    assert "RuntimeError: no such kernel" in error["traceback"]
+    assert_no_false_claims(toy, result)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"ANALYTIC": '"raise"'}, "raised RuntimeError: toy analytic model is broken"),
+        ({"ANALYTIC": '"wrong-type"'}, "returned dict, not a CostNode"),
+        ({"ANALYTIC": '"duplicate"'}, "returned node id 'proj' more than once"),
+        (
+            {"LAYER_ID": '"<img src=x onerror=alert(1)>"'},
+            "returned node id '<img src=x onerror=alert(1)>', which",
+        ),
+        (
+            {"ANALYTIC": '"unhandled"', "STAGES": '("core", "extra")', "RUNS": '{"core": 3, "extra": 1}'},
+            "raised ValueError: stage 'extra' is not modeled",
+        ),
+    ],
+)
+def test_a_broken_analytic_model_is_one_clear_error(
+    pytester: pytest.Pytester, knobs: dict[str, str], message: str
+) -> None:
+    pytester.makeconftest(toy_source(**knobs))
+    result = pytester.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert "the analytic model of toy/small/" in out
+    assert message in out
+    assert "plugin '" in out
+    assert_no_false_claims(pytester, result)
+    assert "<img" not in (run_dirs(pytester)[0] / "flopcheck" / "report.html").read_text().split("</h2>")[0]
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        ("{}", "multiplicities gives no count for stage 'core'"),
+        ('{"core": 0}', "multiplicities gives stage 'core' the count 0: it must be an integer >= 1"),
+    ],
+)
+def test_bad_multiplicities_are_one_error_on_the_pipeline(
+    pytester: pytest.Pytester, runs: str, message: str
+) -> None:
+    pytester.makeconftest(toy_source(RUNS=runs))
+    result = pytester.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    result.assert_outcomes(passed=12, errors=1)
+    result.stdout.fnmatch_lines([f"*the pipeline of toy/small (plugin '*conftest.py'): {message}*"])
+
+
+def test_a_misspelt_hook_is_a_usage_error_naming_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(TOY.replace("def flopcheck_register_models(", "def flopcheck_register_model("))
+    result = pytester.runpytest("--flopcheck=toy", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*conftest.py* implements a hook flopcheck does not know*flopcheck_register_model*"]
+    )
+
+
+def test_xfail_is_recorded_as_xfail_and_a_failed_stage_is_not_a_pass(toy: pytest.Pytester) -> None:
+    toy.makeconftest(
+        toy_source(FUDGE="7")
+        + "\n\nimport pytest\n\ndef pytest_collection_modifyitems(items):\n"
+        + "    for item in items:\n"
+        + "        if item.name == 'test_layer[toy/small/core/proj]':\n"
+        + "            item.add_marker(pytest.mark.xfail(reason='known drift', strict=True))\n"
+    )
+    result = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    result.assert_outcomes(passed=11, xfailed=1, failed=2)
+    evidence = load_evidence(run_dirs(toy)[0])
+    assert evidence["tests"]["xfailed"] == 1
+    assert evidence["tests"]["failed"] == 2
+    assert evidence["skipped"] == {"known drift": 1}
+    statuses = {row["stage"]: row["status"] for row in evidence["summary"]}
+    assert statuses == {"core": "FAIL", "pipeline": "FAIL"}
+    summary = (run_dirs(toy)[0] / "flopcheck" / "summary.md").read_text()
+    assert "### Failures (first 2 of 2)" in summary
+    assert "❌ 2 failed of 13 checks" in summary
+
+
+def test_unsafe_names_are_rejected_at_registration(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(TOY.replace('"small": ToyWorkload', '"small\\n<b>": ToyWorkload'))
+    result = pytester.runpytest("--flopcheck=toy", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*workload name 'small\\n<b>' is not allowed*"])
+
+
+# -- publishing ---------------------------------------------------------------------------------
+
+
+def test_published_files_are_whole_readable_and_linked_by_their_final_name(toy: pytest.Pytester) -> None:
+    result = toy.runpytest("--flopcheck=toy", *NO_CACHE)
+    (run_dir,) = run_dirs(toy)
+    result.stdout.fnmatch_lines(
+        [f"*Generated html report: {(run_dir / 'flopcheck' / 'report.html').as_uri()}*"]
+    )
+    assert ".partial" not in result.stdout.str()
+    assert sorted(p.name for p in (toy.path / "tmp" / "profile-output").iterdir()) == [run_dir.name]
+    for path in (run_dir / "flopcheck").iterdir():
+        assert path.stat().st_mode & 0o044 == 0o044, path  # group and others may read
+    assert (run_dir / "flopcheck" / "report.html").read_text().rstrip().endswith("</html>")
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error(toy: pytest.Pytester) -> None:
+    (toy.path / "taken").write_text("a file")
+    result = toy.runpytest("--flopcheck=toy", "--flopcheck-output=taken", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--flopcheck-output 'taken' is not allowed: it is a file, not a directory"])
+    result = toy.runpytest("--flopcheck=toy", "--flopcheck-output=taken/below", *NO_CACHE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--flopcheck-output 'taken/below' is not allowed: it cannot hold a run directory*"]
+    )
+
+
+FULL_DISK = """
+
+import errno
+import pathlib
+
+_open = pathlib.Path.open
+
+
+def _full(self, mode="r", *args, **kwargs):
+    if "w" in mode and ".partial" in str(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return _open(self, mode, *args, **kwargs)
+
+
+pathlib.Path.open = _full
+"""
+
+
+def test_a_full_disk_publishes_nothing_and_keeps_earlier_runs(toy: pytest.Pytester) -> None:
+    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=27)
+    (earlier,) = run_dirs(toy)
+    before = {p.name: p.read_bytes() for p in (earlier / "flopcheck").iterdir()}
+    toy.makeconftest(TOY + FULL_DISK)
+    result = toy.runpytest("--flopcheck=toy", *NO_CACHE)
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(
+        ["flopcheck: the evidence could not be written under *No space left on device*"]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert run_dirs(toy) == [earlier]
+    assert sorted(p.name for p in (toy.path / "tmp" / "profile-output").iterdir()) == [earlier.name]
+    assert {p.name: p.read_bytes() for p in (earlier / "flopcheck").iterdir()} == before
+
+
+# -- counting each reference once ----------------------------------------------------------------
+
+
+def test_each_reference_is_counted_once_with_xdist_and_reused_from_the_cache(toy: pytest.Pytester) -> None:
+    log = toy.path / "builds.log"
+    toy.makeconftest(toy_source(BUILD_LOG=repr(str(log))))
+
+    def counted() -> dict[str, str]:
+        evidence = load_evidence(run_dirs(toy)[-1])
+        return {f"{r['workload']}/{r['stage']}": r["source"] for r in evidence["timing"]["reference_runs"]}
+
+    toy.runpytest("--flopcheck=toy", "-n", "2").assert_outcomes(passed=27)
+    assert len(log.read_text().splitlines()) == 2  # two references, two builds across both workers
+    assert counted() == {"large/core": "counted", "small/core": "counted"}
+    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
+    assert len(log.read_text().splitlines()) == 2  # nothing changed: both counts come from the cache
+    assert counted() == {"large/core": "cache", "small/core": "cache"}
+    toy.runpytest("--flopcheck=toy", "-n", "2", "--flopcheck-recount").assert_outcomes(passed=27)
+    assert len(log.read_text().splitlines()) == 4
+    toy.runpytest("--flopcheck=toy", "--cache-clear").assert_outcomes(passed=27)
+    assert len(log.read_text().splitlines()) == 6
+    documents = [load_evidence(d) for d in run_dirs(toy)]
+    for document in documents:
+        for field in VOLATILE_FIELDS:
+            document.pop(field)
+    assert all(document == documents[0] for document in documents)  # serial, -n 2 and cached agree
+
+
+def test_editing_the_reference_forces_a_recount(toy: pytest.Pytester) -> None:
+    log = toy.path / "builds.log"
+    toy.makeconftest(toy_source(BUILD_LOG=repr(str(log))))
+    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
+    toy.makeconftest(toy_source(BUILD_LOG=repr(str(log))) + "\n# an edit to the reference module\n")
+    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
+    assert len(log.read_text().splitlines()) == 4

@@ -1,7 +1,9 @@
 """A toy model registered from a conftest: a linear, a convolution and attention.
 
-pytester tests copy this file in as ``conftest.py``; ``FUDGE`` lets a test break the analytic
-model on purpose.
+pytester tests copy this file in as ``conftest.py``; the knobs below (changed by text
+replacement) break the model on purpose: ``FUDGE`` one layer's FLOPs, ``ANALYTIC`` the analytic
+builder, ``REFERENCE_ERROR`` the reference builder, ``RUNS`` the multiplicities, ``LAYER_ID``
+a node id; ``BUILD_LOG`` names a file that gets one line per reference build.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, group, hoo
 from pytest_flopcheck.tree import CostNode
 
 FUDGE = 0  # added to the analytic FLOPs of "proj"; tests change it to make one layer wrong
+ANALYTIC = "ok"  # "raise", "wrong-type", "duplicate" or "unhandled"
+REFERENCE_ERROR = None  # an exception the reference builder raises
+STAGES = ("core",)
+RUNS = {"core": 3}
+LAYER_ID = "proj"
+BUILD_LOG = None
 DIM, HEADS, CHANNELS = 16, 2, 3
 
 
@@ -23,9 +31,15 @@ class ToyWorkload:
 
 
 def analytic(w: ToyWorkload, stage: str) -> CostNode:
+    if ANALYTIC == "raise":
+        raise RuntimeError("toy analytic model is broken")
+    if ANALYTIC == "wrong-type":
+        return {"flops": 1}  # type: ignore[return-value]
+    if ANALYTIC == "unhandled" and stage != "core":
+        raise ValueError(f"stage {stage!r} is not modeled")
     rows = w.batch * w.seq
     proj = layers.linear(
-        "proj",
+        LAYER_ID,
         "projection",
         rows=rows,
         in_features=DIM,
@@ -69,6 +83,8 @@ def analytic(w: ToyWorkload, stage: str) -> CostNode:
         dtype_bytes=4,
         reference="conv",
     )
+    if ANALYTIC == "duplicate":
+        conv = attrs.evolve(conv, id="proj")
     return group(
         "",
         "model",
@@ -78,6 +94,11 @@ def analytic(w: ToyWorkload, stage: str) -> CostNode:
 
 
 def reference(w: ToyWorkload, stage: str, device: str) -> ReferenceCall:
+    if BUILD_LOG is not None:
+        with open(BUILD_LOG, "a") as log:
+            log.write(f"{w} {stage} {device}\n")
+    if REFERENCE_ERROR is not None:
+        raise REFERENCE_ERROR
     import torch
     from torch import nn
 
@@ -114,11 +135,11 @@ def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
     register(
         ModelRegistration(
             name="toy",
-            stages=(Stage("core", 0.0),),
+            stages=tuple(Stage(name, 0.0) for name in STAGES),
             workloads={"small": ToyWorkload(2, 5, 8), "large": ToyWorkload(3, 7, 12)},
             analytic=analytic,
             reference=reference,
-            multiplicities=lambda w: {"core": 3},
+            multiplicities=lambda w: RUNS,
             reference_packages=("torch",),
         )
     )

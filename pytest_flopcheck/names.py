@@ -1,0 +1,28 @@
+"""Safe names: model, workload, stage and node names become test ids, file names, HTML and
+Markdown, so they are limited to a small set of characters (no markup, spaces, newlines or
+path separators)."""
+
+from __future__ import annotations
+
+import re
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def is_safe_name(value: object) -> bool:
+    """True if ``value`` may be used as a model, workload, stage or node name."""
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters so that a huge value is never echoed whole."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def name_error(kind: str, value: object) -> str:
+    """The sentence that rejects ``value`` as a ``kind`` name."""
+    return (
+        f"{kind} name {shorten(value)} is not allowed: use 1 to 128 letters, digits, '_', '.' and '-', "
+        "starting with a letter, digit or '_'"
+    )

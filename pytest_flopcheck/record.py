@@ -1,0 +1,382 @@
+"""The record of one verification run: every generated check's real outcome (from pytest's own
+reports), the errors by cause, the totals and where the reference counts came from.
+
+One :class:`RunRecord` describes a run; ``evidence.json``, ``summary.md``, the HTML summary and
+the terminal summary are all rendered from it, and ``flopcheck diff`` reads it back. Its
+headline never claims more than what ran: "✅" needs at least one passed check and no failure
+or error; a run where every check was skipped reads "nothing verified"; an interrupted run says
+so whatever ran before.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from pytest_flopcheck.compare import Comparison
+from pytest_flopcheck.reference import CoverageGap
+from pytest_flopcheck.session import END_TO_END, LAYER, PARAMS, PIPELINE
+
+SCHEMA_VERSION: Final = 2
+OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+COMPLETE, INTERRUPTED, NOTHING_RUN = "complete", "interrupted", "nothing run"
+PASSED, FAILED, NOTHING_VERIFIED = "passed", "failed", "nothing verified"
+"""Verdicts of a complete run (an incomplete one's verdict is its status)."""
+
+CONVENTION: Final = (
+    "torch.utils.flop_counter: 2 FLOPs per multiply-add for matmul, convolution and attention "
+    "(QK^T and PV, no causal discount); elementwise work counts 0"
+)
+VOLATILE_FIELDS: Final = ("run_id", "created_utc", "timing")
+"""Top-level evidence fields that differ between otherwise identical runs (timing and where
+the reference counts came from)."""
+
+
+def comparison_from_json(data: Mapping[str, Any]) -> Comparison:
+    """A :class:`Comparison` from its ``as_dict()`` form."""
+    return Comparison(
+        model=data["model"],
+        workload=data["workload"],
+        stage=data["stage"],
+        layer=data["layer"],
+        reference_module=data["reference_module"],
+        metric=data["metric"],
+        analytic=data["analytic"],
+        reference=data["reference"],
+        tolerance=data["tolerance"],
+        ops=dict(data.get("ops", {})),
+    )
+
+
+@attrs.frozen
+class CheckRecord:
+    """One generated test and its real outcome.
+
+    ``message`` is the skip reason, the failure summary or the error sentence; ``cause`` the
+    key of the :class:`ErrorRecord` an error points to.
+    """
+
+    test: str
+    kind: str
+    model: str
+    workload: str
+    stage: str
+    layer: str
+    outcome: str
+    message: str = ""
+    cause: str | None = None
+    comparisons: tuple[Comparison, ...] = ()
+    gaps: tuple[CoverageGap, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        """True if the check compared numbers (passed or failed on its merits)."""
+        return bool(self.comparisons)
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "test": self.test,
+            "kind": self.kind,
+            "model": self.model,
+            "workload": self.workload,
+            "stage": self.stage,
+            "layer": self.layer,
+            "outcome": self.outcome,
+        }
+        if self.message:
+            entry["message"] = self.message
+        if self.cause:
+            entry["cause"] = self.cause
+        if self.gaps:
+            entry["gaps"] = [g.as_dict() for g in self.gaps]
+        return entry
+
+
+@attrs.frozen
+class ErrorRecord:
+    """One cause of errors (an analytic model, a reference or a pipeline that failed), reported
+    once with the number of checks that depend on it."""
+
+    cause: str
+    kind: str
+    model: str
+    workload: str
+    stage: str
+    plugin: str
+    message: str
+    tests: int
+    traceback: str = ""
+
+
+@attrs.frozen
+class StageTotal:
+    """Per-run FLOPs of one stage (or the pipeline per generation), analytic and counted."""
+
+    model: str
+    workload: str
+    stage: str
+    runs_per_generation: int | None
+    analytic_flops: int | None
+    reference_flops: int | None
+    params: int | None
+
+
+@attrs.frozen
+class StageSummary:
+    """The checks of one stage and what they add up to."""
+
+    model: str
+    workload: str
+    stage: str
+    outcomes: Mapping[str, int]
+    layers_compared: int
+    params_compared: int
+    max_rel_error: float | None  # None: infinite (a reference of 0 against a non-zero analytic)
+    coverage_gaps: int
+    counted: bool  # its end-to-end check compared numbers, so coverage was judged
+    status: str  # "pass", "FAIL", "skipped" or "incomplete"
+
+
+@attrs.frozen
+class RunRecord:
+    """Everything one run verified, and everything it did not."""
+
+    run_id: str
+    created_utc: str
+    status: str
+    selected: int
+    environment: Mapping[str, Any]
+    selection: Mapping[str, Any]
+    checks: tuple[CheckRecord, ...]
+    errors: tuple[ErrorRecord, ...] = ()
+    totals: tuple[StageTotal, ...] = ()
+    timing: Mapping[str, Any] = attrs.field(factory=dict)
+
+    # -- counts and verdicts ----------------------------------------------------------------
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Checks per outcome, plus ``not_run`` (selected but never finished)."""
+        found = Counter(check.outcome for check in self.checks)
+        counts = {outcome: found.get(outcome, 0) for outcome in OUTCOMES}
+        counts["not_run"] = max(0, self.selected - len(self.checks))
+        return counts
+
+    @property
+    def verified(self) -> int:
+        """Checks whose comparison ran and held."""
+        counts = self.counts
+        return counts["passed"] + counts["xpassed"]
+
+    @property
+    def problems(self) -> int:
+        counts = self.counts
+        return counts["failed"] + counts["error"]
+
+    @property
+    def verdict(self) -> str:
+        if self.status != COMPLETE:
+            return self.status
+        if self.problems:
+            return FAILED
+        return PASSED if self.verified else NOTHING_VERIFIED
+
+    @property
+    def headline(self) -> str:
+        """One line that says what the run verified, and no more."""
+        counts = self.counts
+        ran = len(self.checks)
+        tail = _count_phrase(counts)
+        if self.status == INTERRUPTED:
+            done = f"⚠️ interrupted: {ran:,} of {self.selected:,} checks finished"
+            return done + (f" ({tail})" if tail else "")
+        if self.status == NOTHING_RUN:
+            return f"⚪ nothing run: {self.selected:,} checks selected, none finished"
+        if self.problems:
+            return f"❌ {_problem_phrase(counts)} of {ran:,} checks" + (f" ({tail})" if tail else "")
+        if not self.verified:
+            if counts["skipped"] == ran:
+                return f"⚠️ nothing verified: all {ran:,} checks were skipped"
+            return f"⚠️ nothing verified: none of {ran:,} checks passed ({tail})"
+        if self.verified == ran:
+            return f"✅ all {ran:,} checks passed"
+        return f"✅ {self.verified:,} of {ran:,} checks passed ({tail})"
+
+    def skip_reasons(self) -> dict[str, int]:
+        """Skip (and xfail) reasons with how many checks each one skipped, most first."""
+        reasons = Counter(
+            c.message or "(no reason given)" for c in self.checks if c.outcome in ("skipped", "xfailed")
+        )
+        return dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
+
+    def failures(self) -> list[CheckRecord]:
+        return [c for c in self.checks if c.outcome in ("failed", "error")]
+
+    def results(self) -> Iterable[tuple[CheckRecord, Comparison]]:
+        for check in self.checks:
+            for comparison in check.comparisons:
+                yield check, comparison
+
+    def stage_summaries(self) -> list[StageSummary]:
+        groups: dict[tuple[str, str, str], list[CheckRecord]] = {}
+        for check in self.checks:
+            groups.setdefault((check.model, check.workload, check.stage), []).append(check)
+        rows = []
+        for (model, workload, stage), checks in groups.items():
+            outcomes = Counter(c.outcome for c in checks)
+            end_to_end = [c for c in checks if c.kind == END_TO_END]
+            counted = any(c.ran for c in end_to_end)
+            gaps = sum(len(c.gaps) for c in end_to_end)
+            errors = [cmp.rel_error for c in checks for cmp in c.comparisons]
+            if outcomes["failed"] or outcomes["error"]:
+                status = "FAIL"
+            elif outcomes["skipped"] == len(checks):
+                status = "skipped"
+            elif counted and not gaps and outcomes["passed"] + outcomes["xpassed"] == len(checks):
+                status = "pass"
+            else:
+                status = "incomplete"
+            rows.append(
+                StageSummary(
+                    model=model,
+                    workload=workload,
+                    stage=stage,
+                    outcomes={o: outcomes.get(o, 0) for o in OUTCOMES},
+                    layers_compared=sum(1 for c in checks if c.kind == LAYER and c.ran),
+                    params_compared=sum(1 for c in checks if c.kind == PARAMS and c.ran),
+                    max_rel_error=_max_error(errors) if errors else 0.0,
+                    coverage_gaps=gaps,
+                    counted=counted,
+                    status=status,
+                )
+            )
+        return rows
+
+    def coverage(self) -> list[tuple[CheckRecord, list[CoverageGap]]]:
+        """Coverage of every stage that was counted (its end-to-end check compared numbers)."""
+        return [
+            (c, list(c.gaps)) for c in self.checks if c.kind == END_TO_END and c.stage != PIPELINE and c.ran
+        ]
+
+    # -- JSON -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``evidence.json`` document (exact integers, no NaN)."""
+        totals: dict[tuple[str, str], dict[str, Any]] = {}
+        for total in self.totals:
+            blank = {"model": total.model, "workload": total.workload, "stages": {}}
+            entry = totals.setdefault((total.model, total.workload), blank)
+            entry["stages"][total.stage] = {
+                "runs_per_generation": total.runs_per_generation,
+                "analytic_flops": total.analytic_flops,
+                "reference_flops": total.reference_flops,
+                "params": total.params,
+            }
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "flopcheck.evidence",
+            "run_id": self.run_id,
+            "created_utc": self.created_utc,
+            "status": self.status,
+            "verdict": self.verdict,
+            "headline": self.headline,
+            "environment": dict(self.environment),
+            "selection": dict(self.selection),
+            "convention": CONVENTION,
+            "tests": {"selected": self.selected, "finished": len(self.checks), **self.counts},
+            "summary": [attrs.asdict(row) for row in self.stage_summaries()],
+            "totals": list(totals.values()),
+            "results": [
+                dict(comparison.as_dict(), test=check.test, outcome=check.outcome)
+                for check, comparison in self.results()
+            ],
+            "checks": [check.to_json() for check in self.checks],
+            "coverage": [
+                {
+                    "model": c.model,
+                    "workload": c.workload,
+                    "stage": c.stage,
+                    "unclaimed_modules": [g.as_dict() for g in gaps if g.kind == "unclaimed_module"],
+                    "uncounted_ops": [g.as_dict() for g in gaps if g.kind == "uncounted_op"],
+                }
+                for c, gaps in self.coverage()
+            ],
+            "errors": [attrs.asdict(error) for error in self.errors],
+            "skipped": self.skip_reasons(),
+            "timing": dict(self.timing),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """Read an ``evidence.json`` document back (structure checked by the caller)."""
+        by_test: dict[str, list[Comparison]] = {}
+        for result in data["results"]:
+            by_test.setdefault(result["test"], []).append(comparison_from_json(result))
+        checks = tuple(
+            CheckRecord(
+                test=c["test"],
+                kind=c["kind"],
+                model=c["model"],
+                workload=c["workload"],
+                stage=c["stage"],
+                layer=c["layer"],
+                outcome=c["outcome"],
+                message=c.get("message", ""),
+                cause=c.get("cause"),
+                comparisons=tuple(by_test.get(c["test"], ())),
+                gaps=tuple(CoverageGap(**g) for g in c.get("gaps", ())),
+            )
+            for c in data["checks"]
+        )
+        totals = tuple(
+            StageTotal(entry["model"], entry["workload"], stage, **row)
+            for entry in data["totals"]
+            for stage, row in entry["stages"].items()
+        )
+        return cls(
+            run_id=data["run_id"],
+            created_utc=data["created_utc"],
+            status=data["status"],
+            selected=data["tests"]["selected"],
+            environment=data["environment"],
+            selection=data["selection"],
+            checks=checks,
+            errors=tuple(ErrorRecord(**e) for e in data["errors"]),
+            totals=totals,
+            timing=data.get("timing", {}),
+        )
+
+
+def _max_error(errors: Iterable[float | None]) -> float | None:
+    worst = 0.0
+    for error in errors:
+        if error is None:
+            return None
+        worst = max(worst, error)
+    return worst
+
+
+def _count_phrase(counts: Mapping[str, int]) -> str:
+    """ "12 passed, 3 skipped" from the non-zero counts."""
+    words = {
+        "passed": "passed",
+        "failed": "failed",
+        "error": "errors",
+        "skipped": "skipped",
+        "xfailed": "xfailed",
+        "xpassed": "xpassed",
+        "not_run": "not run",
+    }
+    return ", ".join(f"{counts[key]:,} {word}" for key, word in words.items() if counts.get(key))
+
+
+def _problem_phrase(counts: Mapping[str, int]) -> str:
+    parts = []
+    if counts["failed"]:
+        parts.append(f"{counts['failed']:,} failed")
+    if counts["error"]:
+        parts.append(f"{counts['error']:,} {'error' if counts['error'] == 1 else 'errors'}")
+    return " and ".join(parts)

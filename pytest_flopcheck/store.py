@@ -1,0 +1,141 @@
+"""Counted references kept on disk, so that each is counted once per run and only when it can
+have changed.
+
+An entry is keyed by everything a count depends on (package versions, the model's reference
+config and the source of its reference builder, the workload, the stage and the device). The
+directory is pytest's cache directory (``.pytest_cache/d/flopcheck-references``), so a re-run
+after editing an analytic model reuses the counts; ``--cache-clear`` or
+``--flopcheck-recount`` accepts only entries written by the current run. xdist workers share
+the directory: a per-entry file lock makes the first worker count and the others wait for its
+result instead of counting again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from pytest_flopcheck.reference import ReferenceCounts, ReferenceSkipped
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; workers may then count a reference twice
+    fcntl = None  # type: ignore[assignment]
+
+FORMAT = 1
+COUNTED, CACHED, SHARED = "counted", "cache", "shared"
+"""Where a count came from: counted by this process, read from an earlier run's entry, or read
+from an entry another worker of this run wrote."""
+
+
+class CountFailed(Exception):
+    """Building or counting a reference raised; ``description`` is ``Type: message``. A failure
+    is shared with the other workers of the same run (so the reference is attempted once), never
+    with later runs."""
+
+    def __init__(self, description: str, traceback: str) -> None:
+        super().__init__(description)
+        self.description = description
+        self.traceback = traceback
+
+
+def cache_key(data: Mapping[str, Any]) -> str:
+    """A stable digest of ``data`` (JSON with sorted keys)."""
+    text = json.dumps({"format": FORMAT, **data}, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@attrs.define
+class ReferenceStore:
+    """Counts on disk under ``directory`` (None: nothing is stored, every count is made)."""
+
+    directory: Path | None
+    run_id: str
+    reuse: bool = True
+
+    def fetch(self, key: str, count: Callable[[], ReferenceCounts]) -> tuple[ReferenceCounts, str]:
+        """The counts stored under ``key``, else ``count()`` stored there; with their source.
+
+        ReferenceSkipped passes through; any other exception of ``count`` becomes CountFailed."""
+        if self.directory is None:
+            return _attempt(count), COUNTED
+        found = self._read(key)
+        if found is not None:
+            return found
+        with self._lock(key):
+            found = self._read(key)  # another worker may have counted it while we waited
+            if found is not None:
+                return found
+            try:
+                counts = _attempt(count)
+            except CountFailed as failed:
+                self._write(key, {"error": failed.description, "traceback": failed.traceback})
+                raise
+            self._write(key, {"counts": counts.to_json()})
+            return counts, COUNTED
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{key}.json"
+
+    def _read(self, key: str) -> tuple[ReferenceCounts, str] | None:
+        try:
+            entry = json.loads(self._path(key).read_text(encoding="utf-8"))
+            same_run = entry["run_id"] == self.run_id
+            if "error" in entry:
+                if same_run:
+                    raise CountFailed(str(entry["error"]), str(entry["traceback"]))
+                return None
+            if not (self.reuse or same_run):
+                return None
+            return ReferenceCounts.from_json(entry["counts"]), SHARED if same_run else CACHED
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # absent, being replaced, or unreadable: count instead
+
+    def _write(self, key: str, entry: dict[str, Any]) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"run_id": self.run_id, **entry}), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:  # the store is an optimisation: a failed write only costs a recount
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        try:
+            assert self.directory is not None
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = open(self.directory / f"{key}.lock", "a")  # noqa: SIM115
+        except OSError:
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _attempt(count: Callable[[], ReferenceCounts]) -> ReferenceCounts:
+    try:
+        return count()
+    except ReferenceSkipped:
+        raise
+    except Exception as exc:
+        tb = "".join(traceback.format_exception(exc, limit=-8))
+        raise CountFailed(f"{type(exc).__name__}: {exc}", tb) from exc

@@ -1,0 +1,152 @@
+"""The run record: headlines and stage results never claim more than what ran."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_flopcheck.compare import Comparison
+from pytest_flopcheck.evidence import md, summary_html, summary_markdown, terminal_lines
+from pytest_flopcheck.record import (
+    COMPLETE,
+    INTERRUPTED,
+    NOTHING_RUN,
+    CheckRecord,
+    ErrorRecord,
+    RunRecord,
+    StageTotal,
+)
+from pytest_flopcheck.reference import CoverageGap
+
+
+def check(outcome: str, kind: str = "test_layer", layer: str = "proj", **extra: object) -> CheckRecord:
+    comparisons = ()
+    if outcome in ("passed", "failed", "xpassed") and "comparisons" not in extra:
+        analytic = 10 if outcome != "failed" else 11
+        comparisons = (Comparison("toy", "w", "core", layer, layer, "flops", analytic, 10, 0.0),)
+    fields: dict[str, object] = {"comparisons": comparisons, **extra}
+    return CheckRecord(
+        test=f"{kind}[toy/w/core{'/' + layer if layer else ''}]",
+        kind=kind,
+        model="toy",
+        workload="w",
+        stage="core",
+        layer=layer,
+        outcome=outcome,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def record(
+    *checks: CheckRecord, status: str = COMPLETE, selected: int | None = None, **extra: object
+) -> RunRecord:
+    return RunRecord(
+        run_id="r",
+        created_utc="t",
+        status=status,
+        selected=len(checks) if selected is None else selected,
+        environment={"device": "meta"},
+        selection={},
+        checks=checks,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def rendered(run: RunRecord) -> str:
+    return "\n".join([summary_markdown(run), summary_html(run), *terminal_lines(run), str(run.to_json())])
+
+
+def test_all_passed_is_the_only_green_headline() -> None:
+    run = record(check("passed"), check("passed", kind="test_end_to_end", layer=""))
+    assert run.headline == "✅ all 2 checks passed"
+    assert run.stage_summaries()[0].status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("run", "headline"),
+    [
+        (
+            record(check("skipped", message="no GPU"), check("skipped", message="no GPU")),
+            "⚠️ nothing verified: all 2 checks were skipped",
+        ),
+        (
+            record(check("passed"), status=INTERRUPTED, selected=5),
+            "⚠️ interrupted: 1 of 5 checks finished (1 passed, 4 not run)",
+        ),
+        (record(status=NOTHING_RUN, selected=0), "⚪ nothing run: 0 checks selected, none finished"),
+        (
+            record(check("passed"), check("error", message="boom")),
+            "❌ 1 error of 2 checks (1 passed, 1 errors)",
+        ),
+        (
+            record(check("xfailed", message="known"), check("skipped", message="no GPU")),
+            "⚠️ nothing verified: none of 2 checks passed (1 skipped, 1 xfailed)",
+        ),
+    ],
+)
+def test_headlines_never_claim_more_than_ran(run: RunRecord, headline: str) -> None:
+    assert run.headline == headline
+    text = rendered(run)
+    assert "✅" not in text
+    assert "all checks passed" not in text
+    assert "every counted FLOP" not in text
+
+
+def test_an_xfail_is_not_a_failure_and_a_skip_reason_is_counted() -> None:
+    run = record(check("passed"), check("xfailed", message="known gap"), check("skipped", message="no GPU"))
+    assert run.counts["failed"] == 0
+    assert run.verdict == "passed"
+    assert run.skip_reasons() == {"known gap": 1, "no GPU": 1}
+    assert "1 xfailed" in run.headline
+
+
+def test_a_stage_passes_only_with_its_end_to_end_check_and_coverage() -> None:
+    layer_only = record(check("passed"))
+    assert layer_only.stage_summaries()[0].status == "incomplete"
+    failed_total = record(check("passed"), check("failed", kind="test_end_to_end", layer=""))
+    assert failed_total.stage_summaries()[0].status == "FAIL"
+    gap = CoverageGap("unclaimed_module", "conv", "12 FLOPs")
+    with_gap = record(check("passed"), check("passed", kind="test_end_to_end", layer="", gaps=(gap,)))
+    assert with_gap.stage_summaries()[0].status == "incomplete"
+    skipped = record(
+        check("skipped", message="x"), check("skipped", kind="test_end_to_end", layer="", message="x")
+    )
+    assert skipped.stage_summaries()[0].status == "skipped"
+    assert skipped.coverage() == []  # coverage is judged only for counted stages
+    assert "Coverage" not in summary_markdown(skipped)
+
+
+def test_failure_lists_count_failed_checks_not_comparisons() -> None:
+    run = record(*(check("failed", layer=f"l{i}") for i in range(3)), check("error", message="x", layer="e"))
+    text = summary_markdown(run)
+    assert "### Failures (first 3 of 3)" in text
+    assert "❌ 3 failed and 1 error of 4 checks" in text
+
+
+def test_errors_are_reported_once_per_cause() -> None:
+    error = ErrorRecord("reference:toy/w/core@meta", "reference", "toy", "w", "core", "conftest", "boom", 7)
+    run = record(check("error", message="boom", cause=error.cause), errors=(error,))
+    assert summary_markdown(run).count("boom") == 1
+    assert terminal_lines(run).count("error (7 dependent checks): boom") == 1
+
+
+def test_markdown_and_html_escape_what_they_print() -> None:
+    evil = "<img src=x onerror=alert(1)> | *bold* `code`"
+    run = record(check("skipped", message=evil))
+    assert "<img" not in summary_markdown(run)
+    assert "<img" not in summary_html(run)
+    assert md("a|b*c<d>&\nnext") == "a\\|b\\*c&lt;d&gt;&amp; next"
+
+
+def test_json_round_trip() -> None:
+    total = StageTotal("toy", "w", "core", 3, 10, 10, 5)
+    error = ErrorRecord("analytic:toy/w/x", "analytic", "toy", "w", "x", "conftest", "boom", 1, "tb")
+    gap = CoverageGap("uncounted_op", "aten.mv", "ran 1 time")
+    run = record(
+        check("passed"),
+        check("failed", kind="test_end_to_end", layer="", gaps=(gap,)),
+        check("error", message="boom", cause=error.cause, layer="x"),
+        errors=(error,),
+        totals=(total,),
+    )
+    again = RunRecord.from_json(run.to_json())
+    assert again == run
