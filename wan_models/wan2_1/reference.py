@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_flopcheck.registry import ReferenceCall
+from pytest_flopcheck import ReferenceCall
 from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
 from wan_models.wan2_1.workload import Workload
 
@@ -119,4 +119,6 @@ BUILDERS = {"text_encoder": text_encoder, "diffusion_core": diffusion_core, "vae
 
 
 def build(w: Workload, stage: str, device: str) -> ReferenceCall:
+    """The reference of ``stage`` for the workload, built on ``device`` (the registration's
+    ``reference``; torch is imported only when it is called)."""
     return BUILDERS[stage](w, device)

@@ -7,7 +7,8 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, hookimpl
+from pytest_flopcheck import ModelRegistration, Stage, hookimpl
+from wan_models.wan2_1 import reference
 from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
 from wan_models.wan2_1.pipeline import runs_per_generation, stage_totals, stage_tree
@@ -31,10 +32,13 @@ def _analytic(workload: Workload, stage: str) -> Any:
     return stage_tree(workload, stage)
 
 
-def _reference(workload: Workload, stage: str, device: str) -> ReferenceCall:
-    from wan_models.wan2_1 import reference
-
-    return reference.build(workload, stage, device)
+def reference_config(workload: Workload, stage: str) -> dict[str, Any]:
+    """What the reference module of ``stage`` is built from (it keys the reference cache)."""
+    if stage == "text_encoder":
+        return attrs.asdict(UMT5_XXL)
+    if stage == "diffusion_core":
+        return attrs.asdict(workload.dit)
+    return attrs.asdict(WAN_VAE)
 
 
 def reference_bytes(workload: Workload, stage: str) -> int:
@@ -77,7 +81,8 @@ def registration() -> ModelRegistration:
         ),
         workloads=STANDARD_WORKLOADS,
         analytic=_analytic,
-        reference=_reference,
+        reference=reference.build,
+        reference_config=reference_config,
         multiplicities=runs_per_generation,
         end_to_end_tolerance=0.05,
         reference_bytes=reference_bytes,
