@@ -23,7 +23,10 @@ from typing import Any, NoReturn
 import attrs
 
 from pytest_flopcheck import evidence, plots, report
+from pytest_flopcheck.compare import relative_error
+from pytest_flopcheck.diff import diff_runs, parse_threshold
 from pytest_flopcheck.hardware import GPUS, PRECISIONS, HardwareError, check_precision, lookup
+from pytest_flopcheck.record import SCHEMA_VERSION, RunRecord
 from pytest_flopcheck.registry import ModelRegistration, RegistrationError, Registry, load_registry
 
 DEFAULT_OUTPUT = "tmp/profile-output"
@@ -319,22 +322,48 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
 # -- diff and list ----------------------------------------------------------------------------
 
 
-def _load_report(path: str) -> dict[str, Any]:
+REPORT_KIND = "flopcheck.static_analysis"
+EVIDENCE_KIND = "flopcheck.evidence"
+
+
+def _load_document(path: str) -> tuple[str, Any]:
+    """``("report", document)`` or ``("evidence", RunRecord)`` from a file or a run folder."""
     candidate = Path(path)
     if candidate.is_dir():
-        found = sorted(candidate.rglob("report.json"))
+        found = sorted(
+            p
+            for name in ("report.json", "evidence.json")
+            for p in candidate.rglob(name)
+            if not any(part.startswith(".") for part in p.relative_to(candidate).parts)
+        )
         if len(found) != 1:
             raise UsageError(
-                f"report {path!r} is not allowed: the folder holds {len(found)} report.json files, not 1"
+                f"{path!r} is not allowed: the folder holds {len(found)} report.json or evidence.json "
+                "files, not 1"
             )
         candidate = found[0]
     try:
         document = json.loads(candidate.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"report {path!r} is not allowed: it cannot be read as JSON ({exc})") from None
-    if not isinstance(document, dict) or document.get("kind") != "flopcheck.static_analysis":
-        raise UsageError(f"report {path!r} is not allowed: it is not a flopcheck report.json")
-    return document
+        raise UsageError(f"{path!r} is not allowed: it cannot be read as JSON ({exc})") from None
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if kind == REPORT_KIND:
+        return "report", document
+    if kind == EVIDENCE_KIND:
+        version = document.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise UsageError(
+                f"{path!r} is not allowed: it is evidence of schema version {version!r}; this flopcheck "
+                f"reads version {SCHEMA_VERSION}"
+            )
+        try:
+            return "evidence", RunRecord.from_json(document)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UsageError(
+                f"{path!r} is not allowed: it is not a complete flopcheck evidence.json "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+    raise UsageError(f"{path!r} is not allowed: it is neither a flopcheck report.json nor an evidence.json")
 
 
 def _leaf_flops(document: dict[str, Any]) -> dict[str, int]:
@@ -354,27 +383,87 @@ def _leaf_flops(document: dict[str, Any]) -> dict[str, int]:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    before, after = _load_report(args.before), _load_report(args.after)
+    if args.top < 0:
+        raise UsageError(f"--top {args.top} is not allowed: it must be 0 or more")
+    threshold = None
+    if args.fail_on is not None:
+        try:
+            threshold = parse_threshold(args.fail_on)
+        except ValueError:
+            raise UsageError(
+                f"--fail-on {args.fail_on!r} is not allowed: give a relative change such as 0, 0.01 or 1%"
+            ) from None
+    (kind_a, before), (kind_b, after) = _load_document(args.before), _load_document(args.after)
+    if kind_a != kind_b:
+        raise UsageError(f"cannot compare a {kind_a} with a{'n' if kind_b == 'evidence' else ''} {kind_b}")
+    if kind_a == "evidence":
+        reasons = _diff_evidence(before, after, args.top, threshold)
+    else:
+        reasons = _diff_reports(before, after, args.top, threshold)
+    if reasons:
+        print(f"flopcheck: drift beyond --fail-on {args.fail_on}: " + "; ".join(reasons), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _diff_reports(
+    before: dict[str, Any], after: dict[str, Any], top: int, threshold: float | None
+) -> list[str]:
+    if before["model"]["name"] != after["model"]["name"]:
+        raise UsageError(
+            f"cannot compare reports of different models: {before['model']['name']!r} and "
+            f"{after['model']['name']!r}"
+        )
     changed = {k: v for k, v in after["workload"].items() if before["workload"].get(k) != v}
     print(
         "workload changes: "
         + (", ".join(f"{k} {before['workload'].get(k)} -> {v}" for k, v in changed.items()) or "none")
     )
+    reasons = []
     for stage, totals in after["stage_totals"].items():
         old = before["stage_totals"].get(stage, {}).get("per_generation", {}).get("flops", 0)
         new = totals["per_generation"]["flops"]
         ratio = f"x{new / old:.3f}" if old else "new"
         print(f"{stage:>16}: {old:>30,} -> {new:>30,} ({ratio})")
+        change = relative_error(new, old)
+        if threshold is not None and (change is None or change > threshold):
+            reasons.append(f"stage {stage} changed from {old:,} to {new:,} FLOPs per generation")
     old_layers, new_layers = _leaf_flops(before), _leaf_flops(after)
     deltas = sorted(
         ((new_layers.get(k, 0) - old_layers.get(k, 0), k) for k in set(old_layers) | set(new_layers)),
         key=lambda item: (-abs(item[0]), item[1]),
     )
     print("largest changes by layer (FLOPs per generation):")
-    for delta, layer in deltas[: args.top]:
+    for delta, layer in deltas[:top]:
         if delta:
             print(f"  {delta:+,}  {layer}")
-    return 0
+    return reasons
+
+
+def _diff_evidence(before: RunRecord, after: RunRecord, top: int, threshold: float | None) -> list[str]:
+    changes = diff_runs(before, after)
+    print(f"before: {before.run_id} ({before.status}) {before.headline}")
+    print(f"after:  {after.run_id} ({after.status}) {after.headline}")
+    moved = [s for s in changes.stages if s.before != s.after]
+    print(f"stages: {len(changes.stages)}, {len(moved)} changed result")
+    for stage in moved:
+        print(f"  {stage.stage}: {stage.before} -> {stage.after}")
+    both = len(before.checks) - len(changes.disappeared)
+    print(
+        f"checks: {both:,} in both runs, {len(changes.appeared):,} appeared, {len(changes.disappeared):,} "
+        f"disappeared; {len(changes.outcomes):,} changed outcome, {len(changes.values):,} values changed"
+    )
+    for change in changes.outcomes[:top]:
+        print(f"  {change.test}: {change.before} -> {change.after}")
+    if changes.values:
+        print("largest value changes:")
+    for value in changes.values[:top]:
+        rel = "new non-zero" if value.rel_change is None else f"{value.rel_change:.3%}"
+        print(f"  {value.test} {value.metric} {value.side}: {value.before:,} -> {value.after:,} ({rel})")
+    for label, tests in (("appeared", changes.appeared), ("disappeared", changes.disappeared)):
+        for test in tests[:top]:
+            print(f"  {label}: {test}")
+    return changes.drift(threshold) if threshold is not None else []
 
 
 def cmd_list(registry: Registry) -> int:
@@ -410,10 +499,19 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
             )
         if registry is not None and command == name and model in registry.models:
             _add_workload_arguments(sub, registry.models[model])
-    diff = commands.add_parser("diff", help="compare two report.json files, layer by layer")
-    diff.add_argument("before")
+    diff = commands.add_parser(
+        "diff",
+        help="compare two reports (report.json) or two verification runs (evidence.json), layer by layer",
+    )
+    diff.add_argument("before", help="a report.json, an evidence.json, or a run folder holding one")
     diff.add_argument("after")
-    diff.add_argument("--top", type=int, default=10, help="how many layers to list")
+    diff.add_argument("--top", type=int, default=10, help="how many changes of each kind to list")
+    diff.add_argument(
+        "--fail-on",
+        metavar="CHANGE",
+        help="exit 1 when a value changed by more than CHANGE (0, 0.01 or 1%%), a check newly "
+        "fails or a check disappeared",
+    )
     commands.add_parser("list", help="registered models, their workloads, and the GPU table")
     return parser
 

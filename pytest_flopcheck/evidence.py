@@ -307,10 +307,14 @@ def summary_html(record: RunRecord) -> str:
         parts.append("<h3>Skipped or xfailed</h3><ul>")
         parts += [f"<li>{n:,} × {esc(reason)}</li>" for reason, n in reasons.items()]
         parts.append("</ul>")
-    if record.failures():
+    counts = record.counts
+    omitted = counts["passed"] + counts["skipped"]
+    if omitted:
         parts.append(
-            "<p>Failed checks and errors are listed first in the results table below; passed checks carry "
-            "no detail here (every comparison is in evidence.json).</p>"
+            f"<p>The results table below leaves out the rows of the {counts['passed']:,} passed and "
+            f"{counts['skipped']:,} skipped generated checks (pytest-html's counters there count listed "
+            "rows only); the numbers above count every check, and evidence.json holds every comparison. "
+            "Failed checks, errors and expected failures are listed with their details.</p>"
         )
     return "".join(parts)
 

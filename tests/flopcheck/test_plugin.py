@@ -542,3 +542,55 @@ def test_editing_the_reference_forces_a_recount(toy: pytest.Pytester) -> None:
     toy.makeconftest(toy_source(BUILD_LOG=repr(str(log))) + "\n# an edit to the reference module\n")
     toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
     assert len(log.read_text().splitlines()) == 4
+
+
+# -- comparing runs -----------------------------------------------------------------------------
+
+
+def test_diff_of_two_evidence_runs_shows_drift_and_gates_on_it(
+    toy: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_flopcheck.cli import main
+
+    toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    toy.makeconftest(toy_source(FUDGE="7"))
+    toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", "-k", "not pipeline", *NO_CACHE)
+    good, drifted = (str(d) for d in run_dirs(toy))
+
+    assert main(["diff", good, good, "--fail-on", "0"]) == 0
+    assert "0 changed outcome, 0 values changed" in capsys.readouterr().out
+
+    assert main(["diff", good, drifted]) == 0  # without --fail-on a diff only reports
+    out = capsys.readouterr().out
+    assert "toy/small/core: pass -> FAIL" in out
+    assert "toy/small/pipeline: pass -> absent" in out
+    assert "test_layer[toy/small/core/proj]: passed -> failed" in out
+    assert "test_layer[toy/small/core/proj] flops analytic: 15,360 -> 15,367 (0.046%)" in out
+    assert "disappeared: test_end_to_end[toy/small/pipeline]" in out
+
+    assert main(["diff", good, drifted, "--fail-on", "1%"]) == 1
+    err = capsys.readouterr().err
+    assert "2 check(s) newly failing" in err
+    assert "1 check(s) disappeared" in err
+    assert "value(s) changed" not in err  # 0.046% is within 1%
+    assert main(["diff", good, drifted, "--fail-on", "0"]) == 1
+    assert "value(s) changed by more than 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--top", "-1"), "--top -1 is not allowed: it must be 0 or more"),
+        (("--fail-on", "lots"), "--fail-on 'lots' is not allowed: give a relative change"),
+        (("--fail-on=-1%",), "--fail-on '-1%' is not allowed"),
+    ],
+)
+def test_bad_diff_options(
+    toy: pytest.Pytester, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], message: str
+) -> None:
+    from pytest_flopcheck.cli import main
+
+    toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    (run,) = (str(d) for d in run_dirs(toy))
+    assert main(["diff", run, run, *extra]) == 2
+    assert message in capsys.readouterr().err
