@@ -339,8 +339,13 @@ class FlopcheckRun:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker or not report.nodeid.startswith(NODE_PREFIX):
             return
-        status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
-        category = status[0] if status else ""
+        if report.when == "setup" and report.passed:
+            return  # nothing to record yet (the common case: keep it cheap on the controller)
+        if report.when == "teardown" and report.passed:
+            category = ""
+        else:
+            status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
+            category = status[0] if status else ""
         pending = self.pending.setdefault(report.nodeid, _Pending())
         if report.when == "call":
             pending.outcome = category or pending.outcome
@@ -434,7 +439,7 @@ class FlopcheckRun:
             if html.exists() and not _html_complete(html):
                 raise OSError(f"report.html was not written completely ({html.stat().st_size:,} bytes)")
             final = staged.final
-            staged.write("flopcheck/evidence.json", evidence.dumps(record.to_json()))
+            staged.write("flopcheck/evidence.json", evidence.dumps_lines(record.to_json()))
             staged.write("flopcheck/summary.md", evidence.summary_markdown(record, final / "flopcheck"))
             shutil.rmtree(staged.staging / ".references", ignore_errors=True)
             self.published = staged.publish() / "flopcheck"
@@ -548,6 +553,7 @@ class FlopcheckRun:
 
     # -- presentation -----------------------------------------------------------------------------
 
+    @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:
         if self.own_html:
             report.title = f"report.html · flopcheck {self.run_id}"

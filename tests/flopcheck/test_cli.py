@@ -147,7 +147,7 @@ def test_bad_report_options(
         (("sweep", "wan2_1", "--vary", "height"), "--vary 'height' is not allowed: write FIELD=V1,V2"),
         (("sweep", "wan2_1", "--vary", "height=480,x"), "--height 'x' is not allowed: it must be an integer"),
         (("sweep", "wan2_1", "--vary", "height=480,500"), "--height 500 is not allowed"),
-        (("diff", "missing.json", "other.json"), "report 'missing.json' is not allowed"),
+        (("diff", "missing.json", "other.json"), "'missing.json' is not allowed: it cannot be read as JSON"),
     ],
 )
 def test_bad_command_lines(

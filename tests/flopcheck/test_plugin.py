@@ -245,7 +245,9 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
     assert "| toy | small | core | 12 passed | 5 | 6 | 0.00e+00 | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
     assert "<h2>flopcheck: ✅ all 26 checks passed</h2>" in report
-    assert "test_layer[toy/small/core/proj]" in report
+    assert "leaves out the rows of the 26 passed and 0 skipped generated checks" in report
+    assert "test_layer[toy/small/core/proj]" not in report
+    assert "test_plain.py::test_plain" in report  # ordinary tests keep their rows
     assert '<title id="head-title">report.html · flopcheck ' in report
     assert ".partial" not in report
 
@@ -435,6 +437,9 @@ def test_xfail_is_recorded_as_xfail_and_a_failed_stage_is_not_a_pass(toy: pytest
     assert statuses == {"core": "FAIL", "pipeline": "FAIL"}
     summary = (run_dirs(toy)[0] / "flopcheck" / "summary.md").read_text()
     assert "### Failures (first 2 of 2)" in summary
+    report = (run_dirs(toy)[0] / "flopcheck" / "report.html").read_text()
+    for listed in ("test_end_to_end[toy/small/core]", "test_layer[toy/small/core/proj]"):
+        assert listed in report  # the failures and the xfail keep their rows
     assert "❌ 2 failed of 13 checks" in summary
 
 
@@ -594,3 +599,11 @@ def test_bad_diff_options(
     (run,) = (str(d) for d in run_dirs(toy))
     assert main(["diff", run, run, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_runs_without_pytest_html(toy: pytest.Pytester) -> None:
+    result = toy.runpytest("--flopcheck=toy", "-p", "no:html", *NO_CACHE)
+    result.assert_outcomes(passed=27)
+    (run_dir,) = run_dirs(toy)
+    assert sorted(p.name for p in (run_dir / "flopcheck").iterdir()) == ["evidence.json", "summary.md"]
+    assert "Generated html report" not in result.stdout.str()
