@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from pytest_flopcheck.compare import Comparison, check_path
+from pytest_flopcheck.names import shorten
 from pytest_flopcheck.reference import (
     CoverageGap,
     ReferenceCounts,
@@ -41,7 +42,13 @@ KINDS = (LAYER, PARAMS, END_TO_END)
 
 
 class SelectionError(ValueError):
-    """An option names a model or workload that is not registered."""
+    """A selection names a model or workload that is not registered; ``field`` is "models" or
+    "workloads", so that the front end can name its own option."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.detail = detail
 
 
 @attrs.frozen
@@ -184,15 +191,17 @@ class FlopcheckSession:
         unknown = [name for name in self.models if name not in self.registry.models]
         if unknown:
             raise SelectionError(
-                f"--flopcheck: model {', '.join(map(repr, unknown))} is not registered; "
-                f"registered models: {self.registry.describe()}"
+                "models",
+                f"model {', '.join(map(shorten, unknown))} is not registered; "
+                f"registered models: {self.registry.describe()}",
             )
         known = {w for name in self.models for w in self.registry.models[name].workloads}
         missing = [w for w in self.workload_filter if w not in known]
         if missing:
             raise SelectionError(
-                f"--flopcheck-workloads: workload {', '.join(map(repr, missing))} is not defined by "
-                f"{', '.join(self.models)}; defined workloads: {', '.join(sorted(known)) or '(none)'}"
+                "workloads",
+                f"workload {', '.join(map(shorten, missing))} is not defined by {', '.join(self.models)}; "
+                f"defined workloads: {', '.join(sorted(known)) or '(none)'}",
             )
 
     def registration(self, model: str) -> ModelRegistration:

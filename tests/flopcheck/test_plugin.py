@@ -607,3 +607,56 @@ def test_runs_without_pytest_html(toy: pytest.Pytester) -> None:
     (run_dir,) = run_dirs(toy)
     assert sorted(p.name for p in (run_dir / "flopcheck").iterdir()) == ["evidence.json", "summary.md"]
     assert "Generated html report" not in result.stdout.str()
+
+
+# -- options that mean one thing ------------------------------------------------------------------
+
+BAD_PYTEST_INPUT = [
+    (("--flopcheck=",), "", "--flopcheck '' names no model: give one or more of toy"),
+    (("--flopcheck= , ",), "", "--flopcheck ' , ' names no model"),
+    (("--flopcheck-workloads=small",), "", "--flopcheck-workloads needs --flopcheck=NAME[,NAME]"),
+    (("--flopcheck-device=cpu",), "", "--flopcheck-device needs --flopcheck=NAME[,NAME]"),
+    (("--flopcheck-recount",), "", "--flopcheck-recount needs --flopcheck=NAME[,NAME]"),
+    (("-m", "flopcheck"), "", "-m 'flopcheck' selects the tests pytest-flopcheck generates, but none are"),
+    (("--flopcheck=toy", "--flopcheck-workloads=,"), "", "--flopcheck-workloads ',' names no workload"),
+    (("--flopcheck=toy", "--flopcheck-output= "), "", "--flopcheck-output is empty: give a directory"),
+    (
+        (),
+        "flopcheck = toy\nflopcheck_device = tpu\n",
+        "ini key flopcheck_device: device 'tpu' is not supported",
+    ),
+    (
+        (),
+        "flopcheck = toy\nflopcheck_workloads = huge\n",
+        "ini key flopcheck_workloads: workload 'huge' is not",
+    ),
+    ((), "flopcheck = nope\n", "ini key flopcheck: model 'nope' is not registered; registered models: toy"),
+    ((), "flopcheck = toy\nflopcheck_output =\n", "ini key flopcheck_output is empty"),
+    (
+        (),
+        "flopcheck = toy\nflopcheck_strict = maybe\n",
+        "ini key flopcheck_strict 'maybe' is not allowed: use true or false",
+    ),
+    (("--flopcheck=toy", "--flopcheck-device=" + "x" * 5000), "", "device 'xxxxxxxx"),
+]
+
+
+@pytest.mark.parametrize(("args", "ini", "message"), BAD_PYTEST_INPUT)
+def test_bad_pytest_input_is_one_sentence_and_exit_4(
+    toy: pytest.Pytester, args: tuple[str, ...], ini: str, message: str
+) -> None:
+    if ini:
+        toy.makeini("[pytest]\n" + ini)
+    result = toy.runpytest(*args, *NO_CACHE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
+    assert len(errors) == 1, result.stderr.lines
+    assert message in errors[0]
+    assert len(errors[0]) < 400  # a huge value is never echoed whole
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert run_dirs(toy) == []
+
+
+def test_a_model_named_twice_runs_each_check_once(toy: pytest.Pytester) -> None:
+    result = toy.runpytest("--flopcheck=toy,toy", "--flopcheck-workloads=small,small", *NO_CACHE)
+    result.assert_outcomes(passed=14)
