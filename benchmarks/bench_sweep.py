@@ -32,7 +32,7 @@ def main() -> None:
     }
     _TOTALS.clear()
     start = time.perf_counter()
-    rows = sweep_rows(reg, grid, lambda values: attrs.evolve(base, **values))
+    rows = list(sweep_rows(reg, grid, lambda values: attrs.evolve(base, **values)))
     elapsed = time.perf_counter() - start
     for row in random.Random(0).sample(rows, 5):
         w = attrs.evolve(base, **{k: row[k] for k in grid})

@@ -2,6 +2,8 @@
 
 from pytest_flopcheck._hookspecs import hookimpl, hookspec
 from pytest_flopcheck.compare import Comparison, relative_error
+from pytest_flopcheck.files import FileProblem, read_json
+from pytest_flopcheck.names import shorten
 from pytest_flopcheck.registry import (
     ModelRegistration,
     ReferenceCall,
@@ -16,6 +18,7 @@ __all__ = [
     "METRICS",
     "Comparison",
     "CostNode",
+    "FileProblem",
     "Metrics",
     "ModelRegistration",
     "ReferenceCall",
@@ -27,5 +30,7 @@ __all__ = [
     "hookspec",
     "join",
     "load_registry",
+    "read_json",
     "relative_error",
+    "shorten",
 ]

@@ -9,14 +9,17 @@ renamed into place only when everything succeeded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import io
 import itertools
 import json
+import math
 import os
+import re
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,11 +28,20 @@ import attrs
 from pytest_flopcheck import evidence, plots, report
 from pytest_flopcheck.compare import relative_error
 from pytest_flopcheck.diff import diff_runs, parse_threshold
+from pytest_flopcheck.files import FileProblem, describe, read_json
 from pytest_flopcheck.hardware import GPUS, PRECISIONS, HardwareError, check_precision, lookup
+from pytest_flopcheck.names import shorten
 from pytest_flopcheck.record import SCHEMA_VERSION, RunRecord
 from pytest_flopcheck.registry import ModelRegistration, RegistrationError, Registry, load_registry
+from pytest_flopcheck.schema import check_evidence, check_report
 
 DEFAULT_OUTPUT = "tmp/profile-output"
+MAX_DIGITS = 30
+"""Longest integer a workload option takes: larger sizes only overflow the float estimates."""
+DEFAULT_MAX_POINTS = 100_000
+"""Largest sweep grid without --max-points (a point takes about 10 µs and 100 bytes of output)."""
+PROGRESS_FROM = 20_000
+RUN_DIR = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 class UsageError(Exception):
@@ -55,11 +67,17 @@ class WorkloadOption:
 
     def parse(self, text: str) -> Any:
         if self.kind is int:
+            digits = text.strip().lstrip("+-")
+            if len(digits) > MAX_DIGITS and digits.isdigit():
+                raise UsageError(
+                    f"{_option(self.field)} {shorten(text, 24)} is not allowed: it has {len(digits):,} "
+                    f"digits, more than the {MAX_DIGITS} a workload size may have"
+                )
             try:
                 return int(text.strip(), 10)
             except ValueError:
                 raise UsageError(
-                    f"{_option(self.field)} {text!r} is not allowed: it must be an integer"
+                    f"{_option(self.field)} {shorten(text)} is not allowed: it must be an integer"
                 ) from None
         if self.kind is bool:
             lowered = text.strip().lower()
@@ -67,7 +85,9 @@ class WorkloadOption:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise UsageError(f"{_option(self.field)} {text!r} is not allowed: it must be true or false")
+            raise UsageError(
+                f"{_option(self.field)} {shorten(text)} is not allowed: it must be true or false"
+            )
         return text
 
 
@@ -161,24 +181,47 @@ def _gpus(name: str | None, precision: str) -> list[Any]:
 
 
 def _output_root(args: argparse.Namespace) -> Path:
+    if not args.output.strip():
+        raise UsageError("--output is empty: give a directory (default tmp/profile-output)")
     return Path(os.path.expanduser(args.output))
 
 
-def _publish(output: Path, run_id: str, files: dict[str, bytes]) -> Path:
-    """Write ``files`` (relative path -> content) under ``output/run_id`` all at once."""
-    output.mkdir(parents=True, exist_ok=True)
-    staging = output / f".{run_id}.partial"
+@contextlib.contextmanager
+def _staged(args: argparse.Namespace, run_id: str) -> Iterator[evidence.StagedRun]:
+    """A run directory that is published whole when the block succeeds and leaves nothing
+    behind when it fails (full disk, unwritable output, Ctrl-C)."""
     try:
-        for relative, content in files.items():
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        final = output / run_id
-        os.rename(staging, final)
+        staged = evidence.StagedRun(_output_root(args), run_id, "--output", args.output)
+    except evidence.OutputError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield staged
+        staged.publish()
+    except OSError as exc:
+        staged.discard()
+        raise UsageError(
+            f"the files could not be written under {shorten(args.output)} "
+            f"({evidence.describe_os_error(exc)}); nothing was written"
+        ) from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staged.discard()
         raise
-    return final
+
+
+def _estimating(workload: Any) -> contextlib.AbstractContextManager[None]:
+    """Turn a float overflow (a workload far beyond any real one) into one sentence."""
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except OverflowError:
+            raise UsageError(
+                f"the workload {shorten(report.workload_fields(workload), 120)} is too large: its counts "
+                "exceed the range of a float (about 1.8e308), so no time, share or plot can be computed"
+            ) from None
+
+    return guard()
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -188,18 +231,21 @@ def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
     workload = _workload(reg, args)
     gpus = _gpus(args.gpu, args.precision)
     run_id = evidence.new_run_id()
-    document = report.build_report(
-        reg, workload, run_id=run_id, created_utc=evidence.utc_now(), gpus=gpus, precision=args.precision
-    )
-    figures = report_figures(document)
-    base = f"static_analysis/{reg.name}"
-    files = {
-        f"{base}/report.json": evidence.dumps(document).encode(),
-        f"{base}/summary.md": report.summary_markdown(document).encode(),
-        f"{base}/report.html": report.report_html(document, figures).encode(),
-    }
-    final = _publish(_output_root(args), run_id, files)
-    _print_report_summary(document, final / base)
+    with _estimating(workload):
+        document = report.build_report(
+            reg, workload, run_id=run_id, created_utc=evidence.utc_now(), gpus=gpus, precision=args.precision
+        )
+        figures = report_figures(document)
+        base = f"static_analysis/{reg.name}"
+        files = {
+            f"{base}/report.json": evidence.dumps(document),
+            f"{base}/summary.md": report.summary_markdown(document),
+            f"{base}/report.html": report.report_html(document, figures),
+        }
+    with _staged(args, run_id) as staged:
+        for relative, text in files.items():
+            staged.write(relative, text)
+    _print_report_summary(document, staged.final / base)
     return 0
 
 
@@ -231,7 +277,9 @@ def _print_report_summary(document: dict[str, Any], where: Path) -> None:
 # -- sweep ------------------------------------------------------------------------------------
 
 
-def _parse_vary(reg: ModelRegistration, items: Sequence[str]) -> dict[str, list[Any]]:
+def _parse_vary(
+    reg: ModelRegistration, items: Sequence[str], args: argparse.Namespace
+) -> dict[str, list[Any]]:
     options = {o.field: o for o in workload_options(reg.workload_type)}
     grid: dict[str, list[Any]] = {}
     for item in items:
@@ -239,15 +287,25 @@ def _parse_vary(reg: ModelRegistration, items: Sequence[str]) -> dict[str, list[
         field = name.strip().lstrip("-").replace("-", "_")
         if not sep or not values.strip():
             raise UsageError(
-                f"--vary {item!r} is not allowed: write FIELD=V1,V2,... (fields: {', '.join(options)})"
+                f"--vary {shorten(item)} is not allowed: write FIELD=V1,V2,... (fields: {', '.join(options)})"
             )
         if field not in options:
             raise UsageError(
-                f"--vary {name.strip()!r} is not allowed: choose a field of {', '.join(options)}"
+                f"--vary {shorten(name.strip())} is not allowed: choose a field of {', '.join(options)}"
             )
         if field in grid:
             raise UsageError(f"--vary {field!r} is given twice: list all its values in one --vary")
-        grid[field] = [options[field].parse(v) for v in values.split(",") if v.strip()]
+        if getattr(args, field, None) is not None:
+            raise UsageError(
+                f"--vary {field!r} is not allowed together with {_option(field)}: "
+                "a field is either fixed or varied"
+            )
+        texts = values.split(",")
+        if any(not text.strip() for text in texts):
+            raise UsageError(
+                f"--vary {shorten(item)} is not allowed: it has an empty value; write FIELD=V1,V2,..."
+            )
+        grid[field] = [options[field].parse(text) for text in texts]
     if not grid:
         raise UsageError("--vary is required: give at least one FIELD=V1,V2,...")
     return grid
@@ -255,10 +313,9 @@ def _parse_vary(reg: ModelRegistration, items: Sequence[str]) -> dict[str, list[
 
 def sweep_rows(
     reg: ModelRegistration, grid: dict[str, list[Any]], build: Callable[[dict[str, Any]], Any]
-) -> list[dict[str, Any]]:
-    """Per-stage and total FLOPs per generation for every point of the grid (totals only);
-    ``build`` turns one point's values into a workload."""
-    rows = []
+) -> Iterator[dict[str, Any]]:
+    """Per-stage and total FLOPs per generation for every point of the grid (totals only), one
+    row at a time; ``build`` turns one point's values into a workload."""
     names = list(grid)
     stages = [s.name for s in reg.stages]
     for point in itertools.product(*(grid[n] for n in names)):
@@ -272,21 +329,27 @@ def sweep_rows(
             row[f"{stage}_flops"] = flops
             total += flops
         row["total_flops"] = total
-        rows.append(row)
-    return rows
+        yield row
 
 
 def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
-    grid = _parse_vary(reg, args.vary)
+    if args.max_points < 1:
+        raise UsageError(f"--max-points {args.max_points} is not allowed: it must be 1 or more")
+    grid = _parse_vary(reg, args.vary, args)
+    points = math.prod(len(values) for values in grid.values())
+    if points > args.max_points:
+        raise UsageError(
+            f"--vary gives {points:,} workloads, more than --max-points {args.max_points:,}: "
+            "vary fewer values, or raise --max-points"
+        )
     base = _workload(reg, args)
-    rows = sweep_rows(reg, grid, lambda values: _build_workload(reg, base, values))
+    for field, values in grid.items():  # every value checked before anything is written
+        for value in values:
+            _build_workload(reg, base, {field: value})
     stages = [s.name for s in reg.stages]
     run_id = evidence.new_run_id()
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    document = {
+    columns = [*grid, *(f"{s}_flops" for s in stages), "total_flops"]
+    header = {
         "schema_version": report.SCHEMA_VERSION,
         "kind": "flopcheck.sweep",
         "run_id": run_id,
@@ -297,25 +360,82 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
         "convention": report.CONVENTION,
         "columns": {f"{s}_flops": f"FLOPs of {s} per generation" for s in stages}
         | {"total_flops": "end to end"},
-        "rows": rows,
     }
+    lines = {knob: {k: v[0] for k, v in grid.items() if k != knob} for knob in grid}
+    on_line: dict[str, list[dict[str, Any]]] = {knob: [] for knob in grid}
+    encode = json.JSONEncoder(allow_nan=False).encode
     base_dir = f"sweep/{reg.name}"
-    files = {
-        f"{base_dir}/sweep.csv": buffer.getvalue().encode(),
-        f"{base_dir}/sweep.json": evidence.dumps(document).encode(),
-    }
-    if plots.available():
-        for knob, xs in grid.items():
-            fixed = {k: v[0] for k, v in grid.items() if k != knob}
-            line = [r for r in rows if all(r[k] == v for k, v in fixed.items())]
-            series = {s: [r[f"{s}_flops"] for r in line] for s in stages} | {
-                "total": [r["total_flops"] for r in line]
-            }
-            files[f"{base_dir}/{knob}.png"] = plots.sweep_plot(knob, xs, series, fixed)
-    else:
-        print("warning: matplotlib is not installed: no plots were written")
-    final = _publish(_output_root(args), run_id, files)
-    print(f"{len(rows)} workloads; sweep: {final / base_dir}")
+    with _staged(args, run_id) as staged:
+        csv_path = staged.staging / base_dir / "sweep.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            csv_path.open("w", encoding="utf-8", newline="") as csv_file,
+            (staged.staging / base_dir / "sweep.json").open("w", encoding="utf-8") as json_file,
+        ):
+            writer = csv.DictWriter(csv_file, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            json_file.write(encode(header)[:-1] + ', "rows": [\n')
+            build = lambda values: _build_workload(reg, base, values)  # noqa: E731
+            for done, row in enumerate(sweep_rows(reg, grid, build), 1):
+                writer.writerow(row)
+                json_file.write(("" if done == 1 else ",\n") + encode(row))
+                for knob, fixed in lines.items():
+                    if all(row[k] == v for k, v in fixed.items()):
+                        on_line[knob].append(row)
+                if points >= PROGRESS_FROM and done % (points // 20) == 0:
+                    print(f"swept {done:,} of {points:,} workloads", file=sys.stderr, flush=True)
+            json_file.write("\n]}\n")
+        if plots.available():
+            with _estimating(base):
+                for knob, xs in grid.items():
+                    line = on_line[knob]
+                    series = {s: [r[f"{s}_flops"] for r in line] for s in stages} | {
+                        "total": [r["total_flops"] for r in line]
+                    }
+                    (staged.staging / base_dir / f"{knob}.png").write_bytes(
+                        plots.sweep_plot(knob, xs, series, lines[knob])
+                    )
+        else:
+            print("warning: matplotlib is not installed: no plots were written")
+    print(f"{points:,} workloads; sweep: {staged.final / base_dir}")
+    return 0
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Keep the newest ``--keep`` runs under the output directory; remove older runs and staging
+    directories that crashed runs left behind (older than a day)."""
+    if args.keep < 0:
+        raise UsageError(f"--keep {args.keep} is not allowed: it must be 0 or more")
+    root = _output_root(args)
+    if not root.is_dir():
+        raise UsageError(f"--output {shorten(args.output)} is not allowed: it is not a directory")
+    runs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and RUN_DIR.fullmatch(d.name)), key=lambda d: d.name
+    )
+    old = runs[: max(0, len(runs) - args.keep)]
+    day_ago = time.time() - 86_400
+    stale = [
+        d
+        for d in root.iterdir()
+        if d.is_dir()
+        and d.name.startswith(".")
+        and d.name.endswith(".partial")
+        and RUN_DIR.fullmatch(d.name[1 : -len(".partial")])
+        and d.stat().st_mtime < day_ago
+    ]
+    freed = 0
+    for directory in [*old, *stale]:
+        freed += sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+        if not args.dry_run:
+            shutil.rmtree(directory)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{verb} {len(old)} of {len(runs)} runs and {len(stale)} unfinished run directories "
+        f"({freed / 1e6:,.1f} MB); kept the newest {min(args.keep, len(runs))}"
+    )
     return 0
 
 
@@ -327,8 +447,10 @@ EVIDENCE_KIND = "flopcheck.evidence"
 
 
 def _load_document(path: str) -> tuple[str, Any]:
-    """``("report", document)`` or ``("evidence", RunRecord)`` from a file or a run folder."""
+    """``("report", document)`` or ``("evidence", RunRecord)`` from a file or a run folder, its
+    structure checked; UsageError naming the file (and the field) otherwise."""
     candidate = Path(path)
+    shown = shorten(path, 400)
     if candidate.is_dir():
         found = sorted(
             p
@@ -338,32 +460,31 @@ def _load_document(path: str) -> tuple[str, Any]:
         )
         if len(found) != 1:
             raise UsageError(
-                f"{path!r} is not allowed: the folder holds {len(found)} report.json or evidence.json "
+                f"{shown} is not allowed: the folder holds {len(found)} report.json or evidence.json "
                 "files, not 1"
             )
         candidate = found[0]
     try:
-        document = json.loads(candidate.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path!r} is not allowed: it cannot be read as JSON ({exc})") from None
-    kind = document.get("kind") if isinstance(document, dict) else None
-    if kind == REPORT_KIND:
-        return "report", document
-    if kind == EVIDENCE_KIND:
+        document = read_json(candidate)
+        kind = document.get("kind") if isinstance(document, dict) else None
+        if kind == REPORT_KIND:
+            check_report(document)
+            return "report", document
+        if kind != EVIDENCE_KIND:
+            raise FileProblem("is neither a flopcheck report.json nor an evidence.json")
         version = document.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise UsageError(
-                f"{path!r} is not allowed: it is evidence of schema version {version!r}; this flopcheck "
-                f"reads version {SCHEMA_VERSION}"
+            raise FileProblem(
+                f"is evidence of schema version {describe(version)}; this flopcheck reads version "
+                f"{SCHEMA_VERSION}"
             )
-        try:
-            return "evidence", RunRecord.from_json(document)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UsageError(
-                f"{path!r} is not allowed: it is not a complete flopcheck evidence.json "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
-    raise UsageError(f"{path!r} is not allowed: it is neither a flopcheck report.json nor an evidence.json")
+        check_evidence(document)
+        return "evidence", RunRecord.from_json(document)
+    except FileProblem as exc:
+        text = str(exc)
+        name = shorten(str(candidate), 400)
+        where = "" if text.startswith(name) else f"{name}: "
+        raise UsageError(f"{where}{text}") from None
 
 
 def _leaf_flops(document: dict[str, Any]) -> dict[str, int]:
@@ -396,6 +517,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     (kind_a, before), (kind_b, after) = _load_document(args.before), _load_document(args.after)
     if kind_a != kind_b:
         raise UsageError(f"cannot compare a {kind_a} with a{'n' if kind_b == 'evidence' else ''} {kind_b}")
+    if kind_a == "evidence" and before.selection["models"] != after.selection["models"]:
+        raise UsageError(
+            f"cannot compare evidence of different models: {', '.join(before.selection['models'])} and "
+            f"{', '.join(after.selection['models'])}"
+        )
     if kind_a == "evidence":
         reasons = _diff_evidence(before, after, args.top, threshold)
     else:
@@ -497,6 +623,13 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
             sub.add_argument(
                 "--vary", action="append", default=[], metavar="FIELD=V1,V2", help="a swept field"
             )
+            sub.add_argument(
+                "--max-points",
+                type=int,
+                default=DEFAULT_MAX_POINTS,
+                metavar="N",
+                help=f"refuse grids of more than N workloads (default {DEFAULT_MAX_POINTS:,})",
+            )
         if registry is not None and command == name and model in registry.models:
             _add_workload_arguments(sub, registry.models[model])
     diff = commands.add_parser(
@@ -513,6 +646,14 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
         "fails or a check disappeared",
     )
     commands.add_parser("list", help="registered models, their workloads, and the GPU table")
+    prune = commands.add_parser(
+        "prune", help="keep the newest runs under the output directory, remove the rest"
+    )
+    prune.add_argument(
+        "--keep", type=int, required=True, metavar="N", help="how many of the newest runs to keep"
+    )
+    prune.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"default {DEFAULT_OUTPUT}")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     return parser
 
 
@@ -527,9 +668,12 @@ def run(argv: Sequence[str]) -> int:
         raise
     if first.command == "diff":
         return cmd_diff(_parser(None, None, None).parse_args(argv))
-    registry = _load_registry()
+    if first.command == "prune":
+        return cmd_prune(_parser(None, None, None).parse_args(argv))
     if first.command == "list":
-        return cmd_list(registry)
+        _parser(None, None, None).parse_args(argv)  # unknown options are errors here too
+        return cmd_list(_load_registry())
+    registry = _load_registry()
     reg = _registration(registry, first.model)
     args = _parser(registry, first.command, first.model).parse_args(argv)
     return cmd_report(reg, args) if args.command == "report" else cmd_sweep(reg, args)
@@ -541,6 +685,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"flopcheck: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("flopcheck: interrupted; nothing was written", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into head & co.: the files are written, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

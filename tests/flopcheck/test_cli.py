@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,7 @@ def test_bad_report_options(
         (("sweep", "wan2_1", "--vary", "height"), "--vary 'height' is not allowed: write FIELD=V1,V2"),
         (("sweep", "wan2_1", "--vary", "height=480,x"), "--height 'x' is not allowed: it must be an integer"),
         (("sweep", "wan2_1", "--vary", "height=480,500"), "--height 500 is not allowed"),
-        (("diff", "missing.json", "other.json"), "'missing.json' is not allowed: it cannot be read as JSON"),
+        (("diff", "missing.json", "other.json"), "'missing.json' cannot be read (No such file or directory)"),
     ],
 )
 def test_bad_command_lines(
@@ -216,3 +217,257 @@ def test_huge_workload_report_is_valid_json(tmp_path: Path, capsys: pytest.Captu
     report = only_report(tmp_path)
     assert isinstance(report["totals"]["per_generation"]["flops"], int)
     assert any("extrapolation" in w for w in report["warnings"])
+
+
+# -- hardening: every bad input is one sentence, exit 2, nothing written -----------------------------
+
+HUGE = "9" * 5000
+BAD_CLI = [
+    # options
+    (("list", "--bogus"), "unrecognized arguments: --bogus"),
+    (
+        ("report", "wan2_1", "--height", HUGE),
+        "--height '99999999999999999999... is not allowed: it has 5,000 digits",
+    ),
+    (
+        ("report", "wan2_1", "--height", "1" + "0" * 149),
+        "is not allowed: it has 150 digits, more than the 30",
+    ),
+    (
+        ("report", "wan2_1", "--batch-size", "1" + "0" * 290),
+        "is not allowed: it has 291 digits",
+    ),
+    (("report", "wan2_1", "--output", " "), "--output is empty: give a directory"),
+    (
+        ("sweep", "wan2_1", "--vary", "height=480,,720"),
+        "--vary 'height=480,,720' is not allowed: it has an empty value",
+    ),
+    (("sweep", "wan2_1", "--vary", "height=,"), "--vary 'height=,' is not allowed: it has an empty value"),
+    (("sweep", "wan2_1", "--vary", "colour=1,2"), "--vary 'colour' is not allowed: choose a field of"),
+    (
+        ("sweep", "wan2_1", "--height", "480", "--vary", "height=480,720"),
+        "--vary 'height' is not allowed together with --height",
+    ),
+    (
+        ("sweep", "wan2_1", "--vary", "height=16,32,48", "--vary", "width=16,32", "--max-points", "5"),
+        "--vary gives 6 workloads, more than --max-points 5",
+    ),
+    (("sweep", "wan2_1", "--vary", "height=16", "--max-points", "0"), "--max-points 0 is not allowed"),
+    (("prune", "--keep", "-1"), "--keep -1 is not allowed: it must be 0 or more"),
+    (("prune", "--keep", "x"), "argument --keep: invalid int value: 'x'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_CLI)
+def test_bad_cli_input_is_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    out_dir = tmp_path / "out"
+    extra = (
+        ("--output", str(out_dir))
+        if argv[0] in ("report", "sweep", "prune") and "--output" not in argv
+        else ()
+    )
+    if argv[0] == "prune":
+        out_dir.mkdir()
+    code, out, err = run(capsys, *argv, *extra)
+    assert code == 2
+    assert err.startswith("flopcheck: error: ")
+    assert err.count("\n") == 1
+    assert message in err
+    assert len(err) < 600
+    assert "Traceback" not in out + err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_a_float_overflow_is_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_flopcheck.cli as cli
+
+    monkeypatch.setattr(cli, "MAX_DIGITS", 400)  # past the digit limit, the float guard still holds
+    code, _, err = run(
+        capsys, "report", "wan2_1", "--batch-size", "1" + "0" * 290, "--output", str(tmp_path / "o")
+    )
+    assert code == 2
+    assert "is too large: its counts exceed the range of a float" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def evidence_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """A real, minimal evidence document (from the record's own writer)."""
+    from pytest_flopcheck.compare import Comparison
+    from pytest_flopcheck.record import CheckRecord, RunRecord
+
+    comparison = Comparison("m", "w", "s", "l", "l", "flops", 10, 10, 0.0)
+    check = CheckRecord(
+        "test_layer[m/w/s/l]", "test_layer", "m", "w", "s", "l", "passed", comparisons=(comparison,)
+    )
+    run_record = RunRecord("r", "t", "complete", 1, {}, {"models": ["m"]}, (check,))
+    return run_record.to_json()
+
+
+def hostile(document: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    import copy
+
+    changed = copy.deepcopy(document)
+    target: Any = changed
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return changed
+
+
+HOSTILE = [
+    (("results", 0, "analytic"), 1.5, "field results[0].analytic is 1.5 (a float); it must be an integer"),
+    (
+        ("results", 0, "analytic"),
+        True,
+        "field results[0].analytic is True (a boolean); it must be an integer",
+    ),
+    (("results", 0, "reference"), "10", "field results[0].reference is '10'; it must be an integer"),
+    (("results", 0, "metric"), KeyError, "field results[0].metric is missing"),
+    (("checks", 0, "outcome"), "great", "field checks[0].outcome is 'great'; it must be one of passed"),
+    (("checks",), {}, "field checks is {}; it must be a list"),
+    (("tests", "selected"), None, "field tests.selected is None; it must be an integer"),
+    (("schema_version",), 99, "is evidence of schema version 99; this flopcheck reads version 2"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), HOSTILE)
+def test_diff_rejects_hostile_evidence_naming_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: tuple[str | int, ...], value: Any, message: str
+) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(evidence_document(tmp_path, capsys)))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(hostile(json.loads(good.read_text()), path, value)))
+    code, _, err = run(capsys, "diff", str(good), str(bad))
+    assert code == 2
+    assert f"{bad}: " in err or str(bad) in err
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"kind": "flopcheck.evidence", "x": NaN}', "holds NaN, which is not a number JSON allows"),
+        ('{"a": Infinity}', "holds Infinity"),
+        ("[" * 5000 + "]" * 5000, "is nested too deeply"),
+        ('{"a": ' + "1" * 5000 + "}", "is not valid JSON"),
+        ("\xff\xfe", "is not UTF-8 text"),
+        ('{"kind": "something else"}', "is neither a flopcheck report.json nor an evidence.json"),
+    ],
+)
+def test_diff_rejects_files_that_are_not_sane_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content.encode("latin-1"))
+    code, _, err = run(capsys, "diff", str(bad), str(bad))
+    assert code == 2
+    assert str(bad) in err
+    assert message in err
+
+
+def test_diff_refuses_fifos_and_reports_of_different_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, "diff", str(fifo), str(fifo))  # would block forever if it were opened
+    assert code == 2
+    assert "is not a regular file" in err
+    assert run(capsys, "report", "wan2_1", "--workload", "W-001", "--output", str(tmp_path / "a"))[0] == 0
+    (report_path,) = (tmp_path / "a").glob("*/static_analysis/wan2_1/report.json")
+    other = json.loads(report_path.read_text())
+    other["model"]["name"] = "other"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    code, _, err = run(capsys, "diff", str(report_path), str(tmp_path / "other.json"))
+    assert code == 2
+    assert "cannot compare reports of different models: 'wan2_1' and 'other'" in err
+
+
+FULL_DISK_WRITE = OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize(
+    "command", [("report", "wan2_1", "--workload", "W-001"), ("sweep", "wan2_1", "--vary", "height=256,512")]
+)
+def test_a_full_disk_leaves_nothing_behind(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+) -> None:
+    out_dir = tmp_path / "out"
+    assert run(capsys, *command, "--output", str(out_dir))[0] == 0
+    earlier = sorted(out_dir.iterdir())
+    real_open = Path.open
+
+    def full(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode and ".partial" in str(self):
+            raise FULL_DISK_WRITE
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full)
+    code, _, err = run(capsys, *command, "--output", str(out_dir))
+    assert code == 2
+    assert "could not be written under" in err
+    assert "No space left on device" in err
+    assert sorted(out_dir.iterdir()) == earlier  # no partial run, the earlier one untouched
+
+
+def test_an_output_under_a_file_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "report", "wan2_1", "--output", str(tmp_path / "file" / "below"))
+    assert code == 2
+    assert "it cannot hold a run directory" in err
+    code, _, err = run(capsys, "report", "wan2_1", "--output", str(tmp_path / "file"))
+    assert code == 2
+    assert "it is a file, not a directory" in err
+
+
+def test_sweep_streams_every_point_and_shows_progress_on_long_sweeps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_flopcheck.cli as cli
+
+    monkeypatch.setattr(cli, "PROGRESS_FROM", 10)
+    code, out, err = run(
+        capsys,
+        "sweep",
+        "wan2_1",
+        "--vary",
+        "height=16,32,48,64",
+        "--vary",
+        "frames=1,5,9,13,17",
+        "--output",
+        str(tmp_path),
+    )
+    assert code == 0
+    assert "20 workloads" in out
+    assert "swept 20 of 20 workloads" in err
+    (folder,) = tmp_path.glob("*/sweep/wan2_1")
+    document = json.loads((folder / "sweep.json").read_text())
+    rows = list(csv.DictReader((folder / "sweep.csv").open()))
+    assert len(document["rows"]) == len(rows) == 20
+    assert [int(r["total_flops"]) for r in rows] == [r["total_flops"] for r in document["rows"]]
+
+
+def test_prune_keeps_the_newest_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for _ in range(3):
+        assert run(capsys, "report", "wan2_1", "--workload", "W-001", "--output", str(tmp_path))[0] == 0
+    (tmp_path / "notes").mkdir()  # not a run: never touched
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.name != "notes")
+    code, out, _ = run(capsys, "prune", "--keep", "1", "--dry-run", "--output", str(tmp_path))
+    assert code == 0
+    assert "would remove 2 of 3 runs" in out
+    assert len(list(tmp_path.iterdir())) == 4
+    code, out, _ = run(capsys, "prune", "--keep", "1", "--output", str(tmp_path))
+    assert "removed 2 of 3 runs" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([runs[-1], "notes"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,35 @@ def test_malformed_json_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"no config\.json"):
         load_dit_config(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"dim": NaN}', "holds NaN"),
+        ('{"dim": ' + "7" * 5000 + "}", "is not valid JSON"),
+        ("[" * 3000 + "]" * 3000, "is nested too deeply"),
+        (" " * (2**20 + 1), "more than the 1,048,576 allowed"),
+    ],
+)
+def test_hostile_config_files_are_one_sentence(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_dit_config(path)
+    assert str(path) in str(info.value)
+    assert len(str(info.value)) < 600
+
+
+def test_a_huge_integer_field_is_not_echoed_whole(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.json", {**OFFICIAL_14B, "dim": 10**400})
+    with pytest.raises(ConfigError, match="field 'dim' is 1000000") as info:
+        load_dit_config(path)
+    assert len(str(info.value)) < 400
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_dit_config(fifo)

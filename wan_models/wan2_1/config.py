@@ -6,11 +6,15 @@ diffusers format). Only JSON is read: nothing in a model folder is executed or u
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from pytest_flopcheck import FileProblem, read_json, shorten
+
+CONFIG_MAX_BYTES = 2**20
+"""A checkpoint's config.json is a few hundred bytes; anything past a MiB is not one."""
 
 
 class ConfigError(ValueError):
@@ -103,8 +107,10 @@ def _positive_int(path: Path, field: str, raw: dict[str, Any]) -> int:
     if field not in raw:
         raise ConfigError(f"{path}: field {field!r} is missing")
     value = raw[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{path}: field {field!r} is {value!r}; it must be a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        raise ConfigError(
+            f"{path}: field {field!r} is {shorten(value)}; it must be a positive integer below 2**31"
+        )
     return value
 
 
@@ -122,11 +128,9 @@ def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
             raise ConfigError(f"{path}: no config.json (looked for {', '.join(str(c) for c in candidates)})")
         path = found
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: is not valid JSON ({exc})") from None
+        raw = read_json(path, max_bytes=CONFIG_MAX_BYTES)
+    except FileProblem as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a JSON object, not {type(raw).__name__}")
     diffusers = "num_attention_heads" in raw or "attention_head_dim" in raw
