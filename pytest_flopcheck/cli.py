@@ -249,7 +249,13 @@ def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
     return 0
 
 
+FLOAT_SAFE = 10**300
+"""Counts above this cannot be plotted or turned into times and shares (floats end near 1.8e308)."""
+
+
 def report_figures(document: dict[str, Any]) -> dict[str, str]:
+    if document["totals"]["per_generation"]["flops"] > FLOAT_SAFE:
+        raise OverflowError("too large to plot")
     if not plots.available():
         document["warnings"].append("matplotlib is not installed: report.html has no plots")
         return {}
@@ -387,6 +393,8 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
             json_file.write("\n]}\n")
         if plots.available():
             with _estimating(base):
+                if any(row["total_flops"] > FLOAT_SAFE for line in on_line.values() for row in line):
+                    raise OverflowError("too large to plot")
                 for knob, xs in grid.items():
                     line = on_line[knob]
                     series = {s: [r[f"{s}_flops"] for r in line] for s in stages} | {
