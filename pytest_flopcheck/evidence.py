@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pytest_flopcheck.record import RunRecord
+from pytest_flopcheck.record import RunRecord, StageSummary
 
 MAX_LISTED = 20
 """Failures and errors listed by name in the summaries (all of them are in evidence.json)."""
@@ -198,7 +198,15 @@ def _git(env: Mapping[str, Any]) -> str:
 
 
 def _outcome_cells(outcomes: Mapping[str, int]) -> str:
-    return ", ".join(f"{n:,} {o}" for o, n in outcomes.items() if n) or "–"
+    return (
+        ", ".join(f"{n:,} {'errors' if o == 'error' and n != 1 else o}" for o, n in outcomes.items() if n)
+        or "–"
+    )
+
+
+def _worst(row: StageSummary) -> str:
+    """The stage's largest relative error, or a dash when it compared nothing."""
+    return fmt_error(row.max_rel_error) if row.comparisons else "–"
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -231,7 +239,7 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
                 md(_outcome_cells(row.outcomes)),
                 f"{row.layers_compared:,}",
                 f"{row.params_compared:,}",
-                fmt_error(row.max_rel_error),
+                _worst(row),
                 result,
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -299,7 +307,7 @@ def summary_html(record: RunRecord) -> str:
         f"<td>{esc(_outcome_cells(r.outcomes))}</td>"
         f"<td style='text-align:right'>{r.layers_compared:,}</td>"
         f"<td style='text-align:right'>{r.params_compared:,}</td>"
-        f"<td style='text-align:right'>{fmt_error(r.max_rel_error)}</td>"
+        f"<td style='text-align:right'>{_worst(r)}</td>"
         f"<td style='color:{_STATUS_COLOURS.get(r.status, '#000')};font-weight:bold'>"
         f"{esc(r.status)}</td></tr>"
         for r in record.stage_summaries()
@@ -364,7 +372,7 @@ def terminal_lines(record: RunRecord) -> list[str]:
         lines.append(
             f"{row.model}/{row.workload}/{row.stage}: {_outcome_cells(row.outcomes)}; "
             f"{row.layers_compared:,} layers, {row.params_compared:,} parameter counts, "
-            f"max rel. error {fmt_error(row.max_rel_error)} — {row.status}"
+            f"max rel. error {_worst(row)} — {row.status}"
         )
     for error in record.errors:
         lines.append(f"error ({error.tests:,} dependent checks): {error.message}")

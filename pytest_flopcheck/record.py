@@ -134,6 +134,7 @@ class StageSummary:
     outcomes: Mapping[str, int]
     layers_compared: int
     params_compared: int
+    comparisons: int  # numbers compared; 0 when every check was skipped, errored or not run
     max_rel_error: float | None  # None: infinite (a reference of 0 against a non-zero analytic)
     coverage_gaps: int
     counted: bool  # its end-to-end check compared numbers, so coverage was judged
@@ -247,6 +248,7 @@ class RunRecord:
                     outcomes={o: outcomes.get(o, 0) for o in OUTCOMES},
                     layers_compared=sum(1 for c in checks if c.kind == LAYER and c.ran),
                     params_compared=sum(1 for c in checks if c.kind == PARAMS and c.ran),
+                    comparisons=len(errors),
                     max_rel_error=_max_error(errors) if errors else 0.0,
                     coverage_gaps=gaps,
                     counted=counted,
@@ -364,7 +366,7 @@ def _count_phrase(counts: Mapping[str, int]) -> str:
     words = {
         "passed": "passed",
         "failed": "failed",
-        "error": "errors",
+        "error": "errors" if counts.get("error") != 1 else "error",
         "skipped": "skipped",
         "xfailed": "xfailed",
         "xpassed": "xpassed",

@@ -75,7 +75,7 @@ def test_all_passed_is_the_only_green_headline() -> None:
         (record(status=NOTHING_RUN, selected=0), "⚪ nothing run: 0 checks selected, none finished"),
         (
             record(check("passed"), check("error", message="boom")),
-            "❌ 1 error of 2 checks (1 passed, 1 errors)",
+            "❌ 1 error of 2 checks (1 passed, 1 error)",
         ),
         (
             record(check("xfailed", message="known"), check("skipped", message="no GPU")),
@@ -150,3 +150,11 @@ def test_json_round_trip() -> None:
     )
     again = RunRecord.from_json(run.to_json())
     assert again == run
+
+
+def test_a_stage_that_compared_nothing_shows_no_error_figure() -> None:
+    run = record(check("skipped", message="no GPU"), check("error", message="boom", layer="x"))
+    (row,) = run.stage_summaries()
+    assert row.comparisons == 0
+    assert "| toy | w | core | 1 error, 1 skipped | 0 | 0 | – | **FAIL** |" in summary_markdown(run)
+    assert "max rel. error – — FAIL" in terminal_lines(run)[1]
