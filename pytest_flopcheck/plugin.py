@@ -149,7 +149,8 @@ def _conftest_plugins(config: pytest.Config) -> list[tuple[str, object]]:
     for plugin in config.pluginmanager.get_plugins():
         if plugin is None:
             continue
-        if any(pm.parse_hookimpl_opts(plugin, attr) for attr in dir(plugin) if not attr.startswith("__")):
+        names = [attr for attr in dir(plugin) if attr.startswith("flopcheck")]
+        if any(pm.parse_hookimpl_opts(plugin, attr) for attr in names):
             found.append((config.pluginmanager.get_name(plugin) or repr(plugin), plugin))
     return found
 
@@ -316,6 +317,9 @@ class FlopcheckRun:
             output = (config.invocation_params.dir if explicit else config.rootpath) / output
         label = "--flopcheck-output" if explicit else "ini key flopcheck_output"
         self.staged = evidence.StagedRun(output, self.run_id, label, raw)
+        # Without pytest's cache, a run-private directory still lets xdist workers share counts;
+        # it is known before any worker is configured, and removed before publishing.
+        self.shared_store = str(self.staged.staging / ".references")
         if config.pluginmanager.hasplugin("html") and not config.getoption("htmlpath", None):
             # pytest-html configures after us (we run tryfirst) and writes at session end, into
             # the staging directory; the file is checked and published with the rest.
@@ -332,12 +336,8 @@ class FlopcheckRun:
         directory: Path | None
         if cache is not None:
             directory = Path(cache.mkdir("flopcheck-references"))
-        elif self.is_worker:
-            directory = Path(self.shared_store) if self.shared_store else None
         else:
-            # No cache provider: a run-private directory still lets xdist workers share counts.
-            directory = self.staged.staging / ".references" if self.staged else None
-            self.shared_store = str(directory) if directory else None
+            directory = Path(self.shared_store) if self.shared_store else None
         self.session.store = ReferenceStore(directory, self.run_id, reuse=not recount)
 
     # -- collection ---------------------------------------------------------------------------
