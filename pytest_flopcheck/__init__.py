@@ -4,6 +4,7 @@ from pytest_flopcheck._hookspecs import hookimpl, hookspec
 from pytest_flopcheck.compare import Comparison, relative_error
 from pytest_flopcheck.files import FileProblem, read_json
 from pytest_flopcheck.names import shorten
+from pytest_flopcheck.ops_policy import OpPolicy
 from pytest_flopcheck.registry import (
     ModelRegistration,
     ReferenceCall,
@@ -21,6 +22,7 @@ __all__ = [
     "FileProblem",
     "Metrics",
     "ModelRegistration",
+    "OpPolicy",
     "ReferenceCall",
     "RegistrationError",
     "Registry",

@@ -72,3 +72,9 @@ def conv_transpose_flops(
 ) -> int:
     """A transposed convolution, counted by its input positions (as torch does)."""
     return 2 * batch * in_channels * (out_channels // groups) * prod(kernel) * prod(in_spatial)
+
+
+def grouped_matmul_flops(rows: int, k: int, n: int) -> int:
+    """``aten._grouped_mm`` of ``rows`` rows (summed over groups) against per-group k×n weights:
+    MoE routed experts count tokens × top-k rows whatever the routing."""
+    return matmul_flops(rows, k, n)

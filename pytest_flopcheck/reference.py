@@ -7,21 +7,17 @@ the package never loads it.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
+from pytest_flopcheck.ops_policy import COMPUTE_OPS, OpPolicy
 from pytest_flopcheck.registry import ReferenceCall
 from pytest_flopcheck.tree import CostNode
 
 DEVICES = ("meta", "cpu", "cuda")
-
-# Ops that do matmul-, convolution- or attention-like work. One of these running without a
-# FLOP formula means the counter silently counted zero for real work.
-_COMPUTE_OP = re.compile(r"(mm|matmul|conv|attention|attn|einsum|linear|tensordot|\bdot\b|\bmv\b)", re.I)
 
 OUTSIDE = "(outside any module)"
 
@@ -162,34 +158,30 @@ def check_device(device: str, estimate: int | None) -> None:
         )
 
 
-def _sdpa_cpu_formula() -> dict[Any, Any]:
-    """FLOP formulas for SDPA kernels that torch's counter lacks (the CPU flash kernel)."""
+def _custom_mapping(policy: OpPolicy) -> dict[Any, Any]:
+    """The policy's formulas keyed by the ops this torch has (others cannot run anyway)."""
     import torch
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    def sdpa(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
-        return int(sdpa_flop_count(query_shape, key_shape, value_shape))  # type: ignore[no-untyped-call]
 
     mapping: dict[Any, Any] = {}
-    for name in (
-        "_scaled_dot_product_flash_attention_for_cpu",
-        "_scaled_dot_product_fused_attention_overrideable",
-    ):
-        op = getattr(torch.ops.aten, name, None)
+    for name, formula in policy.all_formulas().items():
+        op = getattr(torch.ops.aten, name.removeprefix("aten."), None)
         if op is not None:
-            mapping[op] = sdpa
+            mapping[op] = formula
     return mapping
 
 
 _ROOT_PREFIX = "_FlopcheckRoot.model"
 
 
-def count_reference(call: ReferenceCall, device: str) -> ReferenceCounts:
+def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = None) -> ReferenceCounts:
     """Run ``call`` under ``FlopCounterMode`` and return per-module counts.
 
     The module is wrapped in a root module whose forward performs the call, so every module
-    is named by its path from ``call.module`` whatever method the call uses.
+    is named by its path from ``call.module`` whatever method the call uses. ``policy`` adds
+    formulas to the counter and says which compute ops do no counted work; the framework's own
+    formulas (:data:`~pytest_flopcheck.ops_policy.SHIPPED_FORMULAS`) always apply.
     """
+    rules = policy or OpPolicy()
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
@@ -203,7 +195,7 @@ def count_reference(call: ReferenceCall, device: str) -> ReferenceCounts:
         def forward(self) -> object:
             return self._run()
 
-    counter = FlopCounterMode(display=False, custom_mapping=_sdpa_cpu_formula() if device != "meta" else None)
+    counter = FlopCounterMode(display=False, custom_mapping=_custom_mapping(rules))
     registry = counter.flop_registry
     uncounted: dict[str, int] = {}
 
@@ -212,8 +204,9 @@ def count_reference(call: ReferenceCall, device: str) -> ReferenceCounts:
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             packet = func._overloadpacket
-            if packet not in registry and _COMPUTE_OP.search(str(packet)):
-                uncounted[str(packet)] = uncounted.get(str(packet), 0) + 1
+            name = str(packet)
+            if packet not in registry and name in COMPUTE_OPS and name not in rules.zero_flop:
+                uncounted[name] = uncounted.get(name, 0) + 1
             return func(*args, **(kwargs or {}))
 
     root = _FlopcheckRoot(call.module, call.run)
@@ -275,7 +268,10 @@ def _child(parent: str, child: str) -> str:
 
 
 def run_reference(
-    build: Callable[[], ReferenceCall], device: str, estimate: int | None = None
+    build: Callable[[], ReferenceCall],
+    device: str,
+    estimate: int | None = None,
+    policy: OpPolicy | None = None,
 ) -> ReferenceCounts:
     """Check the device, build the reference and count it.
 
@@ -290,7 +286,7 @@ def run_reference(
             f"the reference implementation needs a package that is not installed: {exc}",
             missing_dependency=True,
         ) from exc
-    return count_reference(call, device)
+    return count_reference(call, device, policy)
 
 
 def _claims(tree: CostNode) -> Iterable[tuple[str, bool]]:

@@ -12,6 +12,7 @@ import pluggy
 
 from pytest_flopcheck import _hookspecs
 from pytest_flopcheck.names import is_safe_name, name_error
+from pytest_flopcheck.ops_policy import OpPolicy
 from pytest_flopcheck.tree import CostNode, Metrics
 
 ENTRY_POINT_GROUP = "flopcheck"
@@ -115,6 +116,8 @@ class ModelRegistration:
       architecture config, as JSON data). With the package versions, the workload, the stage, the
       device and the source of the module that defines ``reference``, it keys the cache of counted
       references, so a change to any of them forces a recount.
+    - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
+      compute-like ops that do no counted work (see :mod:`pytest_flopcheck.ops_policy`).
     """
 
     name: str = attrs.field(validator=_check_name("model"))
@@ -134,6 +137,7 @@ class ModelRegistration:
     not_modeled: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     workload_type: type | None = None
     reference_config: Callable[[Any, str], Any] | None = None
+    op_policy: OpPolicy = attrs.field(factory=OpPolicy)
     description: str = ""
 
     def totals(self, workload: Any, stage: str) -> Metrics:

@@ -316,6 +316,7 @@ class FlopcheckSession:
                 "versions": {p: _version(p) for p in packages},
                 "reference_source": _source_digest(reg.reference),
                 "reference_config": reg.reference_config(wl, stage) if reg.reference_config else None,
+                "op_policy": reg.op_policy.describe(),
             }
         )
 
@@ -344,7 +345,9 @@ class FlopcheckSession:
             start = time.perf_counter()
             counts, source = self.store.fetch(
                 self.reference_key(model, workload, stage),
-                lambda: run_reference(lambda: build(wl, stage, self.device), self.device, estimate),
+                lambda: run_reference(
+                    lambda: build(wl, stage, self.device), self.device, estimate, reg.op_policy
+                ),
             )
         except ReferenceSkipped as skipped:
             return skipped

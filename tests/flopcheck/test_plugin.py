@@ -660,3 +660,53 @@ def test_bad_pytest_input_is_one_sentence_and_exit_4(
 def test_a_model_named_twice_runs_each_check_once(toy: pytest.Pytester) -> None:
     result = toy.runpytest("--flopcheck=toy,toy", "--flopcheck-workloads=small,small", *NO_CACHE)
     result.assert_outcomes(passed=14)
+
+
+GROUPED = """
+import torch
+from pytest_flopcheck import CostNode, Metrics, ModelRegistration, OpPolicy, ReferenceCall, Stage, hookimpl
+from pytest_flopcheck.ops import grouped_matmul_flops
+
+ROWS, K, N, EXPERTS = 12, 8, 16, 3
+
+
+class Experts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(EXPERTS, K, N))
+
+    def forward(self, x, offs):
+        y = torch._grouped_mm(x, self.weight, offs=offs)
+        return torch.nn.functional.interpolate(y[None], size=2 * N, mode="linear")
+
+
+def reference(w, stage, device):
+    model = Experts().to(device=device, dtype=torch.bfloat16)
+    x = torch.empty(ROWS, K, device=device, dtype=torch.bfloat16)
+    offs = torch.tensor([4, 8, ROWS], dtype=torch.int32, device=device)
+    return ReferenceCall(model, lambda: model(x, offs))
+
+
+def analytic(w, stage):
+    metrics = Metrics(flops=grouped_matmul_flops(ROWS, K, N), params=EXPERTS * K * N)
+    experts = CostNode("experts", "moe", metrics, reference="", reference_own=True)
+    return CostNode("", "model", experts.metrics, (experts,), reference="")
+
+
+@hookimpl
+def flopcheck_register_models(register):
+    register(ModelRegistration(name="moe", stages=(Stage("core", 0.0),), workloads={"w": 1},
+                               analytic=analytic, reference=reference, op_policy=OpPolicy(zero_flop=set())))
+"""
+
+
+def test_a_grouped_mm_model_is_counted_exactly_with_no_coverage_gap(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(GROUPED)
+    result = pytester.runpytest("--flopcheck=moe", *NO_CACHE)
+    result.assert_outcomes(passed=4)
+    evidence = load_evidence(run_dirs(pytester)[0])
+    (total,) = [r for r in evidence["results"] if r["test"] == "test_end_to_end[moe/w/core]"]
+    assert total["analytic"] == total["reference"] == 2 * 12 * 8 * 16
+    assert evidence["coverage"] == [
+        {"model": "moe", "workload": "w", "stage": "core", "unclaimed_modules": [], "uncounted_ops": []}
+    ]

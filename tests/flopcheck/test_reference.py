@@ -99,3 +99,52 @@ def test_cuda_without_gpu_is_a_skip() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(ReferenceSkipped, match="no CUDA GPU"):
         check_device("cuda", None)
+
+
+# -- op policy --------------------------------------------------------------------------------------
+
+
+def test_grouped_mm_is_counted_by_the_shipped_formula() -> None:
+    from pytest_flopcheck.ops import grouped_matmul_flops
+
+    rows, k, n, experts = 12, 8, 16, 3
+    a = torch.randn(rows, k, device="meta", dtype=torch.bfloat16)
+    w = torch.randn(experts, k, n, device="meta", dtype=torch.bfloat16)
+    offs = torch.tensor([4, 8, rows], dtype=torch.int32, device="meta")
+    call = ReferenceCall(torch.nn.Identity(), lambda: torch._grouped_mm(a, w, offs=offs))
+    counts = count_reference(call, "meta")
+    assert counts.total_flops == grouped_matmul_flops(rows, k, n) == 2 * rows * k * n
+    assert counts.uncounted_ops == {}
+
+
+def test_elementwise_ops_named_like_compute_are_not_gaps() -> None:
+    x = torch.randn(1, 4, 8)  # SAM's relative-position interpolation runs aten.upsample_linear1d
+    call = ReferenceCall(
+        torch.nn.Identity(), lambda: torch.nn.functional.interpolate(x, size=16, mode="linear")
+    )
+    counts = count_reference(call, "cpu")
+    assert counts.total_flops == 0
+    assert counts.uncounted_ops == {}
+
+
+def test_a_registration_adds_formulas_and_declares_zero_flop_ops() -> None:
+    from pytest_flopcheck import OpPolicy
+
+    x = torch.randn(3, 4)
+    v = torch.randn(4)
+    call = ReferenceCall(torch.nn.Identity(), lambda: torch.mv(x, v))
+    assert count_reference(call, "cpu").uncounted_ops == {"aten.mv": 1}
+    with_formula = OpPolicy(formulas={"aten.mv": lambda m, v, out_shape=None: 2 * m[0] * m[1]})
+    counted = count_reference(call, "cpu", with_formula)
+    assert counted.total_flops == 2 * 3 * 4
+    assert counted.uncounted_ops == {}
+    silenced = count_reference(call, "cpu", OpPolicy(zero_flop={"aten.mv"}))
+    assert (silenced.total_flops, silenced.uncounted_ops) == (0, {})
+
+
+@pytest.mark.parametrize("name", ["mv", "torch.mv", ""])
+def test_op_policy_names_must_be_aten_ops(name: str) -> None:
+    from pytest_flopcheck import OpPolicy
+
+    with pytest.raises(ValueError, match=r"is not allowed: name an aten op as 'aten\.<name>'"):
+        OpPolicy(zero_flop={name})
