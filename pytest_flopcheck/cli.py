@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
+import importlib
+import importlib.util
 import itertools
 import json
 import math
@@ -19,6 +22,7 @@ import re
 import shutil
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -91,20 +95,65 @@ class WorkloadOption:
         return text
 
 
+def _field_kind(annotation: object) -> type:
+    return annotation if annotation is int or annotation is bool else str
+
+
+class WorkloadClassError(UsageError):
+    """A registration's workload class cannot be turned into options."""
+
+
 def workload_options(workload_type: type | None) -> list[WorkloadOption]:
-    if workload_type is None or not attrs.has(workload_type):
+    """One option per field of an attrs class or a dataclass (ints and flags typed, the rest text)."""
+    if workload_type is None:
         return []
-    resolved = attrs.resolve_types(workload_type)
-    options = []
-    for field in attrs.fields(resolved):
-        kind = field.type if field.type in (int, bool) else str
-        options.append(WorkloadOption(field.name, kind, str(field.metadata.get("help", ""))))
-    return options
+    if attrs.has(workload_type):
+        resolved = attrs.resolve_types(workload_type)
+        return [
+            WorkloadOption(f.name, f.type if f.type in (int, bool) else str, str(f.metadata.get("help", "")))
+            for f in attrs.fields(resolved)
+            if f.init
+        ]
+    if dataclasses.is_dataclass(workload_type):
+        hints = typing.get_type_hints(workload_type)
+        return [
+            WorkloadOption(f.name, _field_kind(hints.get(f.name)), str(f.metadata.get("help", "")))
+            for f in dataclasses.fields(workload_type)
+            if f.init
+        ]  # fmt: skip
+    raise WorkloadClassError(
+        f"the workload class {workload_type.__qualname__} is neither an attrs class nor a dataclass, so "
+        "flopcheck cannot turn it into options: use --workload with a standard workload"
+    )
 
 
-def _load_registry() -> Registry:
+def _import_plugin(spec: str) -> tuple[str, object]:
+    """A model plugin named on the command line: a module name, or a path to a .py file."""
+    path = Path(spec)
     try:
-        return load_registry()
+        if spec.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise UsageError(f"-p {shorten(spec)} is not allowed: there is no such file")
+            module_spec = importlib.util.spec_from_file_location(f"flopcheck_plugin_{path.stem}", path)
+            assert module_spec is not None
+            assert module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+            return str(path), module
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as pytest does for a project's own plugins
+        return spec, importlib.import_module(spec)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(
+            f"-p {shorten(spec)} could not be imported: {type(exc).__name__}: {shorten(str(exc), 200)}"
+        ) from None
+
+
+def _load_registry(plugins: Sequence[str] = ()) -> Registry:
+    try:
+        return load_registry([_import_plugin(spec) for spec in plugins])
     except RegistrationError as exc:
         raise UsageError(str(exc)) from None
 
@@ -122,7 +171,11 @@ def _add_workload_arguments(parser: argparse.ArgumentParser, reg: ModelRegistrat
     group.add_argument(
         "--workload", metavar="ID", help=f"start from a standard workload: {', '.join(reg.workloads)}"
     )
-    for option in workload_options(reg.workload_type):
+    try:
+        options = workload_options(reg.workload_type)
+    except WorkloadClassError:
+        options = []  # only --workload; asking for a workload without it says why
+    for option in options:
         if option.kind is bool:
             group.add_argument(
                 _option(option.field),
@@ -149,7 +202,13 @@ def _workload(reg: ModelRegistration, args: argparse.Namespace, extra: dict[str,
             f"model {reg.name!r} has no workload class: use --workload with one of {', '.join(reg.workloads)}"
         )
     values: dict[str, Any] = {}
-    for option in workload_options(reg.workload_type):
+    try:
+        options = workload_options(reg.workload_type)
+    except WorkloadClassError:
+        if base is None:
+            raise  # nothing to start from and no way to build one from options
+        options = []
+    for option in options:
         raw = getattr(args, option.field, None)
         if raw is not None:
             values[option.field] = raw if isinstance(raw, bool) else option.parse(raw)
@@ -162,13 +221,15 @@ def _build_workload(reg: ModelRegistration, base: Any, values: dict[str, Any]) -
         if base is None:
             assert reg.workload_type is not None
             return reg.workload_type(**values)
-        return attrs.evolve(base, **values) if values else base
-    except ValueError as exc:
+        if not values:
+            return base
+        return attrs.evolve(base, **values) if attrs.has(type(base)) else dataclasses.replace(base, **values)
+    except (ValueError, TypeError) as exc:
         field = getattr(exc, "field", None)
         if field is not None:
             value, allowed = getattr(exc, "value", None), getattr(exc, "allowed", exc)
-            raise UsageError(f"{_option(field)} {value!r} is not allowed: {allowed}") from None
-        raise UsageError(str(exc)) from None
+            raise UsageError(f"{_option(field)} {shorten(value)} is not allowed: {allowed}") from None
+        raise UsageError(f"the workload is not allowed: {shorten(str(exc), 300)}") from None
 
 
 def _gpus(name: str | None, precision: str) -> list[Any]:
@@ -614,6 +675,15 @@ def cmd_list(registry: Registry) -> int:
 
 def _parser(registry: Registry | None, command: str | None, model: str | None) -> _Parser:
     parser = _Parser(prog="flopcheck", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "-p",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="PLUGIN",
+        help="also load this model plugin (a module name or a .py file such as a conftest.py), "
+        "before the command; repeatable",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in (
         ("report", "write a sizing report for one workload"),
@@ -680,8 +750,8 @@ def run(argv: Sequence[str]) -> int:
         return cmd_prune(_parser(None, None, None).parse_args(argv))
     if first.command == "list":
         _parser(None, None, None).parse_args(argv)  # unknown options are errors here too
-        return cmd_list(_load_registry())
-    registry = _load_registry()
+        return cmd_list(_load_registry(first.plugins))
+    registry = _load_registry(first.plugins)
     reg = _registration(registry, first.model)
     args = _parser(registry, first.command, first.model).parse_args(argv)
     return cmd_report(reg, args) if args.command == "report" else cmd_sweep(reg, args)

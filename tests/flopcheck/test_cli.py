@@ -471,3 +471,91 @@ def test_prune_keeps_the_newest_runs(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out, _ = run(capsys, "prune", "--keep", "1", "--output", str(tmp_path))
     assert "removed 2 of 3 runs" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([runs[-1], "notes"])
+
+
+# -- model plugins named on the command line ---------------------------------------------------------
+
+TOY_SOURCE = (Path(__file__).parent / "toy_model.py").read_text()
+DATACLASS_PLUGIN = """
+import dataclasses
+from pytest_flopcheck import CostNode, Metrics, ModelRegistration, Stage, hookimpl
+
+
+@dataclasses.dataclass(frozen=True)
+class Pages:
+    pages: int = 1
+    mode: str = "base"
+
+
+def analytic(w, stage):
+    return CostNode("", "model", Metrics(flops=1000 * w.pages))
+
+
+@hookimpl
+def flopcheck_register_models(register):
+    register(ModelRegistration(name="pages", stages=(Stage("core", 0.0),), workloads={"one": Pages()},
+                               analytic=analytic, workload_type=Pages))
+"""
+
+
+def test_a_plugin_file_named_with_p_is_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "conftest.py"
+    plugin.write_text(TOY_SOURCE)
+    code, out, _ = run(capsys, "-p", str(plugin), "list")
+    assert code == 0
+    assert "toy:" in out
+    assert "wan2_1:" in out  # entry points still load
+    code, out, _ = run(
+        capsys, "-p", str(plugin), "report", "toy", "--workload", "small", "--output", str(tmp_path / "o")
+    )
+    assert code == 0
+    (report_path,) = (tmp_path / "o").glob("*/static_analysis/toy/report.json")
+    assert json.loads(report_path.read_text())["model"]["name"] == "toy"
+
+
+def test_a_dataclass_workload_gets_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "pages_plugin.py"
+    plugin.write_text(DATACLASS_PLUGIN)
+    out_dir = tmp_path / "o"
+    code, out, _ = run(capsys, "-p", str(plugin), "report", "pages", "--pages", "3", "--output", str(out_dir))
+    assert code == 0
+    assert "3,000 FLOPs" in out
+    code, out, _ = run(
+        capsys, "-p", str(plugin), "sweep", "pages", "--vary", "pages=1,2,4", "--output", str(out_dir)
+    )
+    assert code == 0
+    (csv_path,) = out_dir.glob("*/sweep/pages/sweep.csv")
+    assert [r["total_flops"] for r in csv.DictReader(csv_path.open())] == ["1000", "2000", "4000"]
+    code, _, err = run(capsys, "-p", str(plugin), "report", "pages", "--pages", "x", "--output", str(out_dir))
+    assert code == 2
+    assert "--pages 'x' is not allowed: it must be an integer" in err
+
+
+def test_a_workload_class_without_fields_is_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "plain_plugin.py"
+    plugin.write_text(DATACLASS_PLUGIN.replace("@dataclasses.dataclass(frozen=True)\n", ""))
+    code, _, err = run(capsys, "-p", str(plugin), "report", "pages", "--output", str(tmp_path / "o"))
+    assert code == 2
+    assert "the workload class Pages is neither an attrs class nor a dataclass" in err
+    code, _, _ = run(
+        capsys, "-p", str(plugin), "report", "pages", "--workload", "one", "--output", str(tmp_path / "o")
+    )
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_plugin_module", "-p 'no_such_plugin_module' could not be imported: ModuleNotFoundError"),
+        ("missing.py", "-p 'missing.py' is not allowed: there is no such file"),
+    ],
+)
+def test_a_plugin_that_cannot_be_imported_is_one_sentence(
+    capsys: pytest.CaptureFixture[str], spec: str, message: str
+) -> None:
+    code, _, err = run(capsys, "-p", spec, "list")
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
