@@ -6,6 +6,7 @@ from pytest_flopcheck.files import FileProblem, read_json
 from pytest_flopcheck.names import shorten
 from pytest_flopcheck.ops_policy import OpPolicy
 from pytest_flopcheck.registry import (
+    Generation,
     ModelRegistration,
     ReferenceCall,
     RegistrationError,
@@ -20,6 +21,7 @@ __all__ = [
     "Comparison",
     "CostNode",
     "FileProblem",
+    "Generation",
     "Metrics",
     "ModelRegistration",
     "OpPolicy",

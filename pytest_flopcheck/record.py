@@ -18,7 +18,7 @@ import attrs
 
 from pytest_flopcheck.compare import Comparison
 from pytest_flopcheck.reference import CoverageGap
-from pytest_flopcheck.session import END_TO_END, LAYER, PARAMS, PIPELINE
+from pytest_flopcheck.session import END_TO_END, GENERATION, LAYER, PARAMS, PIPELINE
 
 SCHEMA_VERSION: Final = 2
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -228,7 +228,7 @@ class RunRecord:
         rows = []
         for (model, workload, stage), checks in groups.items():
             outcomes = Counter(c.outcome for c in checks)
-            end_to_end = [c for c in checks if c.kind == END_TO_END]
+            end_to_end = [c for c in checks if c.kind in (END_TO_END, GENERATION)]
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
             errors = [cmp.rel_error for c in checks for cmp in c.comparisons]

@@ -328,12 +328,14 @@ def coverage_gaps(tree: CostNode, counts: ReferenceCounts) -> list[CoverageGap]:
         gaps.append(
             CoverageGap("unclaimed_module", OUTSIDE, f"{outside:,} FLOPs counted outside every module")
         )
-    for op, calls in counts.uncounted_ops.items():
-        gaps.append(
-            CoverageGap(
-                "uncounted_op",
-                op,
-                f"ran {calls} time(s) with no FLOP formula: its work was counted as 0",
-            )
+    return gaps + uncounted_gaps(counts)
+
+
+def uncounted_gaps(counts: ReferenceCounts) -> list[CoverageGap]:
+    """Compute ops that ran with no FLOP formula: their work was counted as 0."""
+    return [
+        CoverageGap(
+            "uncounted_op", op, f"ran {calls} time(s) with no FLOP formula: its work was counted as 0"
         )
-    return gaps
+        for op, calls in counts.uncounted_ops.items()
+    ]

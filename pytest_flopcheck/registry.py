@@ -52,6 +52,22 @@ class Stage:
 
 
 @attrs.frozen
+class Generation:
+    """A tiny real end-to-end run of a model (a diffusers pipeline call, a transformers
+    ``generate()``) with random weights, and the analytic model's per-generation total for the
+    same configuration: the counted FLOPs of the whole run must equal ``analytic_flops`` exactly.
+
+    ``module`` holds the modules the run uses (a ``torch.nn.ModuleDict`` is fine) so that counts
+    are named; ``run`` performs the generation on CPU.
+    """
+
+    module: Any
+    run: Callable[[], object]
+    analytic_flops: int
+    description: str = ""
+
+
+@attrs.frozen
 class ReferenceCall:
     """A built reference module and the call whose FLOPs are counted.
 
@@ -85,6 +101,12 @@ def _workload_ids(instance: Any, attribute: attrs.Attribute[Any], value: Mapping
         check(instance, attribute, workload_id)
 
 
+def _generation_names(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+    for name in value:
+        if not is_safe_name(name):
+            raise ValueError(name_error("generation", name))
+
+
 def _stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
     return tuple(value)
 
@@ -116,6 +138,8 @@ class ModelRegistration:
       architecture config, as JSON data). With the package versions, the workload, the stage, the
       device and the source of the module that defines ``reference``, it keys the cache of counted
       references, so a change to any of them forces a recount.
+    - ``generations`` names tiny real end-to-end runs (built lazily, on CPU): each becomes a
+      ``test_generation[model/name]`` check of the counted whole run against the analytic total.
     - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
       compute-like ops that do no counted work (see :mod:`pytest_flopcheck.ops_policy`).
     """
@@ -138,6 +162,9 @@ class ModelRegistration:
     workload_type: type | None = None
     reference_config: Callable[[Any, str], Any] | None = None
     op_policy: OpPolicy = attrs.field(factory=OpPolicy)
+    generations: Mapping[str, Callable[[], Generation]] = attrs.field(
+        factory=dict, converter=_workloads, validator=_generation_names
+    )
     description: str = ""
 
     def totals(self, workload: Any, stage: str) -> Metrics:

@@ -26,10 +26,12 @@ from pytest_flopcheck.reference import (
     CoverageGap,
     ReferenceCounts,
     ReferenceSkipped,
+    count_reference,
     coverage_gaps,
     run_reference,
+    uncounted_gaps,
 )
-from pytest_flopcheck.registry import ModelRegistration, Registry
+from pytest_flopcheck.registry import Generation, ModelRegistration, ReferenceCall, Registry
 from pytest_flopcheck.store import COUNTED, CountFailed, ReferenceStore, cache_key
 from pytest_flopcheck.tree import CostNode, TreeError, check_tree
 
@@ -38,7 +40,10 @@ PIPELINE = "pipeline"
 LAYER = "test_layer"
 PARAMS = "test_params"
 END_TO_END = "test_end_to_end"
-KINDS = (LAYER, PARAMS, END_TO_END)
+GENERATION = "test_generation"
+KINDS = (LAYER, PARAMS, END_TO_END, GENERATION)
+GENERATION_STAGE = "generation"
+"""The stage name under which a tiny end-to-end generation is recorded."""
 
 
 class SelectionError(ValueError):
@@ -63,6 +68,8 @@ class Case:
 
     @property
     def id(self) -> str:
+        if self.kind == GENERATION:
+            return f"{self.model}/{self.workload}"
         return check_path(self.model, self.workload, self.stage, self.layer)
 
     @property
@@ -76,6 +83,8 @@ class Case:
         if kind not in KINDS or not bracket or not rest.endswith("]"):
             return None
         parts = rest[:-1].split("/")
+        if kind == GENERATION:
+            return cls(kind, parts[0], parts[1], GENERATION_STAGE) if len(parts) == 2 else None
         if len(parts) not in (3, 4):
             return None
         return cls(kind, *parts)
@@ -185,6 +194,9 @@ class FlopcheckSession:
         factory=dict, init=False
     )
     _runs: dict[tuple[str, str], dict[str, int] | Cause] = attrs.field(factory=dict, init=False)
+    _generations: dict[tuple[str, str], tuple[Generation, ReferenceCounts] | ReferenceSkipped | Cause] = (
+        attrs.field(factory=dict, init=False)
+    )
     reference_runs: list[ReferenceRun] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -299,6 +311,8 @@ class FlopcheckSession:
                     yield Case(END_TO_END, model, workload, stage.name)
                 if reg.multiplicities is not None:
                     yield Case(END_TO_END, model, workload, PIPELINE)
+            for name in reg.generations:
+                yield Case(GENERATION, model, name, GENERATION_STAGE)
 
     # -- references -------------------------------------------------------------------------
 
@@ -369,8 +383,39 @@ class FlopcheckSession:
 
     # -- evaluation -------------------------------------------------------------------------
 
+    def generation(self, model: str, name: str) -> tuple[Generation, ReferenceCounts]:
+        """The registration's tiny generation and its counts (the whole run on CPU), made once;
+        CheckSkipped without its packages, CheckError if building or running it failed."""
+        key = (model, name)
+        if key not in self._generations:
+            self._generations[key] = self._run_generation(model, name)
+        result = self._generations[key]
+        if isinstance(result, ReferenceSkipped):
+            raise CheckSkipped(result.reason)
+        if isinstance(result, Cause):
+            raise CheckError(result)
+        return result
+
+    def _run_generation(
+        self, model: str, name: str
+    ) -> tuple[Generation, ReferenceCounts] | ReferenceSkipped | Cause:
+        reg = self.registration(model)
+        where = f"the generation {model}/{name} (plugin {self.registry.origins.get(model, '?')!r})"
+        try:
+            generation = reg.generations[name]()
+            counts = count_reference(ReferenceCall(generation.module, generation.run), "cpu", reg.op_policy)
+        except ImportError as exc:
+            return ReferenceSkipped(f"{where} needs a package that is not installed: {exc}")
+        except Exception as exc:
+            message = f"{where} could not be built or run: {type(exc).__name__}: {exc}"
+            return self._cause("generation", model, name, GENERATION_STAGE, message, _short_traceback(exc))
+        return generation, counts
+
     def prepare(self, case: Case) -> None:
         """Produce what ``case`` depends on (the item's setup): CheckError or CheckSkipped."""
+        if case.kind == GENERATION:
+            self.generation(case.model, case.workload)
+            return
         if case.stage == PIPELINE:
             reg = self.registration(case.model)
             self.runs(case.model, case.workload)
@@ -384,6 +429,8 @@ class FlopcheckSession:
 
     def evaluate(self, case: Case) -> Outcome:
         """Compare the analytic and reference numbers for ``case`` (after :meth:`prepare`)."""
+        if case.kind == GENERATION:
+            return self._generation(case)
         if case.stage == PIPELINE:
             return self._pipeline(case)
         reg = self.registration(case.model)
@@ -425,6 +472,23 @@ class FlopcheckSession:
             ops,
         )
         return Outcome((comparison,))
+
+    def _generation(self, case: Case) -> Outcome:
+        """The whole tiny run, counted, against the analytic total: exact, and no uncounted op."""
+        generation, counts = self.generation(case.model, case.workload)
+        comparison = Comparison(
+            case.model,
+            case.workload,
+            GENERATION_STAGE,
+            "",
+            generation.description or "whole generation",
+            "flops",
+            generation.analytic_flops,
+            counts.total_flops,
+            0.0,
+            dict(counts.total_ops),
+        )
+        return Outcome((comparison,), tuple(uncounted_gaps(counts)))
 
     def _pipeline(self, case: Case) -> Outcome:
         reg = self.registration(case.model)

@@ -710,3 +710,21 @@ def test_a_grouped_mm_model_is_counted_exactly_with_no_coverage_gap(pytester: py
     assert evidence["coverage"] == [
         {"model": "moe", "workload": "w", "stage": "core", "unclaimed_modules": [], "uncounted_ops": []}
     ]
+
+
+def test_a_generation_is_counted_whole_and_must_match_exactly(
+    toy: pytest.Pytester, mode: tuple[str, ...]
+) -> None:
+    toy.makeconftest(toy_source(GENERATIONS='{"twice": lambda: generation()}'))
+    result = toy.runpytest("--flopcheck=toy", "-k", "generation", *mode, *NO_CACHE)
+    result.assert_outcomes(passed=1)
+    evidence = load_evidence(run_dirs(toy)[-1])
+    (check,) = evidence["checks"]
+    assert check["test"] == "test_generation[toy/twice]"
+    (comparison,) = evidence["results"]
+    assert comparison["analytic"] == comparison["reference"] == 2 * 51_328
+    assert evidence["summary"][0]["status"] == "pass"
+    toy.makeconftest(toy_source(GENERATIONS='{"twice": lambda: generation()}', GENERATION_FUDGE="1"))
+    result = toy.runpytest("--flopcheck=toy", "-k", "generation", *mode, *NO_CACHE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["toy/twice/generation  [[]flops[]]  OUTSIDE tolerance"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, group, hookimpl, layers
+from pytest_flopcheck import Generation, ModelRegistration, ReferenceCall, Stage, group, hookimpl, layers
 from pytest_flopcheck.tree import CostNode
 
 FUDGE = 0  # added to the analytic FLOPs of "proj"; tests change it to make one layer wrong
@@ -20,6 +20,8 @@ STAGES = ("core",)
 RUNS = {"core": 3}
 LAYER_ID = "proj"
 BUILD_LOG = None
+GENERATIONS = {}  # tests set {"twice": lambda: generation()} to add an end-to-end generation check
+GENERATION_FUDGE = 0  # added to the analytic total of that generation
 DIM, HEADS, CHANNELS = 16, 2, 3
 
 
@@ -130,6 +132,18 @@ def reference(w: ToyWorkload, stage: str, device: str) -> ReferenceCall:
     return ReferenceCall(model, lambda: model(x, image))
 
 
+def generation() -> Generation:
+    """A whole 'generation' of the toy: the model run twice on CPU, and its analytic total."""
+    w = ToyWorkload(2, 5, 8)
+    call = reference(w, "core", "cpu")
+
+    def run() -> None:
+        call.run()
+        call.run()
+
+    return Generation(call.module, run, 2 * analytic(w, "core").total.flops + GENERATION_FUDGE, "model twice")
+
+
 @hookimpl
 def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
     register(
@@ -141,5 +155,6 @@ def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
             reference=reference,
             multiplicities=lambda w: RUNS,
             reference_packages=("torch",),
+            generations=GENERATIONS,
         )
     )

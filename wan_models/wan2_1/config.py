@@ -82,6 +82,15 @@ VARIANTS: dict[str, DiTConfig] = {c.name: c for c in (T2V_14B, T2V_1_3B)}
 UMT5_XXL = TextEncoderConfig()
 WAN_VAE = VAEConfig()
 
+# Tiny configurations of the same architectures, for a real end-to-end WanPipeline run on CPU
+# with random weights (the registration's generations).
+TINY_DIT = DiTConfig(
+    name="tiny", dim=8, ffn_dim=16, num_heads=2, num_layers=1, in_channels=4, out_channels=4, freq_dim=8,
+    text_dim=8, text_len=8,
+)  # fmt: skip
+TINY_TEXT_ENCODER = TextEncoderConfig(vocab_size=6, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)
+TINY_VAE = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 1, 1, 1), num_res_blocks=1)
+
 OFFICIAL_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
     "T2V-14B": ((720, 1280), (1280, 720), (480, 832), (832, 480)),
     "T2V-1.3B": ((480, 832), (832, 480)),

@@ -14,6 +14,7 @@ from typing import Final
 import attrs
 
 from pytest_flopcheck.tree import CostNode, Metrics, group
+from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, DiTConfig, TextEncoderConfig, VAEConfig
 from wan_models.wan2_1.dit import dit_forward, dit_totals
 from wan_models.wan2_1.text_encoder import text_encoder, text_encoder_totals
 from wan_models.wan2_1.vae import vae_decode
@@ -84,3 +85,19 @@ def pipeline_tree(w: Workload, stages: tuple[str, ...] = STAGES) -> CostNode:
     runs = runs_per_generation(w)
     children = [attrs.evolve(stage_tree(w, s), id=s, repeat=runs[s]) for s in stages]
     return group("", "pipeline", children)
+
+
+def generation_flops(
+    w: Workload,
+    dit: DiTConfig | None = None,
+    text: TextEncoderConfig = UMT5_XXL,
+    vae: VAEConfig = WAN_VAE,
+) -> int:
+    """FLOPs of one whole generation (every stage times its runs), for any configuration of the
+    three architectures (the tiny ones of a real end-to-end check, say)."""
+    runs = runs_per_generation(w)
+    return (
+        runs["text_encoder"] * text_encoder(w, text).total.flops
+        + runs["diffusion_core"] * dit_forward(w, dit).total.flops
+        + runs["vae_decode"] * vae_decode(w, vae).total.flops
+    )

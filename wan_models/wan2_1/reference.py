@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_flopcheck import ReferenceCall
-from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
+from pytest_flopcheck import Generation, ReferenceCall
+from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE, UMT5_XXL, WAN_VAE
+from wan_models.wan2_1.pipeline import generation_flops
 from wan_models.wan2_1.workload import Workload
 
 PACKAGES = ("torch", "diffusers", "transformers")
@@ -122,3 +123,85 @@ def build(w: Workload, stage: str, device: str) -> ReferenceCall:
     """The reference of ``stage`` for the workload, built on ``device`` (the registration's
     ``reference``; torch is imported only when it is called)."""
     return BUILDERS[stage](w, device)
+
+
+TINY_VOCAB = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "cat": 4, "blurry": 5}
+
+
+def tiny_pipeline() -> Any:
+    """A diffusers ``WanPipeline`` of the tiny configurations, random weights, on CPU."""
+    import torch
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    backend = Tokenizer(models.WordLevel(TINY_VOCAB, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    t = TINY_TEXT_ENCODER
+    encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=t.vocab_size, d_model=t.d_model, d_kv=t.d_kv, d_ff=t.d_ff, num_layers=t.num_layers,
+            num_heads=t.num_heads, feed_forward_proj="gated-gelu",
+        )
+    )  # fmt: skip
+    d = TINY_DIT
+    transformer = WanTransformer3DModel(  # type: ignore[no-untyped-call]
+        patch_size=d.patch_size, num_attention_heads=d.num_heads, attention_head_dim=d.head_dim,
+        in_channels=d.in_channels, out_channels=d.out_channels, text_dim=d.text_dim, freq_dim=d.freq_dim,
+        ffn_dim=d.ffn_dim, num_layers=d.num_layers, rope_max_seq_len=32,
+    )  # fmt: skip
+    v = TINY_VAE
+    vae = AutoencoderKLWan(  # type: ignore[no-untyped-call]
+        base_dim=v.base_dim, z_dim=v.z_dim, dim_mult=list(v.dim_mult), num_res_blocks=v.num_res_blocks,
+        temperal_downsample=list(v.temporal_downsample), latents_mean=[0.0] * v.z_dim,
+        latents_std=[1.0] * v.z_dim,
+    )  # fmt: skip
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),  # type: ignore[no-untyped-call]
+    )
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
+    return pipe
+
+
+def tiny_generation(w: Workload) -> Generation:
+    """One whole generation of the tiny pipeline for ``w`` (prompt, negative prompt, every step,
+    the decode), and the analytic total for the tiny configurations."""
+    import torch
+
+    pipe = tiny_pipeline()
+    modules = torch.nn.ModuleDict(
+        {"text_encoder": pipe.text_encoder, "transformer": pipe.transformer, "vae": pipe.vae}
+    )
+
+    def run() -> object:
+        return pipe(
+            prompt="a cat",
+            negative_prompt="blurry",
+            height=w.height,
+            width=w.width,
+            num_frames=w.frames,
+            num_inference_steps=w.steps,
+            guidance_scale=5.0 if w.guidance else 1.0,
+            max_sequence_length=w.text_len,
+            output_type="pt",
+        )
+
+    return Generation(
+        modules,
+        run,
+        generation_flops(w, TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE),
+        "diffusers WanPipeline with tiny random configs on CPU: the whole call",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,12 @@ from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
 from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
 
 NAME = "wan2_1"
+
+TINY_WORKLOADS = {
+    "tiny-guided": Workload(frames=5, height=16, width=16, steps=2, text_len=8, guidance=True),
+    "tiny-unguided": Workload(frames=5, height=16, width=16, steps=2, text_len=8, guidance=False),
+}
+"""Workloads of the real end-to-end generations (run with the tiny configurations)."""
 
 NOT_MODELED = (
     "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation shift/scale/gate, residual adds, "
@@ -83,6 +90,9 @@ def registration() -> ModelRegistration:
         analytic=_analytic,
         reference=reference.build,
         reference_config=reference_config,
+        generations={
+            name: functools.partial(reference.tiny_generation, w) for name, w in TINY_WORKLOADS.items()
+        },
         multiplicities=runs_per_generation,
         end_to_end_tolerance=0.05,
         reference_bytes=reference_bytes,
