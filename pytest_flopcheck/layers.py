@@ -112,25 +112,37 @@ def attention_core(
     head_dim: int,
     dtype_bytes: int,
     reference: str | None,
+    kv_heads: int | None = None,
+    v_head_dim: int | None = None,
+    cache_len: int = 0,
     note: str = "",
 ) -> CostNode:
     """softmax(QKᵀ)V as one fused kernel: reads Q, K, V, writes the output.
 
+    ``kv_heads`` (default ``heads``) is the number of key/value heads (grouped-query attention:
+    FLOPs follow the query heads, bytes the key/value heads); ``v_head_dim`` (default
+    ``head_dim``) the value width; ``kv_len`` every key attended to, cached ones included, and
+    ``cache_len`` the positions held in the KV cache after the call (its ``cache_bytes``).
     It corresponds to the attention module's own work (``reference_own``): projections are
     child modules of the reference, the two matmuls are not.
     """
+    kv_h = heads if kv_heads is None else kv_heads
+    v_dim = head_dim if v_head_dim is None else v_head_dim
+    if kv_h < 1 or heads % kv_h:
+        raise ValueError(f"kv_heads {kv_h} is not allowed: it must divide heads {heads}")
     q = batch * heads * q_len * head_dim
-    kv = batch * heads * kv_len * head_dim
+    kv = batch * kv_h * kv_len * (head_dim + v_dim)
     return _node(
         node_id,
         category,
-        flops=ops.attention_flops(batch, heads, q_len, kv_len, head_dim),
+        flops=ops.attention_flops(batch, heads, q_len, kv_len, head_dim, v_dim),
         params=0,
-        inputs=q + 2 * kv,
-        outputs=q,
+        inputs=q + kv,
+        outputs=batch * heads * q_len * v_dim,
         dtype_bytes=dtype_bytes,
         reference=reference,
         reference_own=reference is not None,
+        cache=batch * kv_h * cache_len * (head_dim + v_dim),
         note=note,
     )
 

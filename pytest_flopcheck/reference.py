@@ -57,6 +57,7 @@ class ReferenceCounts:
     modules: Mapping[str, ModuleCount]
     uncounted_ops: Mapping[str, int]
     seconds: float
+    scope: tuple[str, ...] = ()
 
     def module(self, name: str) -> ModuleCount:
         """Counts of the module with this name (``""`` the whole module)."""
@@ -75,6 +76,7 @@ class ReferenceCounts:
             "modules": {name: attrs.asdict(count) for name, count in self.modules.items()},
             "uncounted_ops": dict(self.uncounted_ops),
             "seconds": self.seconds,
+            "scope": list(self.scope),
         }
 
     @classmethod
@@ -87,6 +89,7 @@ class ReferenceCounts:
             modules={name: ModuleCount(**count) for name, count in data["modules"].items()},
             uncounted_ops=dict(data["uncounted_ops"]),
             seconds=float(data["seconds"]),
+            scope=tuple(data.get("scope", ())),
         )
 
     def value(self, name: str, own: bool, metric: str) -> int:
@@ -94,6 +97,8 @@ class ReferenceCounts:
         if metric == "flops":
             return count.own_flops if own else count.flops
         if metric == "params":
+            if name == "" and not own:
+                return self.total_params  # over the stage's scope when it has one
             return count.own_params if own else count.params
         raise ValueError(f"metric {metric!r} is not counted by the reference (allowed: flops, params)")
 
@@ -231,12 +236,28 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     return ReferenceCounts(
         device=device,
         total_flops=total,
-        total_params=modules[""].params,
+        total_params=_scoped_params(call) if call.scope else modules[""].params,
         total_ops=total_ops,
         modules=modules,
         uncounted_ops=dict(sorted(uncounted.items())),
         seconds=seconds,
+        scope=call.scope,
     )
+
+
+def _scoped_params(call: ReferenceCall) -> int:
+    """Parameters of the scope's submodules, each parameter once (shared or nested ones too)."""
+    named = dict(call.module.named_modules())
+    missing = [name for name in call.scope if name not in named]
+    if missing:
+        raise ValueError(
+            f"the reference's scope names {missing}, which are not submodules of the reference module"
+        )
+    seen: dict[int, int] = {}
+    for name in call.scope:
+        for parameter in named[name].parameters():
+            seen[id(parameter)] = parameter.numel()
+    return sum(seen.values())
 
 
 def _module_counts(module: Any, module_ops: Mapping[str, Mapping[str, int]]) -> dict[str, ModuleCount]:

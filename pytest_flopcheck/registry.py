@@ -72,11 +72,15 @@ class ReferenceCall:
     """A built reference module and the call whose FLOPs are counted.
 
     ``module`` is a ``torch.nn.Module``; module names in the counts are relative to it.
-    ``run`` performs the counted call (a forward, ``decode``, ...).
+    ``run`` performs the counted call (a forward, ``decode``, ...). ``scope`` names the
+    submodules whose weights the stage uses (a decoder stage built from a whole vision-language
+    model, say): the stage's parameter total is compared over them, each parameter once. Empty,
+    the whole module.
     """
 
     module: Any
     run: Callable[[], object]
+    scope: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
 
 def _non_empty(_instance: Any, attribute: attrs.Attribute[Any], value: Sized) -> None:

@@ -456,7 +456,12 @@ class FlopcheckSession:
         metric = "flops" if case.kind == LAYER else "params"
         module = counts.module(node.reference)
         reference_value = counts.value(node.reference, node.reference_own, metric)
-        label = (node.reference or "(whole module)") + (" (own work)" if node.reference_own else "")
+        whole = (
+            f"(stage scope: {', '.join(counts.scope)})"
+            if counts.scope and metric == "params"
+            else "(whole module)"
+        )
+        label = (node.reference or whole) + (" (own work)" if node.reference_own else "")
         analytic_value = node.total.flops if metric == "flops" else node.total.params
         ops = dict(module.ops) if metric == "flops" and not node.reference_own else {}
         comparison = Comparison(

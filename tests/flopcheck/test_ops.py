@@ -87,3 +87,48 @@ def test_transposed_conv(dims: int, groups: int) -> None:
     out = tuple(ops.conv_transpose_output_size(s, 3, 2, 1) for s in spatial)
     assert tuple(conv(x).shape[2:]) == out
     assert ops.conv_transpose_flops(2, 4, 6, (3,) * dims, spatial, groups) == counted(lambda: conv(x))
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "q_len", "kv_len", "head_dim", "v_head_dim"),
+    [(8, 2, 3, 10, 16, 24), (8, 8, 1, 17, 16, 16), (6, 1, 5, 5, 8, 4)],
+)
+def test_attention_with_kv_heads_value_width_and_cache_matches_the_counter(
+    heads: int, kv_heads: int, q_len: int, kv_len: int, head_dim: int, v_head_dim: int
+) -> None:
+    from pytest_flopcheck import layers
+
+    batch = 2
+    q = torch.randn(batch, heads, q_len, head_dim, device="meta")
+    k = torch.randn(batch, kv_heads, kv_len, head_dim, device="meta")
+    v = torch.randn(batch, kv_heads, kv_len, v_head_dim, device="meta")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=kv_heads != heads)
+    node = layers.attention_core(
+        "attn", "attention", batch=batch, heads=heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim,
+        kv_heads=kv_heads, v_head_dim=v_head_dim, cache_len=kv_len, dtype_bytes=2, reference=None,
+    )  # fmt: skip
+    assert node.metrics.flops == counter.get_total_flops()
+    kv_bytes = 2 * batch * kv_heads * kv_len * (head_dim + v_head_dim)
+    assert node.metrics.cache_bytes == kv_bytes  # the cache grows with the sequence it holds
+    assert node.metrics.io_bytes == 2 * batch * heads * q_len * (head_dim + v_head_dim) + kv_bytes
+
+
+def test_kv_heads_must_divide_heads() -> None:
+    from pytest_flopcheck import layers
+
+    with pytest.raises(ValueError, match="kv_heads 3 is not allowed: it must divide heads 8"):
+        layers.attention_core(
+            "a",
+            "attention",
+            batch=1,
+            heads=8,
+            q_len=1,
+            kv_len=1,
+            head_dim=4,
+            kv_heads=3,
+            dtype_bytes=2,
+            reference=None,
+        )

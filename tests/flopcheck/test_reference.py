@@ -148,3 +148,34 @@ def test_op_policy_names_must_be_aten_ops(name: str) -> None:
 
     with pytest.raises(ValueError, match=r"is not allowed: name an aten op as 'aten\.<name>'"):
         OpPolicy(zero_flop={name})
+
+
+# -- reference scope ---------------------------------------------------------------------------------
+
+
+def scoped_call(scope: tuple[str, ...]) -> ReferenceCall:
+    """A 'vision-language model' whose decoder stage uses only ``decoder`` and the shared ``embed``."""
+    model = torch.nn.ModuleDict(
+        {
+            "vision": torch.nn.Linear(4, 4),  # 20 parameters the decoder stage does not use
+            "embed": torch.nn.Embedding(10, 4),
+            "decoder": torch.nn.Linear(4, 4, bias=False),
+        }
+    )
+    model["decoder"].weight = torch.nn.Parameter(torch.zeros(4, 4))
+    tokens = torch.zeros(2, dtype=torch.long)
+    return ReferenceCall(model, lambda: model["decoder"](model["embed"](tokens)), scope=scope)
+
+
+def test_a_stage_compares_parameters_over_its_scope_only() -> None:
+    whole = count_reference(scoped_call(()), "cpu")
+    assert whole.value("", False, "params") == 20 + 40 + 16
+    scoped = count_reference(scoped_call(("embed", "decoder", "decoder")), "cpu")  # each parameter once
+    assert scoped.value("", False, "params") == 40 + 16
+    assert scoped.module("vision").params == 20  # per-module counts are unchanged
+    assert scoped.scope == ("embed", "decoder", "decoder")
+
+
+def test_a_scope_naming_no_submodule_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"scope names \['lm_head'\], which are not submodules"):
+        count_reference(scoped_call(("decoder", "lm_head")), "cpu")
