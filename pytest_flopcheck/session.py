@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -158,6 +158,18 @@ def parse_list(value: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+T = TypeVar("T")
+
+
+def _settled(result: T | ReferenceSkipped | Cause) -> T:
+    """A remembered dependency: its value, or its skip or error raised afresh (O(1) per check)."""
+    if isinstance(result, ReferenceSkipped):
+        raise CheckSkipped(result.reason)
+    if isinstance(result, Cause):
+        raise CheckError(result)
+    return result
+
+
 def _short_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc, limit=-8))
 
@@ -259,10 +271,7 @@ class FlopcheckSession:
 
     def tree(self, model: str, workload: str, stage: str) -> CostNode:
         """The analytic tree; CheckError if the model's builder failed."""
-        result = self.tree_or_cause(model, workload, stage)
-        if isinstance(result, Cause):
-            raise CheckError(result)
-        return result
+        return _settled(self.tree_or_cause(model, workload, stage))
 
     def node(self, model: str, workload: str, stage: str, layer: str) -> CostNode:
         self.tree(model, workload, stage)
@@ -284,10 +293,7 @@ class FlopcheckSession:
                     f"the pipeline of {model}/{workload} (plugin {self.registry.origins.get(model, '?')!r}): "
                     f"{exc if isinstance(exc, ValueError) else f'{type(exc).__name__}: {exc}'}",
                 )
-        result = self._runs[key]
-        if isinstance(result, Cause):
-            raise CheckError(result)
-        return result
+        return _settled(self._runs[key])
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -340,12 +346,7 @@ class FlopcheckSession:
         key = (model, workload, stage)
         if key not in self._references:
             self._references[key] = self._count(model, workload, stage)
-        result = self._references[key]
-        if isinstance(result, ReferenceSkipped):
-            raise CheckSkipped(result.reason)
-        if isinstance(result, Cause):
-            raise CheckError(result)
-        return result
+        return _settled(self._references[key])
 
     def _count(self, model: str, workload: str, stage: str) -> ReferenceCounts | ReferenceSkipped | Cause:
         reg = self.registration(model)
@@ -389,12 +390,7 @@ class FlopcheckSession:
         key = (model, name)
         if key not in self._generations:
             self._generations[key] = self._run_generation(model, name)
-        result = self._generations[key]
-        if isinstance(result, ReferenceSkipped):
-            raise CheckSkipped(result.reason)
-        if isinstance(result, Cause):
-            raise CheckError(result)
-        return result
+        return _settled(self._generations[key])
 
     def _run_generation(
         self, model: str, name: str
