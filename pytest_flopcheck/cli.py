@@ -112,14 +112,14 @@ def workload_options(workload_type: type | None) -> list[WorkloadOption]:
         return [
             WorkloadOption(f.name, f.type if f.type in (int, bool) else str, str(f.metadata.get("help", "")))
             for f in attrs.fields(resolved)
-            if f.init
+            if f.init and f.metadata.get("option", True)
         ]
     if dataclasses.is_dataclass(workload_type):
         hints = typing.get_type_hints(workload_type)
         return [
             WorkloadOption(f.name, _field_kind(hints.get(f.name)), str(f.metadata.get("help", "")))
             for f in dataclasses.fields(workload_type)
-            if f.init
+            if f.init and f.metadata.get("option", True)
         ]  # fmt: skip
     raise WorkloadClassError(
         f"the workload class {workload_type.__qualname__} is neither an attrs class nor a dataclass, so "
@@ -192,7 +192,8 @@ def _workload(reg: ModelRegistration, args: argparse.Namespace, extra: dict[str,
     if args.workload is not None:
         if args.workload not in reg.workloads:
             raise UsageError(
-                f"--workload {args.workload!r} is not allowed: choose one of {', '.join(reg.workloads)}"
+                f"--workload {shorten(args.workload)} is not allowed: "
+                f"choose one of {', '.join(reg.workloads)}"
             )
         base = reg.workloads[args.workload]
     elif reg.workload_type is not None:
@@ -213,7 +214,15 @@ def _workload(reg: ModelRegistration, args: argparse.Namespace, extra: dict[str,
         if raw is not None:
             values[option.field] = raw if isinstance(raw, bool) else option.parse(raw)
     values.update(extra or {})
-    return _build_workload(reg, base, values)
+    workload = _build_workload(reg, base, values)
+    if args.config is None:
+        return workload
+    if reg.config_workload is None:
+        raise UsageError(f"--config is not allowed: model {reg.name!r} does not read checkpoint configs")
+    try:
+        return reg.config_workload(workload, args.config)
+    except ValueError as exc:
+        raise UsageError(f"--config {shorten(args.config, 400)} is not allowed: {exc}") from None
 
 
 def _build_workload(reg: ModelRegistration, base: Any, values: dict[str, Any]) -> Any:
@@ -691,6 +700,11 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("model", metavar="MODEL", help="a registered model (see 'flopcheck list')")
+        sub.add_argument(
+            "--config",
+            metavar="PATH",
+            help="read the architecture from a checkpoint's config.json (or its folder), for models that can",
+        )
         sub.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"default {DEFAULT_OUTPUT}")
         if name == "report":
             sub.add_argument("--gpu", metavar="NAME", help=f"one of {', '.join(GPUS)} (default: all)")

@@ -142,6 +142,9 @@ class ModelRegistration:
       architecture config, as JSON data). With the package versions, the workload, the stage, the
       device and the source of the module that defines ``reference``, it keys the cache of counted
       references, so a change to any of them forces a recount.
+    - ``config_workload(workload, path)`` returns the workload with the architecture read from a
+      checkpoint's config file or folder (``flopcheck report --config PATH``); a ValueError's
+      message is shown to the user.
     - ``generations`` names tiny real end-to-end runs (built lazily, on CPU): each becomes a
       ``test_generation[model/name]`` check of the counted whole run against the analytic total.
     - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
@@ -166,6 +169,7 @@ class ModelRegistration:
     workload_type: type | None = None
     reference_config: Callable[[Any, str], Any] | None = None
     op_policy: OpPolicy = attrs.field(factory=OpPolicy)
+    config_workload: Callable[[Any, str], Any] | None = None
     generations: Mapping[str, Callable[[], Generation]] = attrs.field(
         factory=dict, converter=_workloads, validator=_generation_names
     )

@@ -559,3 +559,74 @@ def test_a_plugin_that_cannot_be_imported_is_one_sentence(
     assert code == 2
     assert message in err
     assert err.count("\n") == 1
+
+
+# -- architectures from a checkpoint's config.json ---------------------------------------------------
+
+DIFFUSERS_1_3B = {
+    "_class_name": "WanTransformer3DModel",
+    "num_attention_heads": 12,
+    "attention_head_dim": 128,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "ffn_dim": 8960,
+    "num_layers": 30,
+    "patch_size": [1, 2, 2],
+}
+
+
+def test_report_and_sweep_read_the_architecture_from_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "Wan2.1-T2V-1.3B-Diffusers"
+    (checkpoint / "transformer").mkdir(parents=True)
+    (checkpoint / "transformer" / "config.json").write_text(json.dumps(DIFFUSERS_1_3B))
+    size = ("--height", "480", "--width", "832")
+    assert (
+        run(capsys, "report", "wan2_1", "--config", str(checkpoint), *size, "--output", str(tmp_path / "a"))[
+            0
+        ]
+        == 0
+    )
+    assert (
+        run(capsys, "report", "wan2_1", "--variant", "T2V-1.3B", *size, "--output", str(tmp_path / "b"))[0]
+        == 0
+    )
+    from_config, from_variant = only_report(tmp_path / "a"), only_report(tmp_path / "b")
+    assert from_config["totals"] == from_variant["totals"]
+    assert from_config["workload"]["dit_config"]["name"] == "Wan2.1-T2V-1.3B-Diffusers"
+    assert any("read from a checkpoint's config.json" in w for w in from_config["warnings"])
+    code, out, _ = run(
+        capsys,
+        "sweep",
+        "wan2_1",
+        "--config",
+        str(checkpoint),
+        "--vary",
+        "frames=5,9",
+        "--output",
+        str(tmp_path / "c"),
+    )
+    assert code == 0
+    assert "2 workloads" in out
+
+
+def test_a_bad_config_is_one_sentence_naming_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({**DIFFUSERS_1_3B, "num_attention_heads": 7, "attention_head_dim": "x"}))
+    code, _, err = run(capsys, "report", "wan2_1", "--config", str(bad), "--output", str(tmp_path / "o"))
+    assert code == 2
+    assert f"--config '{bad}' is not allowed: {bad}: field 'attention_head_dim' is 'x'" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+    plugin = tmp_path / "toy_plugin.py"
+    plugin.write_text(TOY_SOURCE)
+    code, _, err = run(
+        capsys, "-p", str(plugin), "report", "toy", "--workload", "small", "--config", str(bad)
+    )
+    assert code == 2
+    assert "--config is not allowed: model 'toy' does not read checkpoint configs" in err

@@ -130,6 +130,7 @@ def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
     (diffusers layout). Either format is recognised by its keys.
     """
     path = Path(path)
+    default_name = path.name if path.is_dir() else path.parent.name
     if path.is_dir():
         candidates = [path / "config.json", path / "transformer" / "config.json"]
         found = next((c for c in candidates if c.is_file()), None)
@@ -171,4 +172,4 @@ def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
         raise ConfigError(
             f"{path}: field 'num_heads' is {values['num_heads']}, which does not divide dim {values['dim']}"
         )
-    return DiTConfig(name=name or path.parent.name or "custom", cross_attn_norm=cross_norm, **values)
+    return DiTConfig(name=name or default_name or "custom", cross_attn_norm=cross_norm, **values)

@@ -65,7 +65,7 @@ def _depends_on(w: Workload, stage: str) -> tuple[object, ...]:
     if stage == "text_encoder":
         return (stage, w.batch_size, w.text_len, w.dtype)
     if stage == "diffusion_core":
-        return (stage, w.variant, w.batch_size, w.latent_frames, w.height, w.width, w.text_len, w.dtype)
+        return (stage, w.dit, w.batch_size, w.latent_frames, w.height, w.width, w.text_len, w.dtype)
     if stage == "vae_decode":
         return (stage, w.batch_size, w.latent_frames, w.height, w.width, w.dtype)
     raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")

@@ -10,7 +10,7 @@ import attrs
 
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 from wan_models.wan2_1 import reference
-from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
+from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, load_dit_config
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
 from wan_models.wan2_1.pipeline import runs_per_generation, stage_totals, stage_tree
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
@@ -37,6 +37,11 @@ NOT_MODELED = (
 
 def _analytic(workload: Workload, stage: str) -> Any:
     return stage_tree(workload, stage)
+
+
+def config_workload(workload: Workload, path: str) -> Workload:
+    """The workload with the DiT of a checkpoint's config.json (official or diffusers layout)."""
+    return attrs.evolve(workload, dit_config=load_dit_config(path))
 
 
 def reference_config(workload: Workload, stage: str) -> dict[str, Any]:
@@ -90,6 +95,7 @@ def registration() -> ModelRegistration:
         analytic=_analytic,
         reference=reference.build,
         reference_config=reference_config,
+        config_workload=config_workload,
         generations={
             name: functools.partial(reference.tiny_generation, w) for name, w in TINY_WORKLOADS.items()
         },

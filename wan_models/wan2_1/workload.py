@@ -76,10 +76,16 @@ class Workload:
     dtype: str = attrs.field(
         default="bf16", validator=_dtype, metadata=_help("dtype for memory and I/O figures")
     )
+    dit_config: DiTConfig | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(DiTConfig)),
+        metadata={"option": False},
+    )
+    """A DiT read from a checkpoint's config.json (``load_dit_config``), in place of ``variant``."""
 
     @property
     def dit(self) -> DiTConfig:
-        return VARIANTS[self.variant]
+        return self.dit_config if self.dit_config is not None else VARIANTS[self.variant]
 
     @property
     def dtype_bytes(self) -> int:
@@ -118,7 +124,12 @@ class Workload:
                 f"frames, decoded to {self.output_frames} output frames (diffusers would first round frames "
                 f"to {rounded})"
             )
-        if (self.height, self.width) not in OFFICIAL_SIZES[self.variant]:
+        if self.dit_config is not None:
+            notes.append(
+                f"the DiT is {self.dit_config.name!r}, read from a checkpoint's config.json (dim "
+                f"{self.dit_config.dim}, {self.dit_config.num_layers} layers); the variant field is not used"
+            )
+        elif (self.height, self.width) not in OFFICIAL_SIZES[self.variant]:
             official = ", ".join(f"{h}×{w}" for h, w in OFFICIAL_SIZES[self.variant])
             notes.append(
                 f"{self.height}×{self.width} is not an official size of {self.variant} ({official}): "
