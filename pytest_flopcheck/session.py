@@ -219,7 +219,11 @@ class FlopcheckSession:
                 f"model {', '.join(map(shorten, unknown))} is not registered; "
                 f"registered models: {self.registry.describe()}",
             )
-        known = {w for name in self.models for w in self.registry.models[name].workloads}
+        known = {
+            w
+            for name in self.models
+            for w in [*self.registry.models[name].workloads, *self.registry.models[name].generations]
+        }
         missing = [w for w in self.workload_filter if w not in known]
         if missing:
             raise SelectionError(
@@ -317,8 +321,9 @@ class FlopcheckSession:
                     yield Case(END_TO_END, model, workload, stage.name)
                 if reg.multiplicities is not None:
                     yield Case(END_TO_END, model, workload, PIPELINE)
-            for name in reg.generations:
-                yield Case(GENERATION, model, name, GENERATION_STAGE)
+            for name in reg.generations:  # selected like workloads: all, or those named
+                if not self.workload_filter or name in self.workload_filter:
+                    yield Case(GENERATION, model, name, GENERATION_STAGE)
 
     # -- references -------------------------------------------------------------------------
 

@@ -728,3 +728,13 @@ def test_a_generation_is_counted_whole_and_must_match_exactly(
     result = toy.runpytest("--flopcheck=toy", "-k", "generation", *mode, *NO_CACHE)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["toy/twice/generation  [[]flops[]]  OUTSIDE tolerance"])
+
+
+def test_generations_are_selected_like_workloads(toy: pytest.Pytester) -> None:
+    toy.makeconftest(toy_source(GENERATIONS='{"twice": lambda: generation()}'))
+    only_small = toy.runpytest(
+        "--flopcheck=toy", "--flopcheck-workloads=small", "--collect-only", "-q", *NO_CACHE
+    )
+    assert not [line for line in only_small.stdout.lines if "test_generation" in line]
+    only_twice = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=twice", "-q", *NO_CACHE)
+    only_twice.assert_outcomes(passed=2)  # the generation and test_plain
