@@ -57,13 +57,14 @@ class Generation:
     ``generate()``) with random weights, and the analytic model's per-generation total for the
     same configuration: the counted FLOPs of the whole run must equal ``analytic_flops`` exactly.
 
-    ``module`` holds the modules the run uses (a ``torch.nn.ModuleDict`` is fine) so that counts
-    are named; ``run`` performs the generation on CPU.
+    ``build()`` makes the run (it imports torch and friends) as a :class:`ReferenceCall` whose
+    module holds the modules the run uses (a ``torch.nn.ModuleDict`` is fine) and whose ``run``
+    performs the generation on CPU. It is called only when the count is not already in the
+    reference cache, so computing ``analytic_flops`` must not need it.
     """
 
-    module: Any
-    run: Callable[[], object]
     analytic_flops: int
+    build: Callable[[], ReferenceCall]
     description: str = ""
 
 

@@ -31,7 +31,7 @@ from pytest_flopcheck.reference import (
     run_reference,
     uncounted_gaps,
 )
-from pytest_flopcheck.registry import Generation, ModelRegistration, ReferenceCall, Registry
+from pytest_flopcheck.registry import Generation, ModelRegistration, Registry
 from pytest_flopcheck.store import COUNTED, CountFailed, ReferenceStore, cache_key
 from pytest_flopcheck.tree import CostNode, TreeError, check_tree
 
@@ -404,12 +404,38 @@ class FlopcheckSession:
         where = f"the generation {model}/{name} (plugin {self.registry.origins.get(model, '?')!r})"
         try:
             generation = reg.generations[name]()
-            counts = count_reference(ReferenceCall(generation.module, generation.run), "cpu", reg.op_policy)
-        except ImportError as exc:
-            return ReferenceSkipped(f"{where} needs a package that is not installed: {exc}")
+            if not isinstance(generation, Generation):
+                raise TypeError(f"it returned {type(generation).__name__}, not a Generation")
         except Exception as exc:
-            message = f"{where} could not be built or run: {type(exc).__name__}: {exc}"
+            message = f"{where} could not be built: {type(exc).__name__}: {exc}"
             return self._cause("generation", model, name, GENERATION_STAGE, message, _short_traceback(exc))
+        packages = sorted({"torch", "pytest-flopcheck", *reg.reference_packages})
+        key = cache_key(
+            {
+                "model": model,
+                "generation": name,
+                "device": "cpu",
+                "versions": {p: _version(p) for p in packages},
+                "source": _source_digest(generation.build),
+                "op_policy": reg.op_policy.describe(),
+            }
+        )
+        start = time.perf_counter()
+        try:
+            counts, source = self.store.fetch(
+                key, lambda: count_reference(generation.build(), "cpu", reg.op_policy)
+            )
+        except CountFailed as failed:
+            if failed.description.startswith(("ModuleNotFoundError", "ImportError")):
+                return ReferenceSkipped(
+                    f"{where} needs a package that is not installed: {failed.description}"
+                )
+            message = f"{where} could not be built or run: {failed.description}"
+            return self._cause("generation", model, name, GENERATION_STAGE, message, failed.traceback)
+        seconds = counts.seconds if source == COUNTED else time.perf_counter() - start
+        self.reference_runs.append(
+            ReferenceRun(model, name, GENERATION_STAGE, "cpu", source, round(seconds, 4), counts.total_flops)
+        )
         return generation, counts
 
     def prepare(self, case: Case) -> None:
