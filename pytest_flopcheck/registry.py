@@ -43,12 +43,15 @@ class Stage:
     """A stage of a model's pipeline (text encoder, diffusion core, ...) and its tolerance.
 
     ``tolerance`` is the largest allowed relative error ``|analytic - reference| / reference``
-    for each layer and for the stage total.
+    for each layer and for the stage total. ``weights_of`` names an earlier stage whose weights
+    this one runs with (decode after prefill, say): pipeline parameter and weight totals then
+    count those weights once.
     """
 
     name: str = attrs.field(validator=_check_name("stage"))
     tolerance: float = attrs.field(validator=_check_tolerance)
     description: str = ""
+    weights_of: str | None = None
 
 
 @attrs.frozen
@@ -97,6 +100,12 @@ def _unique_stages(instance: Any, attribute: attrs.Attribute[Any], value: tuple[
         raise ValueError(f"stages {duplicates} are registered more than once")
     if "pipeline" in names:
         raise ValueError("stage name 'pipeline' is reserved for the end-to-end total")
+    for index, stage in enumerate(value):
+        if stage.weights_of is not None and stage.weights_of not in names[:index]:
+            raise ValueError(
+                f"stage {stage.name!r} has weights_of {stage.weights_of!r}, which is not an earlier stage "
+                f"(earlier stages: {', '.join(names[:index]) or 'none'})"
+            )
 
 
 def _workload_ids(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
@@ -211,6 +220,11 @@ class ModelRegistration:
         if extra:
             raise ValueError(f"multiplicities names {extra}, which are not stages of {self.name!r}")
         return runs
+
+    @property
+    def weight_stages(self) -> list[str]:
+        """The stages that hold weights of their own (each weight counted once in a pipeline)."""
+        return [stage.name for stage in self.stages if stage.weights_of is None]
 
     @property
     def pipeline_tolerance(self) -> float:

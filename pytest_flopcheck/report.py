@@ -90,9 +90,13 @@ def build_report(
 
     stages: dict[str, Any] = {}
     generation = ZERO
+    own_weights = set(reg.weight_stages)
     for name, tree in trees.items():
         per_generation = tree.total.repeated(runs[name])
-        generation = generation + per_generation
+        # A phase that runs another stage's weights adds its work, not those weights again.
+        generation = generation + (
+            per_generation if name in own_weights else attrs.evolve(per_generation, params=0, weight_bytes=0)
+        )
         stages[name] = {
             "runs_per_generation": runs[name],
             "per_run": tree.total.as_dict(),
@@ -127,7 +131,7 @@ def build_report(
         for category, flops in sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:5]
     ]
 
-    memory = _memory(trees, dtype)
+    memory = _memory(trees, dtype, own_weights)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "flopcheck.static_analysis",
@@ -136,7 +140,9 @@ def build_report(
         "model": {
             "name": reg.name,
             "description": reg.description,
-            "stages": [{"name": s.name, "description": s.description} for s in reg.stages],
+            "stages": [
+                {"name": s.name, "description": s.description, "weights_of": s.weights_of} for s in reg.stages
+            ],
             "metadata": dict(reg.metadata(workload)) if reg.metadata else {},
         },
         "workload": workload_fields(workload),
@@ -154,7 +160,7 @@ def build_report(
     return report
 
 
-def _memory(trees: Mapping[str, CostNode], dtype: str | None) -> dict[str, Any]:
+def _memory(trees: Mapping[str, CostNode], dtype: str | None, own_weights: set[str]) -> dict[str, Any]:
     stages: dict[str, dict[str, Any]] = {}
     for name, tree in trees.items():
         params = tree.total.params
@@ -166,7 +172,7 @@ def _memory(trees: Mapping[str, CostNode], dtype: str | None) -> dict[str, Any]:
             "cache_bytes": tree.total.cache_bytes,
             "cache_note": tree.note,
         }
-    weights = sum(s["weight_bytes"] for s in stages.values())
+    weights = sum(s["weight_bytes"] for name, s in stages.items() if name in own_weights)
     working = {name: s["peak_activation_bytes"] + s["cache_bytes"] for name, s in stages.items()}
     return {
         "dtype": dtype,

@@ -630,3 +630,39 @@ def test_a_bad_config_is_one_sentence_naming_file_and_field(
     )
     assert code == 2
     assert "--config is not allowed: model 'toy' does not read checkpoint configs" in err
+
+
+PHASES_PLUGIN = """
+from pytest_flopcheck import CostNode, Metrics, ModelRegistration, Stage, hookimpl
+
+
+def analytic(w, stage):
+    flops = 10_000 if stage == "prefill" else 100
+    return CostNode("", "decoder", Metrics(flops=flops, params=1000, weight_bytes=2000))
+
+
+@hookimpl
+def flopcheck_register_models(register):
+    register(ModelRegistration(
+        name="phases",
+        stages=(Stage("prefill", 0.0), Stage("decode", 0.0, weights_of="prefill")),
+        workloads={"w": 1},
+        analytic=analytic,
+        multiplicities=lambda w: {"prefill": 1, "decode": 50},
+    ))
+"""
+
+
+def test_phases_sharing_weights_count_them_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "phases_plugin.py"
+    plugin.write_text(PHASES_PLUGIN)
+    code, _, _ = run(
+        capsys, "-p", str(plugin), "report", "phases", "--workload", "w", "--output", str(tmp_path)
+    )
+    assert code == 0
+    (path,) = tmp_path.glob("*/static_analysis/phases/report.json")
+    report = json.loads(path.read_text())
+    assert report["totals"]["per_generation"]["flops"] == 10_000 + 50 * 100
+    assert report["totals"]["per_generation"]["params"] == 1000  # not 2000: decode runs prefill's weights
+    assert report["memory"]["pipeline"]["weight_bytes"] == 2000
+    assert report["model"]["stages"][1]["weights_of"] == "prefill"

@@ -100,3 +100,15 @@ def test_pipeline_tolerance_defaults_to_the_tightest_stage() -> None:
     reg = registration(stages=(Stage("a", 0.05), Stage("b", 1e-6)))
     assert reg.pipeline_tolerance == 1e-6
     assert registration(end_to_end_tolerance=0.05).pipeline_tolerance == 0.05
+
+
+@pytest.mark.parametrize("weights_of", ["decode", "vision", "missing"])
+def test_weights_of_must_name_an_earlier_stage(weights_of: str) -> None:
+    stages = (Stage("vision", 0.0), Stage("decode", 0.0, weights_of=weights_of))
+    if weights_of == "vision":
+        assert registration(stages=stages).weight_stages == ["vision"]
+        return
+    with pytest.raises(
+        ValueError, match=f"stage 'decode' has weights_of '{weights_of}', which is not an earlier stage"
+    ):
+        registration(stages=stages)
