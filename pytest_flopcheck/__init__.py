@@ -14,7 +14,7 @@ from pytest_flopcheck.registry import (
     Stage,
     load_registry,
 )
-from pytest_flopcheck.tree import METRICS, CostNode, Metrics, group, join
+from pytest_flopcheck.tree import METRICS, CostNode, Metrics, closed_form_calls, group, join, merge_calls
 
 __all__ = [
     "METRICS",
@@ -29,11 +29,13 @@ __all__ = [
     "RegistrationError",
     "Registry",
     "Stage",
+    "closed_form_calls",
     "group",
     "hookimpl",
     "hookspec",
     "join",
     "load_registry",
+    "merge_calls",
     "read_json",
     "relative_error",
     "shorten",

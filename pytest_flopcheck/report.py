@@ -56,6 +56,9 @@ def _node_json(node: CostNode) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": node.id, "category": node.category, **node.metrics.as_dict()}
     if node.repeat != 1:
         entry["repeat"] = node.repeat
+    if node.calls != 1:
+        entry["calls"] = node.calls
+        entry["largest_call"] = node.per_call.as_dict()
     if node.reference is not None:
         entry["reference"] = node.reference + (" (own work)" if node.reference_own else "")
     if node.note:
@@ -66,8 +69,9 @@ def _node_json(node: CostNode) -> dict[str, Any]:
 
 
 def peak_activation_bytes(tree: CostNode) -> int:
-    """The largest single layer's inputs plus outputs in one run."""
-    return max((leaf.metrics.io_bytes - leaf.metrics.weight_bytes for leaf in tree.leaves()), default=0)
+    """The largest single layer call's inputs plus outputs (a node of several calls counts its
+    largest call, not their sum)."""
+    return max((leaf.per_call.io_bytes - leaf.per_call.weight_bytes for leaf in tree.leaves()), default=0)
 
 
 def _share(part: int, whole: int) -> float:

@@ -81,6 +81,12 @@ class CostNode:
     (``""`` is the whole reference module, ``None`` none); with ``reference_own`` the node
     corresponds to the work done by that module itself, excluding its child modules (an
     attention module's own matmuls, say).
+
+    ``calls`` > 1 says the metrics add up ``calls`` calls of one module with *different*
+    shapes (a global view and its crops, decode steps over a growing KV cache), unlike
+    ``repeat`` (identical runs); ``largest_call`` then holds the metrics of the largest single
+    call, so that per-call peaks stay honest. Build such nodes with :func:`merge_calls` or
+    :func:`closed_form_calls`.
     """
 
     id: str
@@ -91,6 +97,13 @@ class CostNode:
     reference: str | None = None
     reference_own: bool = False
     note: str = ""
+    calls: int = 1
+    largest_call: Metrics | None = None
+
+    @property
+    def per_call(self) -> Metrics:
+        """The metrics of one call (the largest, for a node of several calls)."""
+        return self.largest_call if self.largest_call is not None else self.metrics
 
     @property
     def name(self) -> str:
@@ -164,6 +177,61 @@ def with_repeat(node: CostNode, repeat: int) -> CostNode:
     return attrs.evolve(node, repeat=repeat)
 
 
+def _working_set(metrics: Metrics) -> int:
+    return metrics.io_bytes - metrics.weight_bytes
+
+
+def merge_calls(
+    node_id: str,
+    category: str,
+    calls: list[CostNode] | tuple[CostNode, ...],
+    *,
+    reference: str | None = None,
+    reference_own: bool = False,
+    note: str = "",
+) -> CostNode:
+    """One node for several calls of one module with different shapes (leaves built per call):
+    work (FLOPs, I/O, activations) adds up, the weights count once, the cache is the largest one
+    held, and the largest call is kept for per-call peaks."""
+    if not calls:
+        raise ValueError(f"merge_calls({node_id!r}) needs at least one call")
+    if any(call.children for call in calls):
+        raise ValueError(f"merge_calls({node_id!r}) takes leaves: one node per call of one module")
+    work = [call.total for call in calls]
+    first = work[0]
+    metrics = Metrics(
+        flops=sum(m.flops for m in work),
+        params=first.params,
+        weight_bytes=first.weight_bytes,
+        activation_bytes=sum(m.activation_bytes for m in work),
+        io_bytes=sum(m.io_bytes for m in work),
+        cache_bytes=max(m.cache_bytes for m in work),
+    )
+    largest = max(work, key=_working_set)
+    return CostNode(node_id, category, metrics, (), 1, reference, reference_own, note, len(calls), largest)
+
+
+def closed_form_calls(
+    node_id: str,
+    category: str,
+    *,
+    total: Metrics,
+    calls: int,
+    largest: Metrics,
+    reference: str | None = None,
+    reference_own: bool = False,
+    note: str = "",
+) -> CostNode:
+    """A node for ``calls`` calls whose sum ``total`` a model computes in closed form (decode
+    steps over a growing KV cache: O(1) to build whatever the number of steps); ``largest`` is
+    the largest single call."""
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
+        raise ValueError(f"calls {calls!r} is not allowed for node {node_id!r}: it must be an integer >= 1")
+    if largest.flops > total.flops or _working_set(largest) > _working_set(total):
+        raise ValueError(f"node {node_id!r}: its largest call exceeds the total of its {calls} calls")
+    return CostNode(node_id, category, total, (), 1, reference, reference_own, note, calls, largest)
+
+
 class Renamer:
     """Copies one template subtree under new id and reference prefixes, many times.
 
@@ -174,7 +242,9 @@ class Renamer:
     """
 
     def __init__(self, template: CostNode, old_id: str, old_reference: str) -> None:
-        self._program: list[tuple[str, str, Metrics, int, int, str | None, bool, str]] = []
+        self._program: list[
+            tuple[str, str, Metrics, int, int, str | None, bool, str, int, Metrics | None]
+        ] = []
 
         def flatten(node: CostNode) -> None:
             if not node.id.startswith(old_id):
@@ -195,6 +265,8 @@ class Renamer:
                     ref_tail,
                     node.reference_own,
                     node.note,
+                    node.calls,
+                    node.largest_call,
                 )
             )
 
@@ -202,7 +274,7 @@ class Renamer:
 
     def __call__(self, new_id: str, new_reference: str) -> CostNode:
         stack: list[CostNode] = []
-        for tail, category, metrics, n_children, repeat, ref_tail, own, note in self._program:
+        for tail, category, metrics, n_children, repeat, ref_tail, own, note, calls, largest in self._program:
             if n_children:
                 children = tuple(stack[-n_children:])
                 del stack[-n_children:]
@@ -218,6 +290,8 @@ class Renamer:
                     None if ref_tail is None else new_reference + ref_tail,
                     own,
                     note,
+                    calls,
+                    largest,
                 )
             )
         return stack[0]
@@ -251,4 +325,6 @@ def check_tree(tree: object) -> CostNode:
         seen.add(node.id)
         if isinstance(node.repeat, bool) or not isinstance(node.repeat, int) or node.repeat < 1:
             raise TreeError(f"returned node {node.id!r} with repeat {shorten(node.repeat)}; it must be >= 1")
+        if isinstance(node.calls, bool) or not isinstance(node.calls, int) or node.calls < 1:
+            raise TreeError(f"returned node {node.id!r} with calls {shorten(node.calls)}; it must be >= 1")
     return tree

@@ -179,3 +179,27 @@ def test_a_stage_compares_parameters_over_its_scope_only() -> None:
 def test_a_scope_naming_no_submodule_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"scope names \['lm_head'\], which are not submodules"):
         count_reference(scoped_call(("decoder", "lm_head")), "cpu")
+
+
+# -- calls of one module with different shapes -------------------------------------------------------
+
+
+def test_merged_calls_match_a_module_called_with_different_shapes() -> None:
+    from pytest_flopcheck import layers, merge_calls
+    from pytest_flopcheck.report import peak_activation_bytes
+
+    proj = torch.nn.Linear(16, 32, device="meta")
+    rows = [256, 144, 144]  # a global view and two crops
+    views = [torch.empty(r, 16, device="meta") for r in rows]
+    counts = count_reference(ReferenceCall(proj, lambda: [proj(v) for v in views]), "meta")
+    calls = [
+        layers.linear("proj", "projection", rows=r, in_features=16, out_features=32, bias=True, dtype_bytes=2,
+                      reference="")
+        for r in rows
+    ]  # fmt: skip
+    node = merge_calls("proj", "projection", calls, reference="")
+    assert node.metrics.flops == counts.total_flops == sum(c.metrics.flops for c in calls)
+    assert node.metrics.params == counts.total_params == 16 * 32 + 32  # the weights count once
+    assert node.calls == 3
+    assert node.per_call == calls[0].metrics  # the largest view
+    assert peak_activation_bytes(node) == calls[0].metrics.io_bytes - calls[0].metrics.weight_bytes

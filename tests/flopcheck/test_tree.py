@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -70,3 +71,51 @@ def test_renamer_rejects_a_template_outside_its_prefix() -> None:
 
     with pytest.raises(ValueError, match=r"node id 'other' does not start with 'blocks.0'"):
         Renamer(group("blocks.0", "b", [leaf("other", 1)]), "blocks.0", "x")
+
+
+def test_closed_form_decode_steps_equal_their_sum_and_build_in_constant_time() -> None:
+    import time
+
+    from pytest_flopcheck import closed_form_calls, layers
+    from pytest_flopcheck.tree import Metrics
+
+    def step(kv_len: int) -> Metrics:
+        return layers.attention_core(
+            "attn", "attention", batch=1, heads=10, q_len=1, kv_len=kv_len, head_dim=128, cache_len=kv_len,
+            dtype_bytes=2, reference=None,
+        ).metrics  # fmt: skip
+
+    prompt, steps = 1000, 256
+    looped = [step(prompt + s + 1) for s in range(steps)]
+    # closed form: attention FLOPs and bytes are linear in kv_len, so the steps sum to an arithmetic series
+    first, last = step(prompt + 1), step(prompt + steps)
+    total = Metrics(
+        flops=(first.flops + last.flops) * steps // 2,
+        io_bytes=(first.io_bytes + last.io_bytes) * steps // 2,
+        activation_bytes=first.activation_bytes * steps,
+        cache_bytes=last.cache_bytes,
+    )
+    node = closed_form_calls("decode.attn", "attention", total=total, calls=steps, largest=last)
+    assert node.metrics.flops == sum(m.flops for m in looped)
+    assert node.metrics.io_bytes == sum(m.io_bytes for m in looped)
+    assert node.per_call == last
+    start = time.perf_counter()
+    for _ in range(1000):
+        closed_form_calls("decode.attn", "attention", total=total, calls=10**9, largest=last)
+    assert time.perf_counter() - start < 1.0  # no per-step work, however many steps
+
+
+def test_calls_survive_renaming_and_are_validated() -> None:
+    from pytest_flopcheck import closed_form_calls
+    from pytest_flopcheck.tree import Metrics, Renamer, check_tree, group
+
+    leaf = closed_form_calls(
+        "blocks.0.attn", "attention", total=Metrics(flops=10), calls=5, largest=Metrics(flops=4)
+    )
+    copy = Renamer(group("blocks.0", "block", [leaf]), "blocks.0", "blocks.0")("blocks.1", "blocks.1")
+    assert (copy.children[0].calls, copy.children[0].per_call) == (5, Metrics(flops=4))
+    with pytest.raises(ValueError, match="calls 0 is not allowed"):
+        closed_form_calls("x", "c", total=Metrics(), calls=0, largest=Metrics())
+    with pytest.raises(ValueError, match="its largest call exceeds the total"):
+        closed_form_calls("x", "c", total=Metrics(flops=1), calls=2, largest=Metrics(flops=2))
+    check_tree(group("", "root", [leaf]))
