@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from math import prod
 
 from pytest_flopcheck import ops
-from pytest_flopcheck.tree import CostNode, Metrics
+from pytest_flopcheck.tree import CostNode, Metrics, group
 
 
 def _node(
@@ -203,3 +203,136 @@ def parameter(node_id: str, category: str, *, params: int, dtype_bytes: int, not
         Metrics(params=params, weight_bytes=params * dtype_bytes, io_bytes=params * dtype_bytes),
         note=note,
     )
+
+
+def bmm(
+    node_id: str,
+    category: str,
+    *,
+    batch: int,
+    m: int,
+    k: int,
+    n: int,
+    dtype_bytes: int,
+    reference: str | None,
+    reference_own: bool = True,
+    note: str = "",
+) -> CostNode:
+    """``batch`` products of (m×k) @ (k×n) with no weights: ``aten.bmm``, ``einsum`` and
+    ``matmul`` on activations (relative-position terms, attention done by hand). By default it
+    claims its module's own work, since such products are rarely modules of their own."""
+    return _node(
+        node_id,
+        category,
+        flops=ops.bmm_flops(batch, m, k, n),
+        params=0,
+        inputs=batch * (m * k + k * n),
+        outputs=batch * m * n,
+        dtype_bytes=dtype_bytes,
+        reference=reference,
+        reference_own=reference is not None and reference_own,
+        note=note,
+    )
+
+
+def gated_mlp(
+    prefix: str,
+    category: str,
+    *,
+    rows: int,
+    hidden: int,
+    intermediate: int,
+    bias: bool,
+    dtype_bytes: int,
+    reference: str | None,
+    names: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj"),
+) -> CostNode:
+    """A gated MLP (SwiGLU, GeGLU): gate and up projections, their elementwise product, down.
+    ``names`` are the three linears' module names under ``reference``."""
+    gate, up, down = names
+
+    def proj(name: str, in_f: int, out_f: int) -> CostNode:
+        return linear(
+            f"{prefix}.{name}",
+            category,
+            rows=rows,
+            in_features=in_f,
+            out_features=out_f,
+            bias=bias,
+            dtype_bytes=dtype_bytes,
+            reference=None if reference is None else f"{reference}.{name}".lstrip("."),
+        )
+
+    children = (
+        proj(gate, hidden, intermediate),
+        proj(up, hidden, intermediate),
+        proj(down, intermediate, hidden),
+    )
+    return group(prefix, category, children, reference=reference)
+
+
+def moe(
+    prefix: str,
+    *,
+    tokens: int,
+    hidden: int,
+    experts: int,
+    top_k: int,
+    expert_intermediate: int,
+    shared_intermediate: int,
+    dtype_bytes: int,
+    reference: str | None,
+    router: str = "gate",
+    routed: str = "experts",
+    shared: str = "shared_experts",
+) -> CostNode:
+    """A mixture-of-experts layer: a router (a linear to ``experts`` logits), routed gated
+    experts held as 3-D tensors (gate and up fused, then down), and shared experts (a gated MLP
+    of width ``shared_intermediate``; 0 for none).
+
+    Routed work is tokens × top_k rows through one expert each, whatever the routing: the
+    FLOPs of transformers' ``grouped_mm`` and ``batched_mm`` paths; parameters count every expert.
+    ``router``, ``routed`` and ``shared`` are the module names under ``reference``.
+    """
+
+    def ref(name: str) -> str | None:
+        return None if reference is None else f"{reference}.{name}".lstrip(".")
+
+    rows = tokens * top_k
+    expert_params = experts * 3 * hidden * expert_intermediate
+    routed_node = _node(
+        f"{prefix}.{routed}",
+        "moe_experts",
+        flops=ops.grouped_matmul_flops(rows, hidden, 2 * expert_intermediate)
+        + ops.grouped_matmul_flops(rows, expert_intermediate, hidden),
+        params=expert_params,
+        inputs=rows * (hidden + expert_intermediate),
+        outputs=rows * (2 * expert_intermediate + hidden),
+        dtype_bytes=dtype_bytes,
+        reference=ref(routed),
+    )
+    router_node = linear(
+        f"{prefix}.{router}",
+        "moe_router",
+        rows=tokens,
+        in_features=hidden,
+        out_features=experts,
+        bias=False,
+        dtype_bytes=dtype_bytes,
+        reference=ref(router),
+    )
+    children = [router_node, routed_node]
+    if shared_intermediate:
+        children.append(
+            gated_mlp(
+                f"{prefix}.{shared}",
+                "moe_shared_experts",
+                rows=tokens,
+                hidden=hidden,
+                intermediate=shared_intermediate,
+                bias=False,
+                dtype_bytes=dtype_bytes,
+                reference=ref(shared),
+            )
+        )
+    return group(prefix, "moe", children, reference=reference)

@@ -203,3 +203,51 @@ def test_merged_calls_match_a_module_called_with_different_shapes() -> None:
     assert node.calls == 3
     assert node.per_call == calls[0].metrics  # the largest view
     assert peak_activation_bytes(node) == calls[0].metrics.io_bytes - calls[0].metrics.weight_bytes
+
+
+# -- layer builders against real transformers modules ---------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", ["grouped_mm", "batched_mm"])
+def test_the_moe_builder_matches_transformers_moe_module_by_module(implementation: str) -> None:
+    """DeepSeek-OCR-2's decoder MoE (router, 3-D routed experts, shared experts), tiny, on meta."""
+    pytest.importorskip("transformers")
+    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2TextConfig
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2TextMoe
+
+    from pytest_flopcheck import layers
+
+    tokens, hidden, experts, top_k, inter, shared = 7, 16, 4, 2, 8, 2
+    config = DeepseekOcr2TextConfig(
+        hidden_size=hidden, num_attention_heads=2, num_key_value_heads=2, moe_intermediate_size=inter,
+        num_experts=experts, num_experts_per_tok=top_k, n_shared_experts=shared, hidden_act="silu",
+        experts_implementation=implementation,
+    )  # fmt: skip
+    with torch.device("meta"):
+        module = DeepseekOcr2TextMoe(config).to(torch.bfloat16)
+        x = torch.empty(1, tokens, hidden, dtype=torch.bfloat16)
+    counts = count_reference(ReferenceCall(module, lambda: module(x)), "meta")
+    tree = layers.moe(
+        "mlp", tokens=tokens, hidden=hidden, experts=experts, top_k=top_k, expert_intermediate=inter,
+        shared_intermediate=shared * inter, dtype_bytes=2, reference="",
+    )  # fmt: skip
+    assert coverage_gaps(tree, counts) == []
+    for node in tree.walk():
+        if node.reference is not None:
+            assert node.total.flops == counts.value(node.reference, node.reference_own, "flops"), node.id
+            assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
+
+
+def test_the_bmm_builder_claims_an_einsum_of_its_module() -> None:
+    from pytest_flopcheck import layers
+
+    class RelPos(torch.nn.Module):
+        def forward(self, q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("bhwc,hkc->bhwk", q, r)  # SAM's decomposed relative position term
+
+    module = RelPos()
+    q, r = torch.empty(3, 14, 14, 64, device="meta"), torch.empty(14, 14, 64, device="meta")
+    counts = count_reference(ReferenceCall(module, lambda: module(q, r)), "meta")
+    node = layers.bmm("rel_pos", "attention", batch=14, m=3 * 14, k=64, n=14, dtype_bytes=2, reference="")
+    assert node.metrics.flops == counts.total_flops
+    assert coverage_gaps(node, counts) == []
