@@ -28,6 +28,7 @@ def _node(
     reference_own: bool = False,
     cache: int = 0,
     note: str = "",
+    reference_ops: tuple[str, ...] = (),
 ) -> CostNode:
     weight_bytes = params * dtype_bytes
     metrics = Metrics(
@@ -38,7 +39,9 @@ def _node(
         io_bytes=(inputs + outputs) * dtype_bytes + weight_bytes,
         cache_bytes=cache * dtype_bytes,
     )
-    return CostNode(node_id, category, metrics, (), 1, reference, reference_own, note)
+    return CostNode(
+        node_id, category, metrics, (), 1, reference, reference_own, note, reference_ops=reference_ops
+    )
 
 
 def linear(
@@ -116,6 +119,7 @@ def attention_core(
     v_head_dim: int | None = None,
     cache_len: int = 0,
     note: str = "",
+    reference_ops: tuple[str, ...] = (),
 ) -> CostNode:
     """softmax(QKᵀ)V as one fused kernel: reads Q, K, V, writes the output.
 
@@ -144,6 +148,7 @@ def attention_core(
         reference_own=reference is not None,
         cache=batch * kv_h * cache_len * (head_dim + v_dim),
         note=note,
+        reference_ops=reference_ops,
     )
 
 
@@ -217,10 +222,12 @@ def bmm(
     reference: str | None,
     reference_own: bool = True,
     note: str = "",
+    reference_ops: tuple[str, ...] = (),
 ) -> CostNode:
     """``batch`` products of (m×k) @ (k×n) with no weights: ``aten.bmm``, ``einsum`` and
     ``matmul`` on activations (relative-position terms, attention done by hand). By default it
-    claims its module's own work, since such products are rarely modules of their own."""
+    claims its module's own work, since such products are rarely modules of their own;
+    ``reference_ops`` narrows that claim to some operators (``("aten.bmm",)``)."""
     return _node(
         node_id,
         category,
@@ -232,6 +239,7 @@ def bmm(
         reference=reference,
         reference_own=reference is not None and reference_own,
         note=note,
+        reference_ops=reference_ops,
     )
 
 

@@ -36,7 +36,7 @@ class ModuleCount:
     """Counted FLOPs and parameters of one reference module.
 
     ``flops``/``params`` include child modules, ``own_flops``/``own_params`` do not.
-    ``ops`` splits ``flops`` by operator.
+    ``ops`` splits ``flops`` by operator, ``own_ops`` splits ``own_flops``.
     """
 
     flops: int
@@ -44,6 +44,7 @@ class ModuleCount:
     params: int
     own_params: int
     ops: Mapping[str, int]
+    own_ops: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -92,8 +93,13 @@ class ReferenceCounts:
             scope=tuple(data.get("scope", ())),
         )
 
-    def value(self, name: str, own: bool, metric: str) -> int:
+    def value(self, name: str, own: bool, metric: str, ops: tuple[str, ...] = ()) -> int:
+        """A module's counted FLOPs or parameters: with ``own`` its own work only, and with
+        ``ops`` only those operators' FLOPs."""
         count = self.module(name)
+        if metric == "flops" and ops:
+            per_op = count.own_ops if own else count.ops
+            return sum(per_op.get(op, 0) for op in ops)
         if metric == "flops":
             return count.own_flops if own else count.flops
         if metric == "params":
@@ -261,27 +267,39 @@ def _scoped_params(call: ReferenceCall) -> int:
 
 
 def _module_counts(module: Any, module_ops: Mapping[str, Mapping[str, int]]) -> dict[str, ModuleCount]:
-    """Per-module counts. A module that was never called itself (a ModuleList, say) counts
-    what its children counted, so that own work is never inflated by a container."""
+    """Per-module counts, per operator. A module that was never called itself (a ModuleList,
+    say) counts what its children counted, so that own work is never inflated by a container."""
     named = dict(module.named_modules())
-    inclusive: dict[str, int] = {}
+    inclusive: dict[str, dict[str, int]] = {}
     # named_modules lists parents before children: walk it backwards to have children first.
     for name in reversed(named):
         if name in module_ops:
-            inclusive[name] = sum(module_ops[name].values())
+            inclusive[name] = dict(module_ops[name])
         else:
-            inclusive[name] = sum(inclusive.get(_child(name, c), 0) for c, _ in named[name].named_children())
+            inclusive[name] = _sum_ops(
+                inclusive.get(_child(name, c), {}) for c, _ in named[name].named_children()
+            )
     counts: dict[str, ModuleCount] = {}
     for name, mod in named.items():
-        children = sum(inclusive.get(_child(name, c), 0) for c, _ in mod.named_children())
+        children = _sum_ops(inclusive.get(_child(name, c), {}) for c, _ in mod.named_children())
+        own = {op: n - children.get(op, 0) for op, n in inclusive[name].items() if n - children.get(op, 0)}
         counts[name] = ModuleCount(
-            flops=inclusive[name],
-            own_flops=inclusive[name] - children,
+            flops=sum(inclusive[name].values()),
+            own_flops=sum(inclusive[name].values()) - sum(children.values()),
             params=sum(p.numel() for p in mod.parameters()),
             own_params=sum(p.numel() for p in mod.parameters(recurse=False)),
             ops=dict(sorted(module_ops.get(name, {}).items())),
+            own_ops=dict(sorted(own.items())),
         )
     return counts
+
+
+def _sum_ops(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for op, n in part.items():
+            total[op] = total.get(op, 0) + n
+    return total
 
 
 def _child(parent: str, child: str) -> str:
@@ -310,38 +328,53 @@ def run_reference(
     return count_reference(call, device, policy)
 
 
-def _claims(tree: CostNode) -> Iterable[tuple[str, bool]]:
+def _claims(tree: CostNode) -> Iterable[tuple[str, bool, tuple[str, ...]]]:
     for leaf in tree.leaves():
         if leaf.reference is not None:
-            yield leaf.reference, leaf.reference_own
+            yield leaf.reference, leaf.reference_own, leaf.reference_ops
 
 
 def coverage_gaps(tree: CostNode, counts: ReferenceCounts) -> list[CoverageGap]:
     """Counted work that no analytic leaf claims, and compute ops that ran uncounted.
 
     A leaf claims its module's whole subtree, or with ``reference_own`` only the module's
-    own work. Every module with own counted FLOPs must be claimed.
+    own work, or with ``reference_ops`` too only those operators of it (several leaves may
+    split one module's own work by op). Every module's own counted FLOPs must be claimed.
     """
     whole: set[str] = set()
     own: set[str] = set()
-    for name, is_own in _claims(tree):
-        (own if is_own else whole).add(name)
+    own_ops: dict[str, set[str]] = {}
+    for name, is_own, ops in _claims(tree):
+        if not is_own:
+            whole.add(name)
+        elif ops:
+            own_ops.setdefault(name, set()).update(ops)
+        else:
+            own.add(name)
 
-    def covered(name: str) -> bool:
-        if name in own or name in whole or "" in whole:
-            return True
+    def unclaimed(name: str, count: ModuleCount) -> dict[str, int]:
+        """The module's own FLOPs per operator that no leaf claims."""
         parts = name.split(".")
-        return any(".".join(parts[:i]) in whole for i in range(1, len(parts)))
+        if name in own or name in whole or "" in whole:
+            return {}
+        if any(".".join(parts[:i]) in whole for i in range(1, len(parts))):
+            return {}
+        claimed = own_ops.get(name, set())
+        return {op: n for op, n in count.own_ops.items() if n and op not in claimed}
 
     gaps = []
     for name, count in counts.modules.items():
-        if count.own_flops > 0 and not covered(name):
-            ops = ", ".join(f"{op} {n:,}" for op, n in count.ops.items())
+        if count.own_flops <= 0:
+            continue
+        missing = unclaimed(name, count)
+        if missing:
+            listed = ", ".join(f"{op} {n:,}" for op, n in missing.items())
             gaps.append(
                 CoverageGap(
                     "unclaimed_module",
                     name or "(root)",
-                    f"{count.own_flops:,} FLOPs counted on it ({ops}) are not claimed by any analytic node",
+                    f"{sum(missing.values()):,} FLOPs counted on it ({listed}) are not claimed by any "
+                    "analytic node",
                 )
             )
     outside = counts.total_flops - counts.modules[""].flops

@@ -482,15 +482,17 @@ class FlopcheckSession:
         assert node.reference is not None
         metric = "flops" if case.kind == LAYER else "params"
         module = counts.module(node.reference)
-        reference_value = counts.value(node.reference, node.reference_own, metric)
+        ops = node.reference_ops if metric == "flops" else ()
+        reference_value = counts.value(node.reference, node.reference_own, metric, ops)
         whole = (
             f"(stage scope: {', '.join(counts.scope)})"
             if counts.scope and metric == "params"
             else "(whole module)"
         )
         label = (node.reference or whole) + (" (own work)" if node.reference_own else "")
+        label += f" [{', '.join(ops)}]" if ops else ""
         analytic_value = node.total.flops if metric == "flops" else node.total.params
-        ops = dict(module.ops) if metric == "flops" and not node.reference_own else {}
+        shown = dict(module.ops) if metric == "flops" and not node.reference_own else {}
         comparison = Comparison(
             case.model,
             case.workload,
@@ -501,7 +503,7 @@ class FlopcheckSession:
             analytic_value,
             reference_value,
             tolerance,
-            ops,
+            shown,
         )
         return Outcome((comparison,))
 

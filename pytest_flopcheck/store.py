@@ -30,7 +30,7 @@ try:
 except ImportError:  # Windows: no lock; workers may then count a reference twice
     fcntl = None  # type: ignore[assignment]
 
-FORMAT = 1
+FORMAT = 2
 COUNTED, CACHED, SHARED = "counted", "cache", "shared"
 """Where a count came from: counted by this process, read from an earlier run's entry, or read
 from an entry another worker of this run wrote."""

@@ -82,6 +82,9 @@ class CostNode:
     corresponds to the work done by that module itself, excluding its child modules (an
     attention module's own matmuls, say).
 
+    ``reference_ops`` (with ``reference_own``) narrows the claim to some operators of that own
+    work, so that several leaves can split it.
+
     ``calls`` > 1 says the metrics add up ``calls`` calls of one module with *different*
     shapes (a global view and its crops, decode steps over a growing KV cache), unlike
     ``repeat`` (identical runs); ``largest_call`` then holds the metrics of the largest single
@@ -99,6 +102,9 @@ class CostNode:
     note: str = ""
     calls: int = 1
     largest_call: Metrics | None = None
+    reference_ops: tuple[str, ...] = ()
+    """With ``reference_own``: only these operators of the module's own work (``aten.bmm``), so
+    that several leaves can split one module's own work by op."""
 
     @property
     def per_call(self) -> Metrics:
@@ -243,7 +249,7 @@ class Renamer:
 
     def __init__(self, template: CostNode, old_id: str, old_reference: str) -> None:
         self._program: list[
-            tuple[str, str, Metrics, int, int, str | None, bool, str, int, Metrics | None]
+            tuple[str, str, Metrics, int, int, str | None, bool, str, int, Metrics | None, tuple[str, ...]]
         ] = []
 
         def flatten(node: CostNode) -> None:
@@ -267,6 +273,7 @@ class Renamer:
                     node.note,
                     node.calls,
                     node.largest_call,
+                    node.reference_ops,
                 )
             )
 
@@ -274,7 +281,19 @@ class Renamer:
 
     def __call__(self, new_id: str, new_reference: str) -> CostNode:
         stack: list[CostNode] = []
-        for tail, category, metrics, n_children, repeat, ref_tail, own, note, calls, largest in self._program:
+        for (
+            tail,
+            category,
+            metrics,
+            n_children,
+            repeat,
+            ref_tail,
+            own,
+            note,
+            calls,
+            largest,
+            ops,
+        ) in self._program:
             if n_children:
                 children = tuple(stack[-n_children:])
                 del stack[-n_children:]
@@ -292,6 +311,7 @@ class Renamer:
                     note,
                     calls,
                     largest,
+                    ops,
                 )
             )
         return stack[0]
@@ -325,6 +345,14 @@ def check_tree(tree: object) -> CostNode:
         seen.add(node.id)
         if isinstance(node.repeat, bool) or not isinstance(node.repeat, int) or node.repeat < 1:
             raise TreeError(f"returned node {node.id!r} with repeat {shorten(node.repeat)}; it must be >= 1")
+        if node.reference_ops and not (
+            node.reference_own
+            and all(isinstance(op, str) and op.startswith("aten.") for op in node.reference_ops)
+        ):
+            raise TreeError(
+                f"returned node {node.id!r} with reference_ops {shorten(node.reference_ops)}; they need "
+                "reference_own and name aten ops as 'aten.<name>'"
+            )
         if isinstance(node.calls, bool) or not isinstance(node.calls, int) or node.calls < 1:
             raise TreeError(f"returned node {node.id!r} with calls {shorten(node.calls)}; it must be >= 1")
     return tree

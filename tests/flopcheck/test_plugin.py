@@ -738,3 +738,50 @@ def test_generations_are_selected_like_workloads(toy: pytest.Pytester) -> None:
     assert not [line for line in only_small.stdout.lines if "test_generation" in line]
     only_twice = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=twice", "-q", *NO_CACHE)
     only_twice.assert_outcomes(passed=2)  # the generation and test_plain
+
+
+SPLIT = """
+import torch
+from pytest_flopcheck import ModelRegistration, ReferenceCall, Stage, group, hookimpl, layers
+
+
+class TwoProducts(torch.nn.Module):
+    def forward(self, a, b, c, d):
+        return torch.mm(a, b).sum() + torch.bmm(c, d).sum()
+
+
+def reference(w, stage, device):
+    module = TwoProducts()
+    tensors = [torch.empty(*s, device=device) for s in ((4, 8), (8, 3), (2, 5, 6), (2, 6, 7))]
+    return ReferenceCall(module, lambda: module(*tensors))
+
+
+def analytic(w, stage):
+    mm = layers.bmm("scores", "attention", batch=1, m=4, k=8, n=3, dtype_bytes=2, reference="",
+                    reference_ops=("aten.mm",))
+    bmm = layers.bmm("rel_pos", "attention", batch=2, m=5, k=6, n=7 + OFF, dtype_bytes=2, reference="",
+                     reference_ops=("aten.bmm",))
+    return group("", "model", [mm, bmm], reference="")
+
+
+OFF = 0
+
+
+@hookimpl
+def flopcheck_register_models(register):
+    register(ModelRegistration(name="split", stages=(Stage("core", 0.0),), workloads={"w": 1},
+                               analytic=analytic, reference=reference))
+"""
+
+
+def test_two_leaves_split_one_modules_own_work_through_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(SPLIT)
+    result = pytester.runpytest("--flopcheck=split", "-rf", *NO_CACHE)
+    result.assert_outcomes(passed=6)
+    evidence = load_evidence(run_dirs(pytester)[0])
+    labels = {r["layer"]: r["reference_module"] for r in evidence["results"] if r["metric"] == "flops"}
+    assert labels["scores"] == "(whole module) (own work) [aten.mm]"
+    pytester.makeconftest(SPLIT.replace("OFF = 0", "OFF = 1"))
+    result = pytester.runpytest("--flopcheck=split", "-rf", *NO_CACHE)
+    result.assert_outcomes(passed=4, failed=2)  # only the bmm leaf and the total are off
+    result.stdout.fnmatch_lines(["FAILED flopcheck::test_layer[[]split/w/core/rel_pos[]]*"])

@@ -251,3 +251,36 @@ def test_the_bmm_builder_claims_an_einsum_of_its_module() -> None:
     node = layers.bmm("rel_pos", "attention", batch=14, m=3 * 14, k=64, n=14, dtype_bytes=2, reference="")
     assert node.metrics.flops == counts.total_flops
     assert coverage_gaps(node, counts) == []
+
+
+# -- several leaves splitting one module's own work -------------------------------------------------
+
+
+class TwoProducts(torch.nn.Module):
+    """One module whose own work is two kinds of product (like SAM's attention: QKᵀ and PV by
+    bmm, and its relative-position terms)."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return torch.mm(a, b).sum() + torch.bmm(c, d).sum()
+
+
+def two_products() -> ReferenceCall:
+    module = TwoProducts()
+    tensors = [torch.empty(*shape, device="meta") for shape in ((4, 8), (8, 3), (2, 5, 6), (2, 6, 7))]
+    return ReferenceCall(module, lambda: module(*tensors))
+
+
+def test_leaves_split_a_modules_own_work_by_op() -> None:
+    from pytest_flopcheck import group, layers
+
+    counts = count_reference(two_products(), "meta")
+    mm = layers.bmm("scores", "attention", batch=1, m=4, k=8, n=3, dtype_bytes=2, reference="",
+                    reference_ops=("aten.mm",))  # fmt: skip
+    bmm = layers.bmm("rel_pos", "attention", batch=2, m=5, k=6, n=7, dtype_bytes=2, reference="",
+                     reference_ops=("aten.bmm",))  # fmt: skip
+    assert counts.value("", True, "flops", ("aten.mm",)) == mm.metrics.flops == 2 * 4 * 8 * 3
+    assert counts.value("", True, "flops", ("aten.bmm",)) == bmm.metrics.flops == 2 * 2 * 5 * 6 * 7
+    assert coverage_gaps(group("", "root", [mm, bmm]), counts) == []
+    (gap,) = coverage_gaps(group("", "root", [mm]), counts)
+    assert gap.name == "(root)"
+    assert "(aten.bmm 840) are not claimed" in gap.detail
