@@ -1,0 +1,1 @@
+"""DeepSeek-OCR model packages for pytest-flopcheck (in progress: not registered yet)."""

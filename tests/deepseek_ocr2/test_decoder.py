@@ -1,0 +1,64 @@
+"""The DeepSeek-OCR-2 decoder's analytic prefill against transformers' DeepseekOcr2TextModel,
+full size, on meta: every module's FLOPs and parameters exact, no coverage gap."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepseek_models.deepseek_ocr2 import DECODER, decoder_prefill
+from pytest_flopcheck import ReferenceCall
+from pytest_flopcheck.reference import count_reference, coverage_gaps
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.reference
+
+
+def reference(batch: int, tokens: int, implementation: str) -> ReferenceCall:
+    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2TextConfig
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2TextModel
+
+    c = DECODER
+    config = DeepseekOcr2TextConfig(
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden,
+        intermediate_size=c.dense_intermediate,
+        num_hidden_layers=c.layers,
+        num_attention_heads=c.heads,
+        num_key_value_heads=c.heads,
+        head_dim=c.head_dim,
+        n_routed_experts=c.experts,
+        n_shared_experts=c.shared_experts,
+        num_experts_per_tok=c.top_k,
+        moe_intermediate_size=c.expert_intermediate,
+        topk_method="greedy",
+        mlp_layer_types=["dense"] * c.dense_layers + ["sparse"] * (c.layers - c.dense_layers),
+        experts_implementation=implementation,
+    )
+    with torch.device("meta"):
+        model = DeepseekOcr2TextModel(config).to(torch.bfloat16)
+        ids = torch.zeros(batch, tokens, dtype=torch.long)
+    # use_cache: prefill fills the KV cache (and transformers' packed-sequence probe, which
+    # reads values, runs only without one)
+    return ReferenceCall(model, lambda: model(input_ids=ids, use_cache=True))
+
+
+@pytest.mark.parametrize(
+    ("batch", "tokens", "implementation"), [(1, 300, "grouped_mm"), (2, 64, "batched_mm")]
+)
+def test_prefill_is_exact_module_by_module(batch: int, tokens: int, implementation: str) -> None:
+    counts = count_reference(reference(batch, tokens, implementation), "meta")
+    tree = decoder_prefill(batch, tokens)
+    assert coverage_gaps(tree, counts) == []
+    assert tree.total.flops == counts.total_flops
+    assert tree.total.params == counts.total_params == 2_769_255_680  # without the lm_head
+    for node in tree.walk():
+        if node.reference is not None:
+            assert node.total.flops == counts.value(node.reference, node.reference_own, "flops"), node.id
+            assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
+
+
+def test_the_kv_cache_after_prefill_grows_with_the_tokens() -> None:
+    per_token = 2 * DECODER.layers * DECODER.heads * DECODER.head_dim * 2  # K and V, bf16
+    assert decoder_prefill(1, 300).total.cache_bytes == 300 * per_token
+    assert decoder_prefill(1, 600).total.cache_bytes == 600 * per_token
