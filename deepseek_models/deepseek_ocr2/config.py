@@ -28,3 +28,40 @@ class DecoderConfig:
 
 
 DECODER = DecoderConfig()
+
+
+@attrs.frozen
+class SamConfig:
+    """SAM ViT-B image encoder with its neck and DeepSeek-OCR-2's compressor (896 wide)."""
+
+    image_size: int = 1024
+    patch: int = 16
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    mlp: int = 3072
+    window: int = 14
+    global_layers: tuple[int, ...] = (2, 5, 8, 11)
+    neck: int = 256
+    compressor: tuple[int, int] = (512, 896)
+
+
+@attrs.frozen
+class EncoderConfig:
+    """The Qwen2-style vision encoder over [SAM tokens; learned queries] (GQA)."""
+
+    hidden: int = 896
+    layers: int = 24
+    heads: int = 14
+    kv_heads: int = 2
+    intermediate: int = 4864
+    queries: tuple[tuple[int, int], ...] = ((768, 144), (1024, 256))
+    """(view size, learned queries) pairs; every query table is held whatever the view."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+SAM = SamConfig()
+ENCODER = EncoderConfig()

@@ -62,3 +62,43 @@ def test_the_kv_cache_after_prefill_grows_with_the_tokens() -> None:
     per_token = 2 * DECODER.layers * DECODER.heads * DECODER.head_dim * 2  # K and V, bf16
     assert decoder_prefill(1, 300).total.cache_bytes == 300 * per_token
     assert decoder_prefill(1, 600).total.cache_bytes == 600 * per_token
+
+
+def vision_reference(view: int) -> ReferenceCall:
+    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2VisionConfig
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel
+
+    from deepseek_models.deepseek_ocr2.config import ENCODER
+
+    e = ENCODER
+    config = DeepseekOcr2VisionConfig(
+        sam_config={},  # transformers' SAM defaults are the checkpoint's (compressor 512, 896)
+        encoder_config={
+            "vocab_size": 1,
+            "hidden_size": e.hidden,
+            "intermediate_size": e.intermediate,
+            "num_hidden_layers": e.layers,
+            "num_attention_heads": e.heads,
+            "num_key_value_heads": e.kv_heads,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+        },
+    )
+    with torch.device("meta"):
+        model = DeepseekOcr2VisionModel(config).to(torch.bfloat16)
+        pixels = torch.empty(1, 3, view, view, dtype=torch.bfloat16)
+    return ReferenceCall(model, lambda: model(pixel_values=pixels))
+
+
+@pytest.mark.parametrize("view", [1024, 768])
+def test_the_vision_tower_is_exact_module_by_module(view: int) -> None:
+    from deepseek_models.deepseek_ocr2.vision import vision
+
+    counts = count_reference(vision_reference(view), "meta")
+    tree = vision(view)
+    assert coverage_gaps(tree, counts) == []
+    assert tree.total.flops == counts.total_flops
+    assert tree.total.params == counts.total_params == 453_235_840
+    for node in tree.walk():
+        if node.reference is not None:
+            assert node.total.flops == counts.value(node.reference, node.reference_own, "flops"), node.id
+            assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
