@@ -14,7 +14,16 @@ from pytest_flopcheck.registry import (
     Stage,
     load_registry,
 )
-from pytest_flopcheck.tree import METRICS, CostNode, Metrics, closed_form_calls, group, join, merge_calls
+from pytest_flopcheck.tree import (
+    METRICS,
+    CostNode,
+    Metrics,
+    closed_form_calls,
+    group,
+    join,
+    merge_call_trees,
+    merge_calls,
+)
 
 __all__ = [
     "METRICS",
@@ -35,6 +44,7 @@ __all__ = [
     "hookspec",
     "join",
     "load_registry",
+    "merge_call_trees",
     "merge_calls",
     "read_json",
     "relative_error",

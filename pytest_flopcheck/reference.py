@@ -252,16 +252,19 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
 
 
 def _scoped_params(call: ReferenceCall) -> int:
-    """Parameters of the scope's submodules, each parameter once (shared or nested ones too)."""
+    """Parameters of the scope's submodules (or single named parameters), each parameter once
+    (shared or nested ones too)."""
     named = dict(call.module.named_modules())
-    missing = [name for name in call.scope if name not in named]
+    parameters = dict(call.module.named_parameters())
+    missing = [name for name in call.scope if name not in named and name not in parameters]
     if missing:
         raise ValueError(
-            f"the reference's scope names {missing}, which are not submodules of the reference module"
+            f"the reference's scope names {missing}, which are not submodules or parameters of the reference "
+            "module"
         )
     seen: dict[int, int] = {}
     for name in call.scope:
-        for parameter in named[name].parameters():
+        for parameter in named[name].parameters() if name in named else [parameters[name]]:
             seen[id(parameter)] = parameter.numel()
     return sum(seen.values())
 

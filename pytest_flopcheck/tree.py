@@ -195,6 +195,7 @@ def merge_calls(
     reference: str | None = None,
     reference_own: bool = False,
     note: str = "",
+    reference_ops: tuple[str, ...] = (),
 ) -> CostNode:
     """One node for several calls of one module with different shapes (leaves built per call):
     work (FLOPs, I/O, activations) adds up, the weights count once, the cache is the largest one
@@ -214,7 +215,39 @@ def merge_calls(
         cache_bytes=max(m.cache_bytes for m in work),
     )
     largest = max(work, key=_working_set)
-    return CostNode(node_id, category, metrics, (), 1, reference, reference_own, note, len(calls), largest)
+    return CostNode(
+        node_id, category, metrics, (), 1, reference, reference_own, note, len(calls), largest, reference_ops
+    )
+
+
+def merge_call_trees(trees: list[CostNode] | tuple[CostNode, ...]) -> CostNode:
+    """One tree for several calls of one module tree with different shapes (a vision tower run on
+    a batch of global views, then on a batch of crops): trees of the same structure, merged leaf
+    by leaf with :func:`merge_calls`."""
+    first = trees[0]
+    for tree in trees[1:]:
+        if (
+            tree.id != first.id
+            or len(tree.children) != len(first.children)
+            or tree.reference != first.reference
+        ):
+            raise ValueError(f"merge_call_trees: node {tree.id!r} does not match {first.id!r} in every call")
+    if len(trees) == 1:
+        return first
+    if not first.children:
+        return merge_calls(
+            first.id,
+            first.category,
+            trees,
+            reference=first.reference,
+            reference_own=first.reference_own,
+            note=first.note,
+            reference_ops=first.reference_ops,
+        )
+    children = [merge_call_trees([tree.children[i] for tree in trees]) for i in range(len(first.children))]
+    return group(
+        first.id, first.category, children, repeat=first.repeat, reference=first.reference, note=first.note
+    )
 
 
 def closed_form_calls(

@@ -1,8 +1,13 @@
-"""Analytic model of DeepSeek-OCR-2's vision tower for one view (SAM, neck, compressor, then the
-Qwen2-style encoder over [SAM tokens; learned queries]); transformers' ``DeepseekOcr2VisionModel``
-names. Windowed SAM layers pad the patch grid to whole 14×14 windows and run qkv, the attention
-and proj on the padded windows; the MLP runs on the unpadded grid. The decomposed relative
-positions add two products per attention (counted with the attention's own work)."""
+"""Analytic model of DeepSeek-OCR-2's vision side (transformers ``DeepseekOcr2VisionModel`` and
+the ``multi_modal_projector`` names).
+
+Per view: SAM, its neck and compressor, then the Qwen2-style encoder over [SAM tokens; learned
+queries], of which only the query outputs are kept. Windowed SAM layers pad the patch grid to
+whole 14×14 windows and run qkv, the attention and proj on the padded windows; the MLP runs on
+the unpadded grid. The decomposed relative positions add two products per attention, counted
+with the attention's own work. A page's global view and its crops are two calls of the same
+modules with different shapes (:func:`vision_stage`).
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,32 @@ import math
 
 import attrs
 
-from deepseek_models.deepseek_ocr2.config import ENCODER, SAM, EncoderConfig, SamConfig
-from pytest_flopcheck import CostNode, group, layers
+from deepseek_models.deepseek_ocr2.config import (
+    DECODER,
+    ENCODER,
+    SAM,
+    DecoderConfig,
+    EncoderConfig,
+    SamConfig,
+)
+from pytest_flopcheck import CostNode, group, join, layers, merge_call_trees
 from pytest_flopcheck.tree import Renamer
 
+GLOBAL_VIEW, CROP_VIEW = 1024, 768
 
-def _sam_layer(index: int, view: int, cfg: SamConfig, db: int) -> CostNode:
-    prefix = f"sam_encoder.layers.{index}"
+
+def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db: int) -> CostNode:
+    prefix = f"{base}.layers.{index}"
     grid = view // cfg.patch
-    is_global = index in cfg.global_layers
-    if is_global:
-        batch, side, rel_size = (
-            1,
-            grid,
-            cfg.image_size // cfg.patch,
-        )  # rel-pos tables sized for the full image
+    if index in cfg.global_layers:
+        windows, side, rel_size = batch, grid, cfg.image_size // cfg.patch  # tables sized for the full image
     else:
-        batch, side, rel_size = math.ceil(grid / cfg.window) ** 2, cfg.window, cfg.window
-    rows = batch * side * side
+        windows, side, rel_size = batch * math.ceil(grid / cfg.window) ** 2, cfg.window, cfg.window
+    rows = windows * side * side
+    pixels = batch * grid * grid
     head_dim = cfg.width // cfg.heads
 
-    def linear(name: str, rows_: int, in_f: int, out_f: int, ref: str) -> CostNode:
+    def linear(name: str, rows_: int, in_f: int, out_f: int) -> CostNode:
         return layers.linear(
             f"{prefix}.{name}",
             "vision_projection",
@@ -39,13 +49,13 @@ def _sam_layer(index: int, view: int, cfg: SamConfig, db: int) -> CostNode:
             out_features=out_f,
             bias=True,
             dtype_bytes=db,
-            reference=f"{prefix}.{ref}",
+            reference=f"{prefix}.{name}",
         )
 
     attention = layers.attention_core(
         f"{prefix}.attn.core",
         "vision_attention_core",
-        batch=batch,
+        batch=windows,
         heads=cfg.heads,
         q_len=side * side,
         kv_len=side * side,
@@ -56,7 +66,7 @@ def _sam_layer(index: int, view: int, cfg: SamConfig, db: int) -> CostNode:
     relative = layers.bmm(
         f"{prefix}.attn.rel_pos",
         "vision_attention_core",
-        batch=2 * batch * cfg.heads * side,
+        batch=2 * windows * cfg.heads * side,
         m=side,
         k=head_dim,
         n=side,
@@ -80,13 +90,12 @@ def _sam_layer(index: int, view: int, cfg: SamConfig, db: int) -> CostNode:
         f"{prefix}.attn",
         "vision_attention",
         [
-            linear("attn.qkv", rows, cfg.width, 3 * cfg.width, "attn.qkv"),
+            linear("attn.qkv", rows, cfg.width, 3 * cfg.width),
             core,
-            linear("attn.proj", rows, cfg.width, cfg.width, "attn.proj"),
+            linear("attn.proj", rows, cfg.width, cfg.width),
         ],
         reference=f"{prefix}.attn",
     )
-    pixels = grid * grid
 
     def norm(name: str) -> CostNode:
         return layers.norm(
@@ -102,10 +111,7 @@ def _sam_layer(index: int, view: int, cfg: SamConfig, db: int) -> CostNode:
     mlp = group(
         f"{prefix}.mlp",
         "vision_mlp",
-        [
-            linear("mlp.lin1", pixels, cfg.width, cfg.mlp, "mlp.lin1"),
-            linear("mlp.lin2", pixels, cfg.mlp, cfg.width, "mlp.lin2"),
-        ],
+        [linear("mlp.lin1", pixels, cfg.width, cfg.mlp), linear("mlp.lin2", pixels, cfg.mlp, cfg.width)],
         reference=f"{prefix}.mlp",
     )
     return group(
@@ -114,12 +120,20 @@ def _sam_layer(index: int, view: int, cfg: SamConfig, db: int) -> CostNode:
 
 
 def _conv(
-    node_id: str, c_in: int, c_out: int, kernel: int, size_in: int, size_out: int, db: int, bias: bool
+    node_id: str,
+    batch: int,
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    size_in: int,
+    size_out: int,
+    db: int,
+    bias: bool,
 ) -> CostNode:
     return layers.conv(
         node_id,
         "vision_conv",
-        batch=1,
+        batch=batch,
         in_channels=c_in,
         out_channels=c_out,
         kernel=(kernel, kernel),
@@ -131,69 +145,71 @@ def _conv(
     )
 
 
-def sam(view: int, cfg: SamConfig = SAM, db: int = 2) -> CostNode:
-    """SAM over one square view of ``view`` pixels, to ``(view / 64)²`` tokens."""
+def sam(view: int, batch: int = 1, prefix: str = "", cfg: SamConfig = SAM, db: int = 2) -> CostNode:
+    """SAM over ``batch`` square views of ``view`` pixels, to ``(view / 64)²`` tokens each."""
+    base = join(prefix, "sam_encoder")
     grid = view // cfg.patch
     patch = group(
-        "sam_encoder.patch_embed",
+        f"{base}.patch_embed",
         "vision_patch_embedding",
-        [_conv("sam_encoder.patch_embed.projection", 3, cfg.width, cfg.patch, view, grid, db, bias=True)],
-        reference="sam_encoder.patch_embed",
+        [_conv(f"{base}.patch_embed.projection", batch, 3, cfg.width, cfg.patch, view, grid, db, bias=True)],
+        reference=f"{base}.patch_embed",
     )
     pos = layers.parameter(
-        "sam_encoder.pos_embed",
+        f"{base}.pos_embed",
         "vision_patch_embedding",
         params=(cfg.image_size // cfg.patch) ** 2 * cfg.width,
         dtype_bytes=db,
         note="absolute positions for the full image, interpolated for smaller views",
     )
-    blocks = [_sam_layer(i, view, cfg, db) for i in range(cfg.layers)]
+    blocks = [_sam_layer(base, i, view, batch, cfg, db) for i in range(cfg.layers)]
 
-    def norm2d(name: str, size: int) -> CostNode:
+    def norm2d(name: str) -> CostNode:
         return layers.norm(
-            f"sam_encoder.neck.{name}",
+            f"{base}.neck.{name}",
             "norm",
-            rows=size * size,
+            rows=batch * grid * grid,
             dim=cfg.neck,
             params=2 * cfg.neck,
             dtype_bytes=db,
-            reference=f"sam_encoder.neck.{name}",
+            reference=f"{base}.neck.{name}",
         )
 
     neck = group(
-        "sam_encoder.neck",
+        f"{base}.neck",
         "vision_neck",
         [
-            _conv("sam_encoder.neck.conv1", cfg.width, cfg.neck, 1, grid, grid, db, bias=False),
-            norm2d("layer_norm1", grid),
-            _conv("sam_encoder.neck.conv2", cfg.neck, cfg.neck, 3, grid, grid, db, bias=False),
-            norm2d("layer_norm2", grid),
+            _conv(f"{base}.neck.conv1", batch, cfg.width, cfg.neck, 1, grid, grid, db, bias=False),
+            norm2d("layer_norm1"),
+            _conv(f"{base}.neck.conv2", batch, cfg.neck, cfg.neck, 3, grid, grid, db, bias=False),
+            norm2d("layer_norm2"),
         ],
-        reference="sam_encoder.neck",
+        reference=f"{base}.neck",
     )
     first, second = cfg.compressor
     compressor = group(
-        "sam_encoder.proj",
+        f"{base}.proj",
         "vision_compressor",
         [
-            _conv("sam_encoder.proj.conv1", cfg.neck, first, 3, grid, grid // 2, db, bias=False),
-            _conv("sam_encoder.proj.conv2", first, second, 3, grid // 2, grid // 4, db, bias=False),
+            _conv(f"{base}.proj.conv1", batch, cfg.neck, first, 3, grid, grid // 2, db, bias=False),
+            _conv(f"{base}.proj.conv2", batch, first, second, 3, grid // 2, grid // 4, db, bias=False),
         ],
-        reference="sam_encoder.proj",
+        reference=f"{base}.proj",
     )
-    layers_group = group("sam_encoder.layers", "vision_layers", blocks, reference="sam_encoder.layers")
-    return group("sam_encoder", "sam", [patch, pos, layers_group, neck, compressor], reference="sam_encoder")
+    layers_group = group(f"{base}.layers", "vision_layers", blocks, reference=f"{base}.layers")
+    return group(base, "sam", [patch, pos, layers_group, neck, compressor], reference=base)
 
 
-def _encoder_layer(index: int, tokens: int, cfg: EncoderConfig, db: int) -> CostNode:
-    prefix = f"vision_encoder.layers.{index}"
+def _encoder_layer(base: str, index: int, batch: int, tokens: int, cfg: EncoderConfig, db: int) -> CostNode:
+    prefix = f"{base}.layers.{index}"
+    rows = batch * tokens
     kv_width = cfg.kv_heads * cfg.head_dim
 
     def proj(name: str, in_f: int, out_f: int, bias: bool) -> CostNode:
         return layers.linear(
             f"{prefix}.self_attn.{name}",
             "vision_projection",
-            rows=tokens,
+            rows=rows,
             in_features=in_f,
             out_features=out_f,
             bias=bias,
@@ -201,6 +217,18 @@ def _encoder_layer(index: int, tokens: int, cfg: EncoderConfig, db: int) -> Cost
             reference=f"{prefix}.self_attn.{name}",
         )
 
+    core = layers.attention_core(
+        f"{prefix}.self_attn.core",
+        "vision_attention_core",
+        batch=batch,
+        heads=cfg.heads,
+        q_len=tokens,
+        kv_len=tokens,
+        head_dim=cfg.head_dim,
+        kv_heads=cfg.kv_heads,
+        dtype_bytes=db,
+        reference=f"{prefix}.self_attn",
+    )
     attn = group(
         f"{prefix}.self_attn",
         "vision_attention",
@@ -208,18 +236,7 @@ def _encoder_layer(index: int, tokens: int, cfg: EncoderConfig, db: int) -> Cost
             proj("q_proj", cfg.hidden, cfg.hidden, True),
             proj("k_proj", cfg.hidden, kv_width, True),
             proj("v_proj", cfg.hidden, kv_width, True),
-            layers.attention_core(
-                f"{prefix}.self_attn.core",
-                "vision_attention_core",
-                batch=1,
-                heads=cfg.heads,
-                q_len=tokens,
-                kv_len=tokens,
-                head_dim=cfg.head_dim,
-                kv_heads=cfg.kv_heads,
-                dtype_bytes=db,
-                reference=f"{prefix}.self_attn",
-            ),
+            core,
             proj("o_proj", cfg.hidden, cfg.hidden, False),
         ],
         reference=f"{prefix}.self_attn",
@@ -229,7 +246,7 @@ def _encoder_layer(index: int, tokens: int, cfg: EncoderConfig, db: int) -> Cost
         return layers.norm(
             f"{prefix}.{name}",
             "norm",
-            rows=tokens,
+            rows=rows,
             dim=cfg.hidden,
             params=cfg.hidden,
             dtype_bytes=db,
@@ -239,7 +256,7 @@ def _encoder_layer(index: int, tokens: int, cfg: EncoderConfig, db: int) -> Cost
     mlp = layers.gated_mlp(
         f"{prefix}.mlp",
         "vision_mlp",
-        rows=tokens,
+        rows=rows,
         hidden=cfg.hidden,
         intermediate=cfg.intermediate,
         bias=False,
@@ -254,44 +271,95 @@ def _encoder_layer(index: int, tokens: int, cfg: EncoderConfig, db: int) -> Cost
     )
 
 
-def vision(view: int, sam_cfg: SamConfig = SAM, cfg: EncoderConfig = ENCODER, db: int = 2) -> CostNode:
-    """The vision tower for one view: SAM, then the encoder over its tokens and the view's learned
-    queries (only the query outputs are kept)."""
+def vision(
+    view: int,
+    batch: int = 1,
+    prefix: str = "",
+    sam_cfg: SamConfig = SAM,
+    cfg: EncoderConfig = ENCODER,
+    db: int = 2,
+) -> CostNode:
+    """The vision tower over ``batch`` views of ``view`` pixels: SAM, then the encoder over its
+    tokens and the view's learned queries (only the query outputs are kept). ``prefix`` is the
+    tower's module name in a larger model (``vision_tower``)."""
     sam_tokens = (view // sam_cfg.patch // 4) ** 2
-    queries = dict(cfg.queries)[view]
-    tokens = sam_tokens + queries
-    first = _encoder_layer(0, tokens, cfg, db)
-    rename = Renamer(first, "vision_encoder.layers.0", "vision_encoder.layers.0")
-    blocks = [first] + [
-        rename(f"vision_encoder.layers.{i}", f"vision_encoder.layers.{i}") for i in range(1, cfg.layers)
-    ]
+    tokens = sam_tokens + dict(cfg.queries)[view]
+    base = join(prefix, "vision_encoder")
+    first = _encoder_layer(base, 0, batch, tokens, cfg, db)
+    rename = Renamer(first, f"{base}.layers.0", f"{base}.layers.0")
+    blocks = [first] + [rename(f"{base}.layers.{i}", f"{base}.layers.{i}") for i in range(1, cfg.layers)]
     encoder = group(
-        "vision_encoder",
+        base,
         "vision_encoder",
         [
-            group("vision_encoder.layers", "vision_layers", blocks, reference="vision_encoder.layers"),
+            group(f"{base}.layers", "vision_layers", blocks, reference=f"{base}.layers"),
             layers.norm(
-                "vision_encoder.norm",
+                f"{base}.norm",
                 "norm",
-                rows=tokens,
+                rows=batch * tokens,
                 dim=cfg.hidden,
                 params=cfg.hidden,
                 dtype_bytes=db,
-                reference="vision_encoder.norm",
+                reference=f"{base}.norm",
             ),
         ],
-        reference="vision_encoder",
+        reference=base,
     )
     tables = [
         layers.embedding(
-            f"query_{size}_resolution",
+            join(prefix, f"query_{size}_resolution"),
             "vision_queries",
-            rows=n if size == view else 0,
+            rows=batch * n if size == view else 0,
             num_embeddings=n,
             dim=cfg.hidden,
             dtype_bytes=db,
-            reference=f"query_{size}_resolution",
+            reference=join(prefix, f"query_{size}_resolution"),
         )
         for size, n in cfg.queries
     ]
-    return group("", "vision", [sam(view, sam_cfg, db), encoder, *tables], reference="")
+    return group(
+        prefix, "vision", [sam(view, batch, prefix, sam_cfg, db), encoder, *tables], reference=prefix
+    )
+
+
+def _view_call(view: int, batch: int, cfg: EncoderConfig, decoder: DecoderConfig, db: int) -> CostNode:
+    """One call of the tower and the projector on ``batch`` views of one size."""
+    queries = dict(cfg.queries)[view]
+    projector = layers.linear(
+        "multi_modal_projector",
+        "vision_projector",
+        rows=batch * queries,
+        in_features=cfg.hidden,
+        out_features=decoder.hidden,
+        bias=True,
+        dtype_bytes=db,
+        reference="multi_modal_projector",
+    )
+    separator = layers.parameter(
+        "view_separator",
+        "vision_projector",
+        params=decoder.hidden,
+        dtype_bytes=db,
+        note="one token per image",
+    )
+    return group(
+        "", "vision_stage", [vision(view, batch, "vision_tower", cfg=cfg, db=db), projector, separator]
+    )
+
+
+def vision_stage(
+    pages: int, crops: int, cfg: EncoderConfig = ENCODER, decoder: DecoderConfig = DECODER, db: int = 2
+) -> CostNode:
+    """Every view of ``pages`` pages: the global 1024 px views in one call of the vision tower and
+    the projector, the ``crops`` 768 px crops of every page in a second call (none without crops)."""
+    calls = [_view_call(GLOBAL_VIEW, pages, cfg, decoder, db)]
+    if crops:
+        calls.append(_view_call(CROP_VIEW, pages * crops, cfg, decoder, db))
+    return merge_call_trees(calls)
+
+
+def image_tokens(crops: int, cfg: EncoderConfig = ENCODER) -> int:
+    """Image tokens a page inserts into the prompt: every crop's and the global view's queries
+    and one view separator."""
+    queries = dict(cfg.queries)
+    return crops * queries[CROP_VIEW] + queries[GLOBAL_VIEW] + 1

@@ -102,3 +102,42 @@ def test_the_vision_tower_is_exact_module_by_module(view: int) -> None:
         if node.reference is not None:
             assert node.total.flops == counts.value(node.reference, node.reference_own, "flops"), node.id
             assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
+
+
+def full_model(implementation: str = "grouped_mm") -> object:
+    """transformers' DeepseekOcr2Model with the checkpoint's dimensions, on meta."""
+    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2Config
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2Model
+
+    text = reference(1, 1, implementation).module.config  # type: ignore[attr-defined]
+    vision = vision_reference(1024).module.config  # type: ignore[attr-defined]
+    with torch.device("meta"):
+        return DeepseekOcr2Model(DeepseekOcr2Config(vision_config=vision, text_config=text)).to(
+            torch.bfloat16
+        )
+
+
+@pytest.mark.parametrize(("pages", "crops"), [(2, 3), (1, 0)])
+def test_the_vision_stage_counts_global_views_and_crops_as_two_calls(pages: int, crops: int) -> None:
+    from deepseek_models.deepseek_ocr2.vision import vision_stage
+
+    model = full_model()
+    with torch.device("meta"):
+        global_views = torch.empty(pages, 3, 1024, 1024, dtype=torch.bfloat16)
+        local = torch.empty(pages * crops, 3, 768, 768, dtype=torch.bfloat16) if crops else None
+    call = ReferenceCall(
+        model,
+        lambda: model.get_image_features(global_views, local, [crops] * pages if crops else None),  # type: ignore[attr-defined]
+        scope=("vision_tower", "multi_modal_projector", "view_separator"),
+    )
+    counts = count_reference(call, "meta")
+    tree = vision_stage(pages, crops)
+    assert coverage_gaps(tree, counts) == []
+    assert tree.total.flops == counts.total_flops
+    assert tree.total.params == counts.total_params == 453_235_840 + 896 * 1280 + 1280 + 1280
+    for node in tree.walk():
+        if node.reference:
+            assert node.total.flops == counts.value(node.reference, node.reference_own, "flops"), node.id
+            assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
+    layer = tree.find("vision_tower.sam_encoder.layers.0.attn.qkv")
+    assert layer.calls == (2 if crops else 1)

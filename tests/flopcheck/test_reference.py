@@ -177,7 +177,9 @@ def test_a_stage_compares_parameters_over_its_scope_only() -> None:
 
 
 def test_a_scope_naming_no_submodule_is_an_error() -> None:
-    with pytest.raises(ValueError, match=r"scope names \['lm_head'\], which are not submodules"):
+    with pytest.raises(
+        ValueError, match=r"scope names \['lm_head'\], which are not submodules or parameters"
+    ):
         count_reference(scoped_call(("decoder", "lm_head")), "cpu")
 
 
