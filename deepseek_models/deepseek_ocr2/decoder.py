@@ -1,4 +1,4 @@
-"""Analytic model of the DeepSeek-OCR-2 language decoder over a prompt (prefill).
+"""Analytic model of the DeepSeek-OCR-2 language decoder: prefill over a prompt, then decode steps.
 
 Node ids and references follow transformers' ``DeepseekOcr2TextModel`` (``layers.3.mlp.experts``).
 Norms, RoPE, the residual adds and the routing's top-k and softmax count no FLOPs.
@@ -6,8 +6,10 @@ Norms, RoPE, the residual adds and the routing's top-k and softmax count no FLOP
 
 from __future__ import annotations
 
+import attrs
+
 from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig
-from pytest_flopcheck import CostNode, group, layers
+from pytest_flopcheck import CostNode, Metrics, closed_form_calls, group, join, layers
 from pytest_flopcheck.tree import Renamer
 
 
@@ -23,7 +25,9 @@ def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> Cost
     )
 
 
-def _layer(index: int, *, batch: int, tokens: int, cfg: DecoderConfig, dtype_bytes: int) -> CostNode:
+def _layer(
+    index: int, *, batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int
+) -> CostNode:
     prefix = f"layers.{index}"
     rows = batch * tokens
     width = cfg.heads * cfg.head_dim
@@ -53,9 +57,9 @@ def _layer(index: int, *, batch: int, tokens: int, cfg: DecoderConfig, dtype_byt
                 batch=batch,
                 heads=cfg.heads,
                 q_len=tokens,
-                kv_len=tokens,
+                kv_len=keys,
                 head_dim=cfg.head_dim,
-                cache_len=tokens,
+                cache_len=keys,
                 dtype_bytes=dtype_bytes,
                 reference=f"{prefix}.self_attn",
             ),
@@ -95,9 +99,80 @@ def _layer(index: int, *, batch: int, tokens: int, cfg: DecoderConfig, dtype_byt
     return group(prefix, "decoder_layer", children, reference=prefix)
 
 
-def decoder_prefill(batch: int, tokens: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2) -> CostNode:
+def decoder_prefill(
+    batch: int, tokens: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2, prefix: str = ""
+) -> CostNode:
     """One prefill of ``batch`` sequences of ``tokens`` tokens (prompt and image tokens) through
-    the decoder, filling the KV cache (``cache_bytes``); the lm_head is not part of it."""
+    the decoder, filling the KV cache (``cache_bytes``); the lm_head is not part of it.
+    ``prefix`` is the decoder's module name in a larger model (``model.language_model``)."""
+    return _prefixed(_decoder(batch, tokens, tokens, cfg, dtype_bytes, "decoder_prefill"), prefix)
+
+
+def lm_head(rows: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2) -> CostNode:
+    """The output projection to vocabulary logits (untied) on ``rows`` rows: generation keeps
+    only each sequence's last position."""
+    return layers.linear(
+        "lm_head",
+        "lm_head",
+        rows=rows,
+        in_features=cfg.hidden,
+        out_features=cfg.vocab_size,
+        bias=False,
+        dtype_bytes=dtype_bytes,
+        reference="lm_head",
+    )
+
+
+def decoder_decode(
+    batch: int, prompt: int, steps: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2, prefix: str = ""
+) -> CostNode:
+    """``steps`` decode steps after a prefill of ``prompt`` tokens: one token per sequence per
+    step, step ``s`` attending to ``prompt + s`` cached keys, with the lm_head on each new token.
+
+    Built in O(1) in ``steps``: every module but the attention does the same work each step
+    (``repeat``), and each attention core is one node of ``steps`` calls whose sum is an
+    arithmetic series (its FLOPs and bytes are linear in the keys attended to)."""
+    if steps < 1:
+        raise ValueError(f"steps {steps} is not allowed: decode needs at least one step")
+    first = _decoder(batch, 1, prompt + 1, cfg, dtype_bytes, "decoder_decode")
+    last = _decoder(batch, 1, prompt + steps, cfg, dtype_bytes, "decoder_decode")
+    head = attrs.evolve(lm_head(batch, cfg, dtype_bytes), repeat=steps)
+    body = _prefixed(_over_steps(first, last, steps), prefix)
+    return group("", "decoder_decode", [*body.children, head], reference="")
+
+
+def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
+    """The first and the last step's trees as one tree over every step."""
+    if first.children:
+        children = [_over_steps(a, b, steps) for a, b in zip(first.children, last.children, strict=True)]
+        return group(first.id, first.category, children, reference=first.reference, note=first.note)
+    if first.metrics == last.metrics:
+        return attrs.evolve(first, repeat=steps)
+    a, b = first.metrics, last.metrics
+    total = Metrics(
+        flops=(a.flops + b.flops) * steps // 2,
+        params=a.params,
+        weight_bytes=a.weight_bytes,
+        activation_bytes=(a.activation_bytes + b.activation_bytes) * steps // 2,
+        io_bytes=(a.io_bytes + b.io_bytes) * steps // 2,
+        cache_bytes=b.cache_bytes,
+    )
+    return closed_form_calls(
+        first.id,
+        first.category,
+        total=total,
+        calls=steps,
+        largest=b,
+        reference=first.reference,
+        reference_own=first.reference_own,
+        note=f"{steps} decode steps over a growing KV cache",
+    )
+
+
+def _decoder(
+    batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int, category: str
+) -> CostNode:
+    """The decoder over ``tokens`` new tokens per sequence, attending to ``keys`` keys."""
     rows = batch * tokens
     embed = layers.embedding(
         "embed_tokens",
@@ -108,7 +183,7 @@ def decoder_prefill(batch: int, tokens: int, cfg: DecoderConfig = DECODER, dtype
         dtype_bytes=dtype_bytes,
         reference="embed_tokens",
     )
-    kwargs = {"batch": batch, "tokens": tokens, "cfg": cfg, "dtype_bytes": dtype_bytes}
+    kwargs = {"batch": batch, "tokens": tokens, "keys": keys, "cfg": cfg, "dtype_bytes": dtype_bytes}
     dense = [_layer(i, **kwargs) for i in range(cfg.dense_layers)]  # type: ignore[arg-type]
     first_moe = _layer(cfg.dense_layers, **kwargs)  # type: ignore[arg-type]
     rename = Renamer(first_moe, f"layers.{cfg.dense_layers}", f"layers.{cfg.dense_layers}")
@@ -116,4 +191,20 @@ def decoder_prefill(batch: int, tokens: int, cfg: DecoderConfig = DECODER, dtype
         rename(f"layers.{i}", f"layers.{i}") for i in range(cfg.dense_layers + 1, cfg.layers)
     ]
     norm = _norm("norm", rows, cfg, dtype_bytes)
-    return group("", "decoder_prefill", [embed, *dense, *moe, norm], reference="")
+    return group("", category, [embed, *dense, *moe, norm], reference="")
+
+
+def _prefixed(tree: CostNode, prefix: str) -> CostNode:
+    """The tree with every id and reference under ``prefix`` (the root keeps id "")."""
+    if not prefix:
+        return tree
+    return attrs.evolve(tree, children=tuple(_rename(child, prefix) for child in tree.children))
+
+
+def _rename(node: CostNode, prefix: str) -> CostNode:
+    return attrs.evolve(
+        node,
+        id=join(prefix, node.id),
+        reference=None if node.reference is None else join(prefix, node.reference),
+        children=tuple(_rename(child, prefix) for child in node.children),
+    )

@@ -141,3 +141,45 @@ def test_the_vision_stage_counts_global_views_and_crops_as_two_calls(pages: int,
             assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
     layer = tree.find("vision_tower.sam_encoder.layers.0.attn.qkv")
     assert layer.calls == (2 if crops else 1)
+
+
+def generation_model() -> object:
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2ForConditionalGeneration
+
+    config = full_model().config  # type: ignore[attr-defined]
+    with torch.device("meta"):
+        return DeepseekOcr2ForConditionalGeneration(config).to(torch.bfloat16)
+
+
+def test_decode_steps_are_exact_module_by_module_and_built_in_constant_time() -> None:
+    import time
+
+    from deepseek_models.deepseek_ocr2.decoder import decoder_decode
+
+    batch, prompt, steps = 2, 300, 8
+    model = generation_model()
+    text = model.model.language_model  # type: ignore[attr-defined]
+    with torch.device("meta"):
+        cache = text(input_ids=torch.zeros(batch, prompt, dtype=torch.long), use_cache=True).past_key_values
+        token = torch.zeros(batch, 1, dtype=torch.long)
+
+    def run() -> None:
+        for _ in range(steps):
+            hidden = text(input_ids=token, past_key_values=cache, use_cache=True).last_hidden_state
+            model.lm_head(hidden)  # type: ignore[attr-defined]
+
+    counts = count_reference(ReferenceCall(model, run, scope=("model.language_model", "lm_head")), "meta")
+    tree = decoder_decode(batch, prompt, steps, prefix="model.language_model")
+    assert coverage_gaps(tree, counts) == []
+    assert tree.total.flops == counts.total_flops
+    assert tree.total.params == counts.total_params == 2_769_255_680 + 1280 * 129_280
+    for node in tree.walk():
+        if node.reference:
+            assert node.total.flops == counts.value(node.reference, node.reference_own, "flops"), node.id
+            assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
+    core = tree.find("model.language_model.layers.0.self_attn.core")
+    assert core.calls == steps
+    assert core.total.cache_bytes == batch * 10 * (prompt + steps) * 256 * 2  # K and V, bf16
+    start = time.perf_counter()
+    decoder_decode(batch, prompt, 4096)
+    assert time.perf_counter() - start < 0.5  # the same tree whatever the number of steps
