@@ -5,6 +5,7 @@ from pytest_flopcheck.compare import Comparison, relative_error
 from pytest_flopcheck.files import FileProblem, read_json
 from pytest_flopcheck.names import shorten
 from pytest_flopcheck.ops_policy import OpPolicy
+from pytest_flopcheck.reference import ReferenceSkipped
 from pytest_flopcheck.registry import (
     Generation,
     ModelRegistration,
@@ -35,6 +36,7 @@ __all__ = [
     "ModelRegistration",
     "OpPolicy",
     "ReferenceCall",
+    "ReferenceSkipped",
     "RegistrationError",
     "Registry",
     "Stage",

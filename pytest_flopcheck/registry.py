@@ -54,6 +54,10 @@ class Stage:
     weights_of: str | None = None
 
 
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Generation:
     """A tiny real end-to-end run of a model (a diffusers pipeline call, a transformers
@@ -84,7 +88,7 @@ class ReferenceCall:
 
     module: Any
     run: Callable[[], object]
-    scope: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    scope: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
 
 def _non_empty(_instance: Any, attribute: attrs.Attribute[Any], value: Sized) -> None:
@@ -127,10 +131,6 @@ def _stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
 
 def _workloads(value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value)
-
-
-def _strings(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,70 @@
+"""Registration of model ``deepseek_ocr2`` with pytest-flopcheck (the ``flopcheck`` entry point)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from deepseek_models.deepseek_ocr2 import reference
+from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM
+from deepseek_models.deepseek_ocr2.stages import runs_per_generation, stage_tree
+from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
+from pytest_flopcheck import ModelRegistration, Stage, hookimpl
+
+NAME = "deepseek_ocr2"
+
+NOT_MODELED = (
+    "Elementwise work (norms, activations, softmax, RoPE, routing top-k and weights, residual adds, the "
+    "view assembly): 0 FLOPs by the counter's convention, and its memory traffic is not in io_bytes",
+    "Image preprocessing and the choice of crops (the workload gives the crop count), tokenization",
+    "Sampling, stopping before new_tokens, and speculative or batched-prefill serving schedules",
+    "DeepSeek-OCR (v1) with its CLIP-L encoder; time-to-first-token and per-token sizing outputs",
+    "References on cpu and cuda (the model is counted on meta)",
+)
+
+
+def reference_config(workload: Page, stage: str) -> dict[str, Any]:
+    """What the reference is built from (it keys the reference cache)."""
+    return {
+        "decoder": attrs.asdict(DECODER),
+        "sam": attrs.asdict(SAM),
+        "encoder": attrs.asdict(ENCODER),
+        "experts": reference.IMPLEMENTATION,
+    }
+
+
+def metadata(workload: Page) -> dict[str, Any]:
+    return {
+        "decoder": attrs.asdict(DECODER),
+        "sam": attrs.asdict(SAM),
+        "encoder": attrs.asdict(ENCODER),
+        "workload": workload.describe(),
+    }
+
+
+def registration() -> ModelRegistration:
+    return ModelRegistration(
+        name=NAME,
+        description="DeepSeek-OCR-2: SAM + Qwen2-style vision encoder, MoE language decoder (transformers)",
+        stages=(
+            Stage("vision", 0.0, "every view of every page: the global views, then the crops"),
+            Stage("prefill", 0.0, "the decoder over prompt and image tokens, logits of the last position"),
+            Stage("decode", 0.0, "one step per further new token over the KV cache", weights_of="prefill"),
+        ),
+        workloads=STANDARD_WORKLOADS,
+        analytic=stage_tree,
+        reference=reference.build,
+        multiplicities=runs_per_generation,
+        reference_packages=("torch", "transformers"),
+        reference_config=reference_config,
+        metadata=metadata,
+        not_modeled=NOT_MODELED,
+        workload_type=Page,
+    )
+
+
+@hookimpl
+def flopcheck_register_models(register: Callable[[ModelRegistration], None]) -> None:
+    register(registration())

@@ -1,0 +1,33 @@
+"""The generation's stages and their analytic trees (no torch)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from deepseek_models.deepseek_ocr2.decoder import decoder_decode, decoder_prefill, lm_head
+from deepseek_models.deepseek_ocr2.vision import vision_stage
+from deepseek_models.deepseek_ocr2.workload import Page
+from pytest_flopcheck import CostNode, group
+
+LANGUAGE_MODEL: Final = "model.language_model"
+STAGES: Final = ("vision", "prefill", "decode")
+
+
+def stage_tree(w: Page, stage: str) -> CostNode:
+    """One run of ``stage`` for the workload's batch of pages."""
+    db = w.dtype_bytes
+    if stage == "vision":
+        return vision_stage(w.pages, w.crops, db=db)
+    if stage == "prefill":
+        body = decoder_prefill(w.pages, w.prefill_tokens, dtype_bytes=db, prefix=LANGUAGE_MODEL)
+        return group("", "prefill", [*body.children, lm_head(w.pages, dtype_bytes=db)], reference="")
+    if stage == "decode":
+        return decoder_decode(
+            w.pages, w.prefill_tokens, w.decode_steps, dtype_bytes=db, prefix=LANGUAGE_MODEL
+        )
+    raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
+
+
+def runs_per_generation(w: Page) -> dict[str, int]:
+    """Each stage runs once per generation (decode covers every step)."""
+    return dict.fromkeys(STAGES, 1)
