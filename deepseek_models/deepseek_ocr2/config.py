@@ -65,3 +65,24 @@ class EncoderConfig:
 
 SAM = SamConfig()
 ENCODER = EncoderConfig()
+
+
+@attrs.frozen
+class Architecture:
+    """The three parts together (the checkpoint's by default)."""
+
+    sam: SamConfig = SAM
+    encoder: EncoderConfig = ENCODER
+    decoder: DecoderConfig = DECODER
+
+
+CHECKPOINT = Architecture()
+TINY = Architecture(
+    sam=SamConfig(width=8, layers=2, heads=2, mlp=32, global_layers=(1,), neck=8, compressor=(8, 16)),
+    encoder=EncoderConfig(hidden=16, layers=1, heads=2, kv_heads=1, intermediate=24),
+    decoder=DecoderConfig(
+        vocab_size=64, hidden=32, layers=2, heads=2, head_dim=16, dense_intermediate=48, experts=4, top_k=2,
+        expert_intermediate=8, shared_experts=1,
+    ),
+)  # fmt: skip
+"""Tiny configurations of the same architecture, for a real end-to-end generate() on CPU."""

@@ -12,22 +12,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER
+from deepseek_models.deepseek_ocr2.config import CHECKPOINT, TINY, Architecture
+from deepseek_models.deepseek_ocr2.stages import generation_flops
 from deepseek_models.deepseek_ocr2.workload import Page
-from pytest_flopcheck import ReferenceCall, ReferenceSkipped
+from pytest_flopcheck import Generation, ReferenceCall, ReferenceSkipped
 
+IMAGE_TOKEN = 3
 IMPLEMENTATION = "grouped_mm"
 """transformers' default MoE path; its ``_grouped_mm`` is counted by pytest-flopcheck's formula."""
 
 
-def config() -> Any:
+def config(arch: Architecture = CHECKPOINT, experts: str = IMPLEMENTATION) -> Any:
+    """transformers' configuration of ``arch`` (``experts``: its MoE implementation)."""
     from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import (
         DeepseekOcr2Config,
         DeepseekOcr2TextConfig,
         DeepseekOcr2VisionConfig,
     )
 
-    d, e = DECODER, ENCODER
+    d, e, sam = arch.decoder, arch.encoder, arch.sam
     text = DeepseekOcr2TextConfig(  # type: ignore[call-arg]
         vocab_size=d.vocab_size,
         hidden_size=d.hidden,
@@ -42,10 +45,22 @@ def config() -> Any:
         moe_intermediate_size=d.expert_intermediate,
         topk_method="greedy",
         mlp_layer_types=["dense"] * d.dense_layers + ["sparse"] * (d.layers - d.dense_layers),
-        experts_implementation=IMPLEMENTATION,
+        experts_implementation=experts,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     vision = DeepseekOcr2VisionConfig(
-        sam_config={},  # transformers' SAM defaults are the checkpoint's (compressor 512, 896)
+        sam_config={
+            "hidden_size": sam.width,
+            "num_hidden_layers": sam.layers,
+            "num_attention_heads": sam.heads,
+            "mlp_dim": sam.mlp,
+            "window_size": sam.window,
+            "global_attn_indexes": list(sam.global_layers),
+            "output_channels": sam.neck,
+            "downsample_channels": list(sam.compressor),
+        },
         encoder_config={
             "vocab_size": 1,
             "hidden_size": e.hidden,
@@ -56,7 +71,7 @@ def config() -> Any:
             "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
         },
     )
-    return DeepseekOcr2Config(vision_config=vision, text_config=text)
+    return DeepseekOcr2Config(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN)
 
 
 def build(w: Page, stage: str, device: str) -> ReferenceCall:
@@ -100,3 +115,42 @@ def build(w: Page, stage: str, device: str) -> ReferenceCall:
             model.lm_head(hidden)
 
     return ReferenceCall(model, decode, scope=scope)
+
+
+def tiny_generation(w: Page) -> Generation:
+    """A real ``generate()`` of the tiny configuration on CPU (random weights, so real MoE
+    routing through transformers' grouped_mm experts), and the analytic total for the same
+    configuration."""
+    return Generation(
+        generation_flops(w, TINY), lambda: _tiny_generate(w), "transformers generate(), tiny, CPU"
+    )
+
+
+def _tiny_generate(w: Page) -> ReferenceCall:
+    import torch
+    from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = DeepseekOcr2ForConditionalGeneration(config(TINY))
+    model.eval()  # type: ignore[no-untyped-call]
+    text = [1] + [5] * (w.prompt_tokens - 1)
+    ids = torch.tensor([text + [IMAGE_TOKEN] * w.image_tokens] * w.pages)
+    views = torch.randn(w.pages, 3, 1024, 1024)
+    extra: dict[str, Any] = {}
+    if w.crops:
+        extra = {
+            "pixel_values_local": torch.randn(w.pages * w.crops, 3, 768, 768),
+            "num_local_patches": [w.crops] * w.pages,
+        }
+
+    def run() -> object:
+        return model.generate(  # type: ignore[misc]
+            input_ids=ids,
+            pixel_values=views,
+            max_new_tokens=w.new_tokens,
+            min_new_tokens=w.new_tokens,
+            do_sample=False,
+            **extra,
+        )
+
+    return ReferenceCall(model, run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,12 @@ from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"
+
+TINY_WORKLOADS = {
+    "tiny": Page(pages=1, crops=0, prompt_tokens=4, new_tokens=5, dtype="fp32"),
+    "tiny-crops": Page(pages=1, crops=2, prompt_tokens=4, new_tokens=5, dtype="fp32"),
+}
+"""Workloads of the real end-to-end generations (run with the tiny configurations)."""
 
 NOT_MODELED = (
     "Elementwise work (norms, activations, softmax, RoPE, routing top-k and weights, residual adds, the "
@@ -60,6 +67,9 @@ def registration() -> ModelRegistration:
         reference_packages=("torch", "transformers"),
         reference_config=reference_config,
         metadata=metadata,
+        generations={
+            name: functools.partial(reference.tiny_generation, w) for name, w in TINY_WORKLOADS.items()
+        },
         not_modeled=NOT_MODELED,
         workload_type=Page,
     )

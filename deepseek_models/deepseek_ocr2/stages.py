@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from deepseek_models.deepseek_ocr2.config import CHECKPOINT, Architecture
 from deepseek_models.deepseek_ocr2.decoder import decoder_decode, decoder_prefill, lm_head
 from deepseek_models.deepseek_ocr2.vision import vision_stage
 from deepseek_models.deepseek_ocr2.workload import Page
@@ -13,19 +14,22 @@ LANGUAGE_MODEL: Final = "model.language_model"
 STAGES: Final = ("vision", "prefill", "decode")
 
 
-def stage_tree(w: Page, stage: str) -> CostNode:
+def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT) -> CostNode:
     """One run of ``stage`` for the workload's batch of pages."""
-    db = w.dtype_bytes
+    db, d = w.dtype_bytes, arch.decoder
     if stage == "vision":
-        return vision_stage(w.pages, w.crops, db=db)
+        return vision_stage(w.pages, w.crops, arch.encoder, d, db, arch.sam)
     if stage == "prefill":
-        body = decoder_prefill(w.pages, w.prefill_tokens, dtype_bytes=db, prefix=LANGUAGE_MODEL)
-        return group("", "prefill", [*body.children, lm_head(w.pages, dtype_bytes=db)], reference="")
+        body = decoder_prefill(w.pages, w.prefill_tokens, d, db, prefix=LANGUAGE_MODEL)
+        return group("", "prefill", [*body.children, lm_head(w.pages, d, db)], reference="")
     if stage == "decode":
-        return decoder_decode(
-            w.pages, w.prefill_tokens, w.decode_steps, dtype_bytes=db, prefix=LANGUAGE_MODEL
-        )
+        return decoder_decode(w.pages, w.prefill_tokens, w.decode_steps, d, db, prefix=LANGUAGE_MODEL)
     raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
+
+
+def generation_flops(w: Page, arch: Architecture = CHECKPOINT) -> int:
+    """FLOPs of one whole generation (every stage runs once)."""
+    return sum(stage_tree(w, stage, arch).total.flops for stage in STAGES)
 
 
 def runs_per_generation(w: Page) -> dict[str, int]:

@@ -322,7 +322,9 @@ def vision(
     )
 
 
-def _view_call(view: int, batch: int, cfg: EncoderConfig, decoder: DecoderConfig, db: int) -> CostNode:
+def _view_call(
+    view: int, batch: int, sam_cfg: SamConfig, cfg: EncoderConfig, decoder: DecoderConfig, db: int
+) -> CostNode:
     """One call of the tower and the projector on ``batch`` views of one size."""
     queries = dict(cfg.queries)[view]
     projector = layers.linear(
@@ -343,18 +345,25 @@ def _view_call(view: int, batch: int, cfg: EncoderConfig, decoder: DecoderConfig
         note="one token per image",
     )
     return group(
-        "", "vision_stage", [vision(view, batch, "vision_tower", cfg=cfg, db=db), projector, separator]
+        "",
+        "vision_stage",
+        [vision(view, batch, "vision_tower", sam_cfg=sam_cfg, cfg=cfg, db=db), projector, separator],
     )
 
 
 def vision_stage(
-    pages: int, crops: int, cfg: EncoderConfig = ENCODER, decoder: DecoderConfig = DECODER, db: int = 2
+    pages: int,
+    crops: int,
+    cfg: EncoderConfig = ENCODER,
+    decoder: DecoderConfig = DECODER,
+    db: int = 2,
+    sam_cfg: SamConfig = SAM,
 ) -> CostNode:
     """Every view of ``pages`` pages: the global 1024 px views in one call of the vision tower and
     the projector, the ``crops`` 768 px crops of every page in a second call (none without crops)."""
-    calls = [_view_call(GLOBAL_VIEW, pages, cfg, decoder, db)]
+    calls = [_view_call(GLOBAL_VIEW, pages, sam_cfg, cfg, decoder, db)]
     if crops:
-        calls.append(_view_call(CROP_VIEW, pages * crops, cfg, decoder, db))
+        calls.append(_view_call(CROP_VIEW, pages * crops, sam_cfg, cfg, decoder, db))
     return merge_call_trees(calls)
 
 
