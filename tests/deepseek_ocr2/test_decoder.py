@@ -15,28 +15,13 @@ pytestmark = pytest.mark.reference
 
 
 def reference(batch: int, tokens: int, implementation: str) -> ReferenceCall:
-    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2TextConfig
+    """The decoder alone, from the package's own transformers configuration."""
     from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2TextModel
 
-    c = DECODER
-    config = DeepseekOcr2TextConfig(
-        vocab_size=c.vocab_size,
-        hidden_size=c.hidden,
-        intermediate_size=c.dense_intermediate,
-        num_hidden_layers=c.layers,
-        num_attention_heads=c.heads,
-        num_key_value_heads=c.heads,
-        head_dim=c.head_dim,
-        n_routed_experts=c.experts,
-        n_shared_experts=c.shared_experts,
-        num_experts_per_tok=c.top_k,
-        moe_intermediate_size=c.expert_intermediate,
-        topk_method="greedy",
-        mlp_layer_types=["dense"] * c.dense_layers + ["sparse"] * (c.layers - c.dense_layers),
-        experts_implementation=implementation,
-    )
+    from deepseek_models.deepseek_ocr2.reference import config
+
     with torch.device("meta"):
-        model = DeepseekOcr2TextModel(config).to(torch.bfloat16)
+        model = DeepseekOcr2TextModel(config(experts=implementation).text_config).to(torch.bfloat16)
         ids = torch.zeros(batch, tokens, dtype=torch.long)
     # use_cache: prefill fills the KV cache (and transformers' packed-sequence probe, which
     # reads values, runs only without one)
@@ -65,26 +50,13 @@ def test_the_kv_cache_after_prefill_grows_with_the_tokens() -> None:
 
 
 def vision_reference(view: int) -> ReferenceCall:
-    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2VisionConfig
+    """The vision tower alone, from the package's own transformers configuration."""
     from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2VisionModel
 
-    from deepseek_models.deepseek_ocr2.config import ENCODER
+    from deepseek_models.deepseek_ocr2.reference import config
 
-    e = ENCODER
-    config = DeepseekOcr2VisionConfig(
-        sam_config={},  # transformers' SAM defaults are the checkpoint's (compressor 512, 896)
-        encoder_config={
-            "vocab_size": 1,
-            "hidden_size": e.hidden,
-            "intermediate_size": e.intermediate,
-            "num_hidden_layers": e.layers,
-            "num_attention_heads": e.heads,
-            "num_key_value_heads": e.kv_heads,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
-        },
-    )
     with torch.device("meta"):
-        model = DeepseekOcr2VisionModel(config).to(torch.bfloat16)
+        model = DeepseekOcr2VisionModel(config().vision_config).to(torch.bfloat16)
         pixels = torch.empty(1, 3, view, view, dtype=torch.bfloat16)
     return ReferenceCall(model, lambda: model(pixel_values=pixels))
 
@@ -104,17 +76,14 @@ def test_the_vision_tower_is_exact_module_by_module(view: int) -> None:
             assert node.total.params == counts.value(node.reference, node.reference_own, "params"), node.id
 
 
-def full_model(implementation: str = "grouped_mm") -> object:
+def full_model() -> object:
     """transformers' DeepseekOcr2Model with the checkpoint's dimensions, on meta."""
-    from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import DeepseekOcr2Config
     from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2Model
 
-    text = reference(1, 1, implementation).module.config  # type: ignore[attr-defined]
-    vision = vision_reference(1024).module.config  # type: ignore[attr-defined]
+    from deepseek_models.deepseek_ocr2.reference import config
+
     with torch.device("meta"):
-        return DeepseekOcr2Model(DeepseekOcr2Config(vision_config=vision, text_config=text)).to(
-            torch.bfloat16
-        )
+        return DeepseekOcr2Model(config()).to(torch.bfloat16)
 
 
 @pytest.mark.parametrize(("pages", "crops"), [(2, 3), (1, 0)])
@@ -146,9 +115,10 @@ def test_the_vision_stage_counts_global_views_and_crops_as_two_calls(pages: int,
 def generation_model() -> object:
     from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import DeepseekOcr2ForConditionalGeneration
 
-    config = full_model().config  # type: ignore[attr-defined]
+    from deepseek_models.deepseek_ocr2.reference import config
+
     with torch.device("meta"):
-        return DeepseekOcr2ForConditionalGeneration(config).to(torch.bfloat16)
+        return DeepseekOcr2ForConditionalGeneration(config()).to(torch.bfloat16)
 
 
 def test_decode_steps_are_exact_module_by_module_and_built_in_constant_time() -> None:
