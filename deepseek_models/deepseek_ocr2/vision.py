@@ -145,9 +145,12 @@ def _conv(
     )
 
 
-def sam(view: int, batch: int = 1, prefix: str = "", cfg: SamConfig = SAM, db: int = 2) -> CostNode:
-    """SAM over ``batch`` square views of ``view`` pixels, to ``(view / 64)²`` tokens each."""
-    base = join(prefix, "sam_encoder")
+def sam(
+    view: int, batch: int = 1, prefix: str = "", cfg: SamConfig = SAM, db: int = 2, name: str = "sam_encoder"
+) -> CostNode:
+    """SAM over ``batch`` square views of ``view`` pixels, to ``(view / 64)²`` tokens each;
+    ``name`` is its module's name under ``prefix``."""
+    base = join(prefix, name)
     grid = view // cfg.patch
     patch = group(
         f"{base}.patch_embed",

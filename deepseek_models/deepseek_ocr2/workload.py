@@ -7,41 +7,15 @@ from typing import Any, Final
 import attrs
 
 from deepseek_models.deepseek_ocr2.vision import image_tokens
+from deepseek_models.validation import DTYPE_BYTES, WorkloadError, at_least, helped
+from deepseek_models.validation import dtype as _dtype
 
-DTYPE_BYTES: Final = {"fp32": 4, "bf16": 2, "fp16": 2}
 MAX_CROPS: Final = 9
-
-
-class WorkloadError(ValueError):
-    """A workload value that is not allowed; ``field`` names it for option-aware callers."""
-
-    def __init__(self, field: str, value: object, allowed: str) -> None:
-        self.field = field
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"workload field {field!r} is {value!r}; {allowed}")
-
-
-def _at_least(minimum: int) -> Any:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise WorkloadError(attribute.name, value, f"it must be an integer >= {minimum}")
-
-    return check
 
 
 def _crops(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CROPS:
         raise WorkloadError(attribute.name, value, f"it must be an integer from 0 to {MAX_CROPS}")
-
-
-def _dtype(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value not in DTYPE_BYTES:
-        raise WorkloadError(attribute.name, value, f"choose one of {', '.join(DTYPE_BYTES)}")
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 @attrs.frozen(kw_only=True)
@@ -50,16 +24,16 @@ class Page:
     768 px crops; a prompt of ``prompt_tokens`` text tokens; ``new_tokens`` generated tokens
     (the first from the prefill, the rest from decode steps)."""
 
-    pages: int = attrs.field(default=1, validator=_at_least(1), metadata=_help("pages per batch"))
-    crops: int = attrs.field(default=0, validator=_crops, metadata=_help("768 px crops per page (0 to 9)"))
+    pages: int = attrs.field(default=1, validator=at_least(1), metadata=helped("pages per batch"))
+    crops: int = attrs.field(default=0, validator=_crops, metadata=helped("768 px crops per page (0 to 9)"))
     prompt_tokens: int = attrs.field(
-        default=16, validator=_at_least(1), metadata=_help("text tokens of the prompt")
+        default=16, validator=at_least(1), metadata=helped("text tokens of the prompt")
     )
     new_tokens: int = attrs.field(
-        default=256, validator=_at_least(2), metadata=_help("tokens to generate (>= 2)")
+        default=256, validator=at_least(2), metadata=helped("tokens to generate (>= 2)")
     )
     dtype: str = attrs.field(
-        default="bf16", validator=_dtype, metadata=_help("dtype for memory and I/O figures")
+        default="bf16", validator=_dtype, metadata=helped("dtype for memory and I/O figures")
     )
 
     @property

@@ -139,7 +139,7 @@ def test_bad_report_options(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("report", "nope"), "model 'nope' is not registered: choose one of deepseek_ocr2, wan2_1"),
+        (("report", "nope"), "model 'nope' is not registered: choose one of "),
         (("sweep", "wan2_1"), "--vary is required"),
         (
             ("sweep", "wan2_1", "--vary", "colour=1"),

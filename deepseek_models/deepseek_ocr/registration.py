@@ -1,0 +1,85 @@
+"""Registration of model ``deepseek_ocr`` (DeepSeek-OCR v1) with pytest-flopcheck."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from deepseek_models.deepseek_ocr import reference
+from deepseek_models.deepseek_ocr.config import CHECKPOINT
+from deepseek_models.deepseek_ocr.stages import runs_per_generation, stage_tree
+from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
+from deepseek_models.deepseek_ocr2 import reference as ocr2_reference
+from pytest_flopcheck import ModelRegistration, Stage, hookimpl
+
+NAME = "deepseek_ocr"
+
+TINY_WORKLOADS = {
+    "tiny-base": Page(mode="base", prompt_tokens=4, new_tokens=5, dtype="fp32"),
+    "tiny-gundam": Page(mode="gundam", tiles="2x1", prompt_tokens=4, new_tokens=5, dtype="fp32"),
+}
+"""Workloads of the real end-to-end runs (with the tiny configurations)."""
+
+NOT_MODELED = (
+    "Elementwise work (norms, activations, softmax, RoPE, routing top-k and weights, residual adds, the "
+    "position-table interpolation, the page's token layout): 0 FLOPs by the counter's convention, and its "
+    "memory traffic is not in io_bytes",
+    "Image preprocessing, the choice of Gundam tiles from the page's aspect ratio (the workload gives the "
+    "tiles), tokenization; Gundam-M (1280 px global view with 1024 px tiles)",
+    "Sampling, stopping before new_tokens, and speculative or batched-prefill serving schedules",
+    "v1's own code (not installable): its parts are checked against transformers modules, see the README",
+    "References on cpu and cuda (the model is counted on meta)",
+)
+
+
+@functools.cache
+def _shared_reference_digest() -> str:
+    """The OCR-2 reference code v1's reference builds on (it keys the reference cache too)."""
+    return hashlib.sha256(inspect.getsource(ocr2_reference).encode()).hexdigest()[:16]
+
+
+def reference_config(workload: Page, stage: str) -> dict[str, Any]:
+    """What the reference is built from (it keys the reference cache)."""
+    return {
+        "architecture": attrs.asdict(CHECKPOINT),
+        "experts": ocr2_reference.IMPLEMENTATION,
+        "ocr2_reference": _shared_reference_digest(),
+    }
+
+
+def metadata(workload: Page) -> dict[str, Any]:
+    return {**attrs.asdict(CHECKPOINT), "workload": workload.describe()}
+
+
+def registration() -> ModelRegistration:
+    return ModelRegistration(
+        name=NAME,
+        description="DeepSeek-OCR (v1): SAM + CLIP-L vision, MoE language decoder (transformers parts)",
+        stages=(
+            Stage("vision", 0.0, "every page: its Gundam tiles (if any), then its view"),
+            Stage("prefill", 0.0, "the decoder over prompt and image tokens, logits of the last position"),
+            Stage("decode", 0.0, "one step per further new token over the KV cache", weights_of="prefill"),
+        ),
+        workloads=STANDARD_WORKLOADS,
+        analytic=stage_tree,
+        reference=reference.build,
+        multiplicities=runs_per_generation,
+        reference_packages=("torch", "transformers"),
+        reference_config=reference_config,
+        metadata=metadata,
+        generations={
+            name: functools.partial(reference.tiny_generation, w) for name, w in TINY_WORKLOADS.items()
+        },
+        not_modeled=NOT_MODELED,
+        workload_type=Page,
+    )
+
+
+@hookimpl
+def flopcheck_register_models(register: Callable[[ModelRegistration], None]) -> None:
+    register(registration())
