@@ -12,6 +12,7 @@ from pytest_flopcheck.registry import (
     ReferenceCall,
     RegistrationError,
     Registry,
+    Serving,
     Stage,
     load_registry,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ReferenceSkipped",
     "RegistrationError",
     "Registry",
+    "Serving",
     "Stage",
     "closed_form_calls",
     "group",

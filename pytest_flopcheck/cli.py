@@ -33,7 +33,7 @@ from pytest_flopcheck import evidence, plots, report
 from pytest_flopcheck.compare import relative_error
 from pytest_flopcheck.diff import diff_runs, parse_threshold
 from pytest_flopcheck.files import FileProblem, describe, read_json
-from pytest_flopcheck.hardware import GPUS, PRECISIONS, HardwareError, check_precision, lookup
+from pytest_flopcheck.hardware import GPUS, PRECISIONS, Gpu, HardwareError, check_precision, lookup, roofline
 from pytest_flopcheck.names import shorten
 from pytest_flopcheck.record import SCHEMA_VERSION, RunRecord
 from pytest_flopcheck.registry import ModelRegistration, RegistrationError, Registry, load_registry
@@ -387,13 +387,42 @@ def _parse_vary(
     return grid
 
 
+def sweep_columns(reg: ModelRegistration, gpu: Gpu | None) -> dict[str, str]:
+    """The sweep's figure columns (after the varied fields) and what each holds."""
+    stages = [s.name for s in reg.stages]
+    columns = {f"{s}_flops": f"FLOPs of {s} per generation" for s in stages}
+    columns["total_flops"] = "FLOPs end to end"
+    if reg.serving is not None:
+        columns["kv_cache_bytes"] = "KV cache of the batch at the last decode step"
+    if gpu is None:
+        return columns
+    where = f"on {gpu.name}, roofline"
+    columns |= {f"{s}_s": f"seconds of {s} per generation {where}" for s in stages}
+    columns["total_s"] = f"seconds per generation {where}"
+    if reg.serving is not None:
+        unit = reg.serving.unit
+        columns |= {
+            "time_to_first_token_s": f"seconds to the first token {where}",
+            "time_per_output_token_s": f"mean seconds per further token {where}",
+            f"{unit}s_per_s": f"{unit}s per second {where}",
+            "output_tokens_per_s": f"generated tokens per second {where}",
+        }
+    return columns
+
+
 def sweep_rows(
-    reg: ModelRegistration, grid: dict[str, list[Any]], build: Callable[[dict[str, Any]], Any]
+    reg: ModelRegistration,
+    grid: dict[str, list[Any]],
+    build: Callable[[dict[str, Any]], Any],
+    gpu: Gpu | None = None,
+    precision: str = "bf16",
 ) -> Iterator[dict[str, Any]]:
     """Per-stage and total FLOPs per generation for every point of the grid (totals only), one
-    row at a time; ``build`` turns one point's values into a workload."""
+    row at a time; ``build`` turns one point's values into a workload. With ``gpu``, roofline
+    seconds per stage and, for a registration with ``serving``, its serving figures."""
     names = list(grid)
     stages = [s.name for s in reg.stages]
+    spec = reg.serving
     for point in itertools.product(*(grid[n] for n in names)):
         values = dict(zip(names, point, strict=True))
         workload = build(values)
@@ -405,6 +434,21 @@ def sweep_rows(
             row[f"{stage}_flops"] = flops
             total += flops
         row["total_flops"] = total
+        if spec is not None:
+            final = spec.context(workload) + spec.new_tokens(workload) - 1
+            row["kv_cache_bytes"] = spec.sequences(workload) * final * spec.cache_bytes_per_token(workload)
+        if gpu is not None:
+            seconds = {
+                s: roofline(reg.analytic(workload, s), gpu, precision).seconds * runs[s] for s in stages
+            }
+            row |= {f"{s}_s": seconds[s] for s in stages}
+            row["total_s"] = sum(seconds.values())
+            if spec is not None:
+                figures = report.serving_times(reg, workload, seconds)
+                row["time_to_first_token_s"] = figures["time_to_first_token_s"]
+                row["time_per_output_token_s"] = figures["time_per_output_token_s"]
+                row[f"{spec.unit}s_per_s"] = figures["units_per_s"]
+                row["output_tokens_per_s"] = figures["output_tokens_per_s"]
         yield row
 
 
@@ -423,8 +467,13 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
         for value in values:
             _build_workload(reg, base, {field: value})
     stages = [s.name for s in reg.stages]
+    chosen = _gpus(args.gpu, args.precision)  # checks the name and the precision
+    gpu = None if args.gpu is None else chosen[0]
+    if args.gpu is None and args.precision != "bf16":
+        raise UsageError("--precision needs --gpu in a sweep: the precision only sets the GPU's peak")
+    figures = sweep_columns(reg, gpu)
     run_id = evidence.new_run_id()
-    columns = [*grid, *(f"{s}_flops" for s in stages), "total_flops"]
+    columns = [*grid, *figures]
     header = {
         "schema_version": report.SCHEMA_VERSION,
         "kind": "flopcheck.sweep",
@@ -434,9 +483,12 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
         "base_workload": report.workload_fields(base),
         "vary": grid,
         "convention": report.CONVENTION,
-        "columns": {f"{s}_flops": f"FLOPs of {s} per generation" for s in stages}
-        | {"total_flops": "end to end"},
+        "columns": figures,
     }
+    if gpu is not None:
+        header["gpu"] = {"name": gpu.name, "precision": args.precision, "caveat": report.TIME_CAVEAT}
+        if reg.serving is not None:
+            header["serving_caveat"] = report.SERVING_CAVEAT
     lines = {knob: {k: v[0] for k, v in grid.items() if k != knob} for knob in grid}
     on_line: dict[str, list[dict[str, Any]]] = {knob: [] for knob in grid}
     encode = json.JSONEncoder(allow_nan=False).encode
@@ -452,7 +504,8 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
             writer.writeheader()
             json_file.write(encode(header)[:-1] + ', "rows": [\n')
             build = lambda values: _build_workload(reg, base, values)  # noqa: E731
-            for done, row in enumerate(sweep_rows(reg, grid, build), 1):
+            rows = sweep_rows(reg, grid, build, gpu, args.precision)
+            for done, row in enumerate(rows, 1):
                 writer.writerow(row)
                 json_file.write(("" if done == 1 else ",\n") + encode(row))
                 for knob, fixed in lines.items():
@@ -708,10 +761,14 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
         sub.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"default {DEFAULT_OUTPUT}")
         if name == "report":
             sub.add_argument("--gpu", metavar="NAME", help=f"one of {', '.join(GPUS)} (default: all)")
-            sub.add_argument(
-                "--precision", default="bf16", metavar="P", help=f"one of {', '.join(PRECISIONS)}"
-            )
         else:
+            sub.add_argument(
+                "--gpu",
+                metavar="NAME",
+                help=f"add roofline seconds (and serving figures) on one of {', '.join(GPUS)}",
+            )
+        sub.add_argument("--precision", default="bf16", metavar="P", help=f"one of {', '.join(PRECISIONS)}")
+        if name == "sweep":
             sub.add_argument(
                 "--vary", action="append", default=[], metavar="FIELD=V1,V2", help="a swept field"
             )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import prod
 
+import attrs
+
 from pytest_flopcheck import ops
 from pytest_flopcheck.tree import CostNode, Metrics, group
 
@@ -299,7 +301,8 @@ def moe(
     of width ``shared_intermediate``; 0 for none).
 
     Routed work is tokens × top_k rows through one expert each, whatever the routing: the
-    FLOPs of transformers' ``grouped_mm`` and ``batched_mm`` paths; parameters count every expert.
+    FLOPs of transformers' ``grouped_mm`` and ``batched_mm`` paths; parameters count every expert,
+    I/O only the weights of the at most ``min(experts, tokens × top_k)`` experts that get rows.
     ``router``, ``routed`` and ``shared`` are the module names under ``reference``.
     """
 
@@ -307,7 +310,8 @@ def moe(
         return None if reference is None else f"{reference}.{name}".lstrip(".")
 
     rows = tokens * top_k
-    expert_params = experts * 3 * hidden * expert_intermediate
+    per_expert = 3 * hidden * expert_intermediate
+    expert_params = experts * per_expert
     routed_node = _node(
         f"{prefix}.{routed}",
         "moe_experts",
@@ -318,6 +322,14 @@ def moe(
         outputs=rows * (2 * expert_intermediate + hidden),
         dtype_bytes=dtype_bytes,
         reference=ref(routed),
+        note="weights read: the experts the rows can reach, at most min(experts, tokens × top_k)",
+    )
+    # A grouped GEMM reads only the experts that received rows: in decode (a few tokens) that is
+    # top_k experts per token, not all of them. Routing-independent upper bound.
+    untouched = (experts - min(experts, rows)) * per_expert * dtype_bytes
+    routed_node = attrs.evolve(
+        routed_node,
+        metrics=attrs.evolve(routed_node.metrics, io_bytes=routed_node.metrics.io_bytes - untouched),
     )
     router_node = linear(
         f"{prefix}.{router}",

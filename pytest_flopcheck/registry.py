@@ -134,6 +134,44 @@ def _workloads(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @attrs.frozen(kw_only=True)
+class Serving:
+    """How the stages of a generative model become serving figures (``flopcheck report`` and
+    ``sweep``): time to first token, time per output token, throughput and KV-cache memory.
+
+    - ``first_token``: the stages that run before the first output token (encoders, prefill).
+    - ``per_token``: the stage that produces every further token, one step per token.
+    - ``new_tokens(workload)``: tokens each sequence generates, the first from the first-token
+      stages; ``per_token`` runs ``new_tokens - 1`` steps.
+    - ``sequences(workload)``: sequences generated together (the batch), each one ``unit``.
+    - ``context(workload)``: tokens cached per sequence once the first-token stages ran.
+    - ``cache_bytes_per_token(workload)``: KV-cache bytes per cached token of one sequence.
+    - ``max_context``: the longest sequence the model takes (bounds the KV-cache table).
+    """
+
+    first_token: tuple[str, ...] = attrs.field(converter=_strings)
+    per_token: str
+    new_tokens: Callable[[Any], int]
+    sequences: Callable[[Any], int]
+    context: Callable[[Any], int]
+    cache_bytes_per_token: Callable[[Any], int]
+    unit: str = "sequence"
+    max_context: int | None = None
+
+
+def _serving_stages(instance: Any, attribute: attrs.Attribute[Any], value: Serving | None) -> None:
+    if value is None:
+        return
+    names = [stage.name for stage in instance.stages]
+    for name in (*value.first_token, value.per_token):
+        if name not in names:
+            raise ValueError(
+                f"serving names stage {name!r}, which is not registered (stages: {', '.join(names)})"
+            )
+    if value.per_token in value.first_token:
+        raise ValueError(f"serving stage {value.per_token!r} cannot be both first_token and per_token")
+
+
+@attrs.frozen(kw_only=True)
 class ModelRegistration:
     """Everything the plugin needs to verify and report one model.
 
@@ -157,6 +195,8 @@ class ModelRegistration:
       message is shown to the user.
     - ``generations`` names tiny real end-to-end runs (built lazily, on CPU): each becomes a
       ``test_generation[model/name]`` check of the counted whole run against the analytic total.
+    - ``serving`` (a :class:`Serving`) turns a generative model's stages into time to first
+      token, time per output token, throughput and KV-cache memory in reports and sweeps.
     - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
       compute-like ops that do no counted work (see :mod:`pytest_flopcheck.ops_policy`).
     """
@@ -184,6 +224,7 @@ class ModelRegistration:
         factory=dict, converter=_workloads, validator=_generation_names
     )
     description: str = ""
+    serving: Serving | None = attrs.field(default=None, validator=_serving_stages)
 
     def totals(self, workload: Any, stage: str) -> Metrics:
         """One run's totals of ``stage``, through the fast path when there is one."""

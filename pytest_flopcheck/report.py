@@ -7,6 +7,7 @@ estimates, warnings and what is not modeled. Nothing here imports torch.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,15 @@ MEMORY_CAVEAT = (
     "framework workspace, allocator fragmentation and the elementwise kernels' temporaries are not included."
 )
 
+SERVING_CAVEAT = (
+    "Time per output token is the mean over the decode steps (later steps read a longer KV cache). One "
+    "batch runs from its first stage to its last token: no continuous batching, no overlap of one batch's "
+    "decode with another's prefill, no speculative decoding. Throughput is the batch over its whole "
+    "generation time."
+)
+KV_LENGTHS_UP_TO = 32_768
+"""Without a model's ``max_context``, the KV-cache table stops here."""
+
 
 def workload_fields(workload: Any) -> dict[str, Any]:
     """The workload as plain data (its own ``describe()`` if it has one)."""
@@ -42,6 +52,8 @@ def workload_fields(workload: Any) -> dict[str, Any]:
         return dict(describe())
     if attrs.has(type(workload)):
         return attrs.asdict(workload)
+    if dataclasses.is_dataclass(workload) and not isinstance(workload, type):
+        return dataclasses.asdict(workload)
     return {"value": repr(workload)}
 
 
@@ -136,6 +148,9 @@ def build_report(
     ]
 
     memory = _memory(trees, dtype, own_weights)
+    time_estimates = _times(trees, runs, gpus if gpus is not None else list(GPUS.values()), precision)
+    warnings = list(reg.warnings(workload)) if reg.warnings else []
+    serving = _serving(reg, workload, time_estimates, warnings)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "kind": "flopcheck.static_analysis",
@@ -154,14 +169,81 @@ def build_report(
         "stage_totals": stages,
         "totals": {"per_generation": generation.as_dict()},
         "memory": memory,
-        "time_estimates": _times(trees, runs, gpus if gpus is not None else list(GPUS.values()), precision),
+        "time_estimates": time_estimates,
         "top_layers": top_layers,
         "top_categories": top_categories,
         "tree": {name: _node_json(tree) for name, tree in trees.items()},
-        "warnings": list(reg.warnings(workload)) if reg.warnings else [],
+        "warnings": warnings,
         "not_modeled": list(reg.not_modeled),
     }
+    if serving is not None:
+        report["serving"] = serving
     return report
+
+
+def kv_lengths(context: int, final: int, max_context: int | None) -> list[int]:
+    """Sequence lengths of the KV-cache table: after the first token, at the last step, and
+    powers of two from 1,024 up to the model's longest context."""
+    limit = max_context if max_context is not None else max(KV_LENGTHS_UP_TO, final)
+    powers = [1 << k for k in range(10, 64) if (1 << k) <= limit]
+    return sorted({context, final, *powers})
+
+
+def serving_times(
+    reg: ModelRegistration, workload: Any, stage_seconds: Mapping[str, float]
+) -> dict[str, float]:
+    """Time to first token, mean time per output token, generation time and throughput from
+    per-generation stage seconds (a registration with ``serving``)."""
+    spec = reg.serving
+    assert spec is not None
+    new, sequences = spec.new_tokens(workload), spec.sequences(workload)
+    total = sum(stage_seconds.values())
+    steps = new - 1
+    return {
+        "time_to_first_token_s": sum(stage_seconds[name] for name in spec.first_token),
+        "time_per_output_token_s": stage_seconds[spec.per_token] / steps if steps else 0.0,
+        "generation_s": total,
+        "units_per_s": sequences / total if total else 0.0,
+        "output_tokens_per_s": sequences * new / total if total else 0.0,
+    }
+
+
+def _serving(
+    reg: ModelRegistration, workload: Any, times: Mapping[str, Any], warnings: list[str]
+) -> dict[str, Any] | None:
+    spec = reg.serving
+    if spec is None:
+        return None
+    new, sequences, context = spec.new_tokens(workload), spec.sequences(workload), spec.context(workload)
+    per_token = spec.cache_bytes_per_token(workload)
+    final = context + new - 1
+    if spec.max_context is not None and final > spec.max_context:
+        warnings.append(
+            f"the sequences reach {final:,} tokens, beyond the model's context of {spec.max_context:,}"
+        )
+    estimates = []
+    for estimate in times["estimates"]:
+        seconds_by_stage = {name: stage["per_generation_s"] for name, stage in estimate["stages"].items()}
+        estimates.append({"gpu": estimate["gpu"], **serving_times(reg, workload, seconds_by_stage)})
+    return {
+        "unit": spec.unit,
+        "sequences": sequences,
+        "new_tokens": new,
+        "context_after_first_token": context,
+        "final_context": final,
+        "max_context": spec.max_context,
+        "first_token_stages": list(spec.first_token),
+        "per_token_stage": spec.per_token,
+        "kv_cache": {
+            "bytes_per_token_per_sequence": per_token,
+            "by_length": [
+                {"tokens": n, "bytes": sequences * n * per_token}
+                for n in kv_lengths(context, final, spec.max_context)
+            ],
+        },
+        "estimates": estimates,
+        "caveat": SERVING_CAVEAT,
+    }
 
 
 def _memory(trees: Mapping[str, CostNode], dtype: str | None, own_weights: set[str]) -> dict[str, Any]:
@@ -337,6 +419,54 @@ def _time_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _serving_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    serving = report["serving"]
+    unit = serving["unit"]
+    header = ["GPU", "time to first token", "per output token", "generation", f"{unit}s/s", "tokens/s"]
+    rows = [
+        [
+            e["gpu"],
+            seconds(e["time_to_first_token_s"]),
+            seconds(e["time_per_output_token_s"]),
+            seconds(e["generation_s"]),
+            f"{e['units_per_s']:,.2f}",
+            f"{e['output_tokens_per_s']:,.0f}",
+        ]
+        for e in serving["estimates"]
+    ]
+    return header, rows
+
+
+def _kv_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    serving = report["serving"]
+    marks = {
+        serving["context_after_first_token"]: "after the first token",
+        serving["final_context"]: "last step",
+    }
+    header = ["tokens per sequence", f"KV cache, {serving['sequences']:,} {serving['unit']}(s)", ""]
+    rows = [
+        [f"{row['tokens']:,}", human(row["bytes"], "B"), marks.get(row["tokens"], "")]
+        for row in serving["kv_cache"]["by_length"]
+    ]
+    return header, rows
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n:,} {unit}" + ("" if n == 1 else "s")
+
+
+def _serving_intro(report: Mapping[str, Any]) -> str:
+    serving = report["serving"]
+    return (
+        f"{_count(serving['sequences'], serving['unit'])} per batch, "
+        f"{serving['new_tokens']:,} new tokens each; "
+        f"first token after {' + '.join(serving['first_token_stages'])}, then one "
+        f"{serving['per_token_stage']} step per token. KV cache: "
+        f"{serving['kv_cache']['bytes_per_token_per_sequence']:,} bytes per token per {serving['unit']} "
+        f"({report['memory']['dtype']})."
+    )
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -366,6 +496,10 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
             f"Not shown ({times['not_supported']['reason']}): {', '.join(times['not_supported']['gpus'])}.",
             "",
         ]
+    if "serving" in report:
+        lines += ["## Serving", "", _serving_intro(report), ""]
+        lines += _md_table(*_serving_rows(report))
+        lines += ["", *_md_table(*_kv_rows(report)), "", report["serving"]["caveat"], ""]
     memory = report["memory"]["pipeline"]
     lines += [
         "## Memory",
@@ -455,6 +589,14 @@ def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     ]
     for title, data in plots.items():
         parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
+    if "serving" in report:
+        parts += [
+            "<h2>Serving</h2>",
+            f"<p>{esc(_serving_intro(report))}</p>",
+            "<div class='top'>" + _html_table(*_serving_rows(report)) + "</div>",
+            "<div class='top'>" + _html_table(*_kv_rows(report)) + "</div>",
+            f"<p class='note'>{esc(report['serving']['caveat'])}</p>",
+        ]
     memory = report["memory"]["pipeline"]
     parts += [
         "<h2>Memory</h2><ul>",

@@ -15,6 +15,7 @@ from deepseek_models.deepseek_ocr.config import CHECKPOINT
 from deepseek_models.deepseek_ocr.stages import runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
 from deepseek_models.deepseek_ocr2 import reference as ocr2_reference
+from deepseek_models.serving import serving
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr"
@@ -77,6 +78,7 @@ def registration() -> ModelRegistration:
         },
         not_modeled=NOT_MODELED,
         workload_type=Page,
+        serving=serving(CHECKPOINT.decoder),
     )
 
 

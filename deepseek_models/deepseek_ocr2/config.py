@@ -21,6 +21,13 @@ class DecoderConfig:
     top_k: int = 6
     expert_intermediate: int = 896
     shared_experts: int = 2
+    max_positions: int = 8192
+    """``max_position_embeddings`` of both checkpoints' config.json (transformers' default is 2,048)."""
+
+    @property
+    def kv_elements_per_token(self) -> int:
+        """KV-cache elements per cached token of one sequence (keys and values of every layer, MHA)."""
+        return 2 * self.layers * self.heads * self.head_dim
 
     @property
     def shared_intermediate(self) -> int:

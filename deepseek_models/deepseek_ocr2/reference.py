@@ -43,6 +43,7 @@ def config(arch: Architecture = CHECKPOINT, experts: str = IMPLEMENTATION) -> An
         n_shared_experts=d.shared_experts,
         num_experts_per_tok=d.top_k,
         moe_intermediate_size=d.expert_intermediate,
+        max_position_embeddings=d.max_positions,
         topk_method="greedy",
         mlp_layer_types=["dense"] * d.dense_layers + ["sparse"] * (d.layers - d.dense_layers),
         experts_implementation=experts,

@@ -12,6 +12,7 @@ from deepseek_models.deepseek_ocr2 import reference
 from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM
 from deepseek_models.deepseek_ocr2.stages import runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
+from deepseek_models.serving import serving
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"
@@ -27,7 +28,6 @@ NOT_MODELED = (
     "view assembly): 0 FLOPs by the counter's convention, and its memory traffic is not in io_bytes",
     "Image preprocessing and the choice of crops (the workload gives the crop count), tokenization",
     "Sampling, stopping before new_tokens, and speculative or batched-prefill serving schedules",
-    "DeepSeek-OCR (v1) with its CLIP-L encoder; time-to-first-token and per-token sizing outputs",
     "References on cpu and cuda (the model is counted on meta)",
 )
 
@@ -72,6 +72,7 @@ def registration() -> ModelRegistration:
         },
         not_modeled=NOT_MODELED,
         workload_type=Page,
+        serving=serving(DECODER),
     )
 
 

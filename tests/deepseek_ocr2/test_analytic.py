@@ -51,3 +51,33 @@ def test_prefill_and_decode_share_weights_and_every_standard_workload_builds() -
     for workload in STANDARD_WORKLOADS.values():
         for stage in STAGES:
             assert stage_tree(workload, stage).total.flops > 0
+
+
+def test_the_serving_kv_cache_is_the_decode_trees_cache_at_the_last_step() -> None:
+    from deepseek_models.deepseek_ocr2.registration import registration
+
+    spec = registration().serving
+    assert spec is not None
+    w = Page(pages=3, crops=2, new_tokens=40)
+    final = spec.context(w) + spec.new_tokens(w) - 1
+    assert stage_tree(w, "decode").total.cache_bytes == spec.sequences(
+        w
+    ) * final * spec.cache_bytes_per_token(w)
+
+
+def test_a_decode_step_reads_only_the_experts_its_tokens_reach() -> None:
+    from pytest_flopcheck import layers
+
+    def routed_io(tokens: int) -> int:
+        moe = layers.moe(
+            "m", tokens=tokens, hidden=8, experts=64, top_k=6, expert_intermediate=4,
+            shared_intermediate=0, dtype_bytes=2, reference=None,
+        )  # fmt: skip
+        (routed,) = [c for c in moe.children if c.id == "m.experts"]
+        activations = tokens * 6 * (8 + 4 + 2 * 4 + 8) * 2
+        return routed.metrics.io_bytes - activations
+
+    per_expert = 3 * 8 * 4 * 2
+    assert routed_io(1) == 6 * per_expert  # one token: its top-6 experts
+    assert routed_io(10) == 60 * per_expert
+    assert routed_io(11) == 64 * per_expert  # 66 rows can reach every expert

@@ -666,3 +666,149 @@ def test_phases_sharing_weights_count_them_once(tmp_path: Path, capsys: pytest.C
     assert report["totals"]["per_generation"]["params"] == 1000  # not 2000: decode runs prefill's weights
     assert report["memory"]["pipeline"]["weight_bytes"] == 2000
     assert report["model"]["stages"][1]["weights_of"] == "prefill"
+
+
+SERVING_PLUGIN = """
+import dataclasses
+
+from pytest_flopcheck import CostNode, Metrics, ModelRegistration, Serving, Stage, hookimpl
+
+
+@dataclasses.dataclass(frozen=True)
+class Gen:
+    batch: int = 2
+    prompt: int = 10
+    new_tokens: int = 5
+
+
+def analytic(w, stage):
+    flops = {"encode": 10**12, "prefill": 2 * 10**12, "decode": (w.new_tokens - 1) * 10**11}[stage]
+    leaf = CostNode(stage + ".work", "work", Metrics(flops=flops, params=10, weight_bytes=20))
+    return CostNode("", stage, leaf.metrics, (leaf,))
+
+
+@hookimpl
+def flopcheck_register_models(register):
+    register(ModelRegistration(
+        name="gen",
+        stages=(Stage("encode", 0.0), Stage("prefill", 0.0), Stage("decode", 0.0, weights_of="prefill")),
+        workloads={"w": Gen()},
+        analytic=analytic,
+        workload_type=Gen,
+        serving=Serving(
+            first_token=("encode", "prefill"),
+            per_token="decode",
+            new_tokens=lambda w: w.new_tokens,
+            sequences=lambda w: w.batch,
+            context=lambda w: w.prompt,
+            cache_bytes_per_token=lambda w: 100,
+            unit="request",
+            max_context=4096,
+        ),
+    ))
+"""
+
+
+def test_serving_figures_in_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "gen_plugin.py"
+    plugin.write_text(SERVING_PLUGIN)
+    code, _, _ = run(
+        capsys, "-p", str(plugin), "report", "gen", "--gpu", "H100-SXM", "--output", str(tmp_path / "o")
+    )
+    assert code == 0
+    (folder,) = (tmp_path / "o").glob("*/static_analysis/gen")
+    serving = json.loads((folder / "report.json").read_text())["serving"]
+    peak = 989.4e12  # H100 SXM dense bf16; the toy moves no bytes, so every stage is compute-bound
+    (estimate,) = serving["estimates"]
+    assert estimate["time_to_first_token_s"] == pytest.approx(3e12 / peak)
+    assert estimate["time_per_output_token_s"] == pytest.approx(1e11 / peak)
+    assert estimate["generation_s"] == pytest.approx(3.4e12 / peak)
+    assert estimate["units_per_s"] == pytest.approx(2 / (3.4e12 / peak))
+    assert estimate["output_tokens_per_s"] == pytest.approx(2 * 5 / (3.4e12 / peak))
+    assert serving["final_context"] == 10 + 5 - 1
+    assert serving["kv_cache"]["by_length"] == [
+        {"tokens": n, "bytes": 2 * n * 100} for n in (10, 14, 1024, 2048, 4096)
+    ]
+    summary = (folder / "summary.md").read_text()
+    assert "## Serving" in summary
+    assert "2 requests per batch, 5 new tokens each" in summary
+    assert "| 14 | 2.80 kB | last step |" in summary
+    assert "Workload: batch=2, prompt=10, new_tokens=5" in summary
+    assert "<h2>Serving</h2>" in (folder / "report.html").read_text()
+
+
+def test_a_context_beyond_the_model_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "gen_plugin.py"
+    plugin.write_text(SERVING_PLUGIN)
+    code, out, _ = run(
+        capsys, "-p", str(plugin), "report", "gen", "--prompt", "5000", "--output", str(tmp_path / "o")
+    )
+    assert code == 0
+    assert "the sequences reach 5,004 tokens, beyond the model's context of 4,096" in out
+
+
+def test_sweep_with_a_gpu_adds_time_and_serving_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "gen_plugin.py"
+    plugin.write_text(SERVING_PLUGIN)
+    out_dir = tmp_path / "o"
+    code, _, _ = run(
+        capsys, "-p", str(plugin), "sweep", "gen", "--vary", "batch=1,4", "--output", str(out_dir)
+    )
+    assert code == 0
+    (csv_path,) = out_dir.glob("*/sweep/gen/sweep.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["kv_cache_bytes"] for r in rows] == ["1400", "5600"]
+    assert "total_s" not in rows[0]
+    code, _, _ = run(
+        capsys, "-p", str(plugin), "sweep", "gen", "--vary", "new_tokens=3,9", "--gpu", "h100-sxm",
+        "--output", str(out_dir / "gpu"),
+    )  # fmt: skip
+    assert code == 0
+    (csv_path,) = (out_dir / "gpu").glob("*/sweep/gen/sweep.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    peak = 989.4e12
+    assert float(rows[1]["decode_s"]) == pytest.approx(8e11 / peak)
+    assert float(rows[1]["time_per_output_token_s"]) == pytest.approx(1e11 / peak)
+    assert float(rows[0]["requests_per_s"]) == pytest.approx(2 / (3.2e12 / peak))
+    (json_path,) = (out_dir / "gpu").glob("*/sweep/gen/sweep.json")
+    header = json.loads(json_path.read_text())
+    assert header["gpu"]["name"] == "H100-SXM"
+    assert set(header["columns"]) == set(rows[0]) - {"new_tokens"}
+    code, _, err = run(
+        capsys, "-p", str(plugin), "sweep", "gen", "--vary", "batch=1", "--precision", "fp8",
+        "--output", str(out_dir / "bad"),
+    )  # fmt: skip
+    assert code == 2
+    assert "--precision needs --gpu in a sweep" in err
+    assert not (out_dir / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("first_token", "per_token", "message"),
+    [
+        (("encode", "prefil"), "decode", "serving names stage 'prefil', which is not registered"),
+        (("encode",), "encode", "serving stage 'encode' cannot be both first_token and per_token"),
+    ],
+)
+def test_serving_must_name_registered_stages(
+    first_token: tuple[str, ...], per_token: str, message: str
+) -> None:
+    from pytest_flopcheck import CostNode, ModelRegistration, Serving, Stage
+
+    with pytest.raises(ValueError, match=message):
+        ModelRegistration(
+            name="gen",
+            stages=(Stage("encode", 0.0), Stage("prefill", 0.0), Stage("decode", 0.0)),
+            workloads={"w": 1},
+            analytic=lambda w, s: CostNode("", s),
+            serving=Serving(
+                first_token=first_token,
+                per_token=per_token,
+                new_tokens=lambda w: 2,
+                sequences=lambda w: 1,
+                context=lambda w: 1,
+                cache_bytes_per_token=lambda w: 1,
+            ),
+        )
