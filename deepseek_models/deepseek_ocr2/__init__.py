@@ -1,8 +1,8 @@
 """DeepSeek-OCR-2: analytic cost models, checked against transformers' native implementation.
 
-In progress. The language decoder (prefill) is modeled and verified module by module; the SAM
-and Qwen2-style vision encoders, the projector, multi-view workloads, decode and the model's
-registration are not written yet, so ``deepseek_ocr2`` is not registered with pytest-flopcheck.
+SAM, the Qwen2-style vision encoder and the projector per view, the MoE language decoder for
+prefill and decode (registered as ``deepseek_ocr2``). ``decoder`` and ``vision.sam`` are shared
+with DeepSeek-OCR (v1), whose decoder and SAM are the same modules.
 """
 
 from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig
