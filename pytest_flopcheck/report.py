@@ -443,7 +443,11 @@ def _kv_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         serving["context_after_first_token"]: "after the first token",
         serving["final_context"]: "last step",
     }
-    header = ["tokens per sequence", f"KV cache, {serving['sequences']:,} {serving['unit']}(s)", ""]
+    header = [
+        f"tokens per {serving['unit']}",
+        f"KV cache, {_count(serving['sequences'], serving['unit'])}",
+        "",
+    ]
     rows = [
         [f"{row['tokens']:,}", human(row["bytes"], "B"), marks.get(row["tokens"], "")]
         for row in serving["kv_cache"]["by_length"]

@@ -732,6 +732,7 @@ def test_serving_figures_in_the_report(tmp_path: Path, capsys: pytest.CaptureFix
     summary = (folder / "summary.md").read_text()
     assert "## Serving" in summary
     assert "2 requests per batch, 5 new tokens each" in summary
+    assert "| tokens per request | KV cache, 2 requests |  |" in summary
     assert "| 14 | 2.80 kB | last step |" in summary
     assert "Workload: batch=2, prompt=10, new_tokens=5" in summary
     assert "<h2>Serving</h2>" in (folder / "report.html").read_text()
