@@ -83,6 +83,18 @@ class WorkloadOption:
                 raise UsageError(
                     f"{_option(self.field)} {shorten(text)} is not allowed: it must be an integer"
                 ) from None
+        if self.kind is float:
+            try:
+                value = float(text.strip())
+            except ValueError:
+                raise UsageError(
+                    f"{_option(self.field)} {shorten(text)} is not allowed: it must be a number"
+                ) from None
+            if not math.isfinite(value):
+                raise UsageError(
+                    f"{_option(self.field)} {shorten(text)} is not allowed: it must be a finite number"
+                )
+            return value
         if self.kind is bool:
             lowered = text.strip().lower()
             if lowered in ("1", "true", "yes", "on"):
@@ -96,7 +108,7 @@ class WorkloadOption:
 
 
 def _field_kind(annotation: object) -> type:
-    return annotation if annotation is int or annotation is bool else str
+    return annotation if annotation in (int, bool, float) else str
 
 
 class WorkloadClassError(UsageError):
@@ -104,13 +116,14 @@ class WorkloadClassError(UsageError):
 
 
 def workload_options(workload_type: type | None) -> list[WorkloadOption]:
-    """One option per field of an attrs class or a dataclass (ints and flags typed, the rest text)."""
+    """One option per field of an attrs class or a dataclass (ints, numbers and flags typed, the
+    rest text)."""
     if workload_type is None:
         return []
     if attrs.has(workload_type):
         resolved = attrs.resolve_types(workload_type)
         return [
-            WorkloadOption(f.name, f.type if f.type in (int, bool) else str, str(f.metadata.get("help", "")))
+            WorkloadOption(f.name, _field_kind(f.type), str(f.metadata.get("help", "")))
             for f in attrs.fields(resolved)
             if f.init and f.metadata.get("option", True)
         ]

@@ -239,8 +239,9 @@ class ModelRegistration:
         raise KeyError(name)
 
     def runs(self, workload: Any) -> dict[str, int]:
-        """How often each stage runs in one generation, checked: every stage present, each at
-        least once. Without ``multiplicities`` every stage runs once."""
+        """How often each stage runs in one generation, checked: every stage present, none
+        negative, at least one running (a stage may run 0 times in some workloads: a Wan2.2
+        expert no step reaches). Without ``multiplicities`` every stage runs once."""
         if self.multiplicities is None:
             return {stage.name: 1 for stage in self.stages}
         counts = self.multiplicities(workload)
@@ -252,14 +253,16 @@ class ModelRegistration:
             n = counts.get(stage.name)
             if n is None:
                 raise ValueError(f"multiplicities gives no count for stage {stage.name!r}")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ValueError(
-                    f"multiplicities gives stage {stage.name!r} the count {n!r}: it must be an integer >= 1"
+                    f"multiplicities gives stage {stage.name!r} the count {n!r}: it must be an integer >= 0"
                 )
             runs[stage.name] = n
         extra = sorted(set(counts) - set(runs))
         if extra:
             raise ValueError(f"multiplicities names {extra}, which are not stages of {self.name!r}")
+        if not any(runs.values()):
+            raise ValueError("multiplicities gives every stage the count 0: a generation runs at least one")
         return runs
 
     @property

@@ -398,7 +398,8 @@ def test_a_broken_analytic_model_is_one_clear_error(
     ("runs", "message"),
     [
         ("{}", "multiplicities gives no count for stage 'core'"),
-        ('{"core": 0}', "multiplicities gives stage 'core' the count 0: it must be an integer >= 1"),
+        ('{"core": -1}', "multiplicities gives stage 'core' the count -1: it must be an integer >= 0"),
+        ('{"core": 0}', "multiplicities gives every stage the count 0: a generation runs at least one"),
     ],
 )
 def test_bad_multiplicities_are_one_error_on_the_pipeline(

@@ -1,0 +1,120 @@
+"""Wan2.2's two experts: the step split against diffusers' scheduler and pipeline, the
+workload's rules, and both experts' weights in the pipeline totals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from wan_models.wan2_1.workload import WorkloadError
+from wan_models.wan2_2.pipeline import runs_per_generation, stage_tree
+from wan_models.wan2_2.registration import registration
+from wan_models.wan2_2.schedule import expert_steps, flow_timesteps
+from wan_models.wan2_2.workload import Workload
+
+
+@pytest.mark.parametrize(
+    ("steps", "shift", "boundary", "split"),
+    [
+        (40, 12.0, 0.875, (26, 14)),  # T2V-A14B, official settings
+        (40, 5.0, 0.9, (15, 25)),  # I2V-A14B, official settings
+        (50, 3.0, 0.875, (16, 34)),
+        (50, 3.0, 0.9, (13, 37)),
+    ],
+)
+def test_the_published_expert_splits(
+    steps: int, shift: float, boundary: float, split: tuple[int, int]
+) -> None:
+    assert expert_steps(steps, shift, boundary) == split
+
+
+def test_timesteps_equal_the_diffusers_scheduler() -> None:
+    pytest.importorskip("diffusers")
+    from diffusers import UniPCMultistepScheduler
+
+    for shift in (1.0, 2.5, 3.0, 5.0, 8.0, 12.0, 17.3):
+        scheduler = UniPCMultistepScheduler(  # type: ignore[no-untyped-call]
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
+        )
+        for steps in (*range(1, 61), 100, 250, 1000):
+            scheduler.set_timesteps(steps)
+            assert [int(t) for t in scheduler.timesteps] == flow_timesteps(steps, shift), (steps, shift)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("steps", "shift", "guidance"), [(4, 3.0, True), (6, 12.0, False), (1, 3.0, True)])
+def test_the_tiny_pipeline_calls_each_expert_as_modeled(steps: int, shift: float, guidance: bool) -> None:
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from wan_models.wan2_2.reference import _tiny_call
+
+    w = Workload(frames=5, height=16, width=16, steps=steps, flow_shift=shift, text_len=8, guidance=guidance)
+    call = _tiny_call(w)
+    seen: Counter[str] = Counter()
+
+    def count(stage: str) -> Any:
+        def hook(*_: Any) -> None:
+            seen[stage] += 1
+
+        return hook
+
+    call.module["transformer"].register_forward_hook(count("diffusion_high_noise"))
+    call.module["transformer_2"].register_forward_hook(count("diffusion_low_noise"))
+    call.module["text_encoder"].register_forward_hook(count("text_encoder"))
+    call.run()
+    expected = {stage: n for stage, n in runs_per_generation(w).items() if stage != "vae_decode" and n}
+    assert dict(seen) == expected
+
+
+def test_both_experts_weights_count_in_the_pipeline() -> None:
+    w = Workload(height=480, width=832)
+    expert = stage_tree(w, "diffusion_high_noise").total.params
+    assert expert == stage_tree(w, "diffusion_low_noise").total.params
+    reg = registration()
+    assert all(stage.weights_of is None for stage in reg.stages)  # two sets of expert weights
+    assert expert > 14_000_000_000
+
+
+def test_an_expert_no_step_reaches_runs_zero_times() -> None:
+    runs = runs_per_generation(Workload(steps=1))
+    assert runs["diffusion_high_noise"] == 2
+    assert runs["diffusion_low_noise"] == 0
+    assert registration().runs(Workload(steps=1))["diffusion_low_noise"] == 0
+
+
+def test_frames_follow_diffusers_and_the_difference_is_stated() -> None:
+    w = Workload(frames=16)
+    assert w.as_wan2_1().latent_frames == 5  # 16 -> 17 frames -> 5 latent frames; official: 4
+    assert any("official code's floor rule gives 4" in note for note in w.warnings())
+    assert Workload(frames=81).warnings() == []
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "message"),
+    [
+        ({"flow_shift": 0}, "flow_shift", "it must be a positive number"),
+        ({"flow_shift": float("nan")}, "flow_shift", "it must be a positive number"),
+        ({"variant": "T2V-A15B"}, "variant", "choose one of T2V-A14B"),
+        ({"steps": 0}, "steps", "it must be a positive integer"),
+    ],
+)
+def test_bad_workloads_name_the_field(values: dict[str, object], field: str, message: str) -> None:
+    with pytest.raises(WorkloadError, match=message) as info:
+        Workload(**values)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_the_cli_parses_the_flow_shift(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_flopcheck.cli import main
+
+    assert main(["report", "wan2_2", "--flow-shift", "x", "--output", str(tmp_path)]) == 2
+    assert "--flow-shift 'x' is not allowed: it must be a number" in capsys.readouterr().err
+    assert main(["report", "wan2_2", "--steps", "50", "--flow-shift", "3", "--output", str(tmp_path)]) == 0
+    (report,) = tmp_path.glob("*/static_analysis/wan2_2/report.json")
+    import json
+
+    stages = json.loads(report.read_text())["stage_totals"]
+    assert stages["diffusion_high_noise"]["runs_per_generation"] == 2 * 16
+    assert stages["diffusion_low_noise"]["runs_per_generation"] == 2 * 34

@@ -1,0 +1,80 @@
+"""The Wan2.2 text-to-video pipeline: its stages, how often each runs, and their trees.
+
+As in Wan2.1, the UMT5 encoder runs for the prompt and (with guidance) the negative prompt, each
+step runs one DiT forward per guidance branch, and the Wan-VAE decodes once. What is new: two
+experts of identical architecture, the high-noise one for the steps whose timestep is at least
+``boundary_ratio · 1000`` and the low-noise one after (``schedule.expert_steps``); each is a
+stage with weights of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pytest_flopcheck.tree import CostNode, Metrics
+from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, DiTConfig, TextEncoderConfig, VAEConfig
+from wan_models.wan2_1.dit import dit_forward
+from wan_models.wan2_1.pipeline import stage_totals as wan21_totals
+from wan_models.wan2_1.text_encoder import text_encoder
+from wan_models.wan2_1.vae import vae_decode
+from wan_models.wan2_2.schedule import expert_steps
+from wan_models.wan2_2.workload import Workload
+
+EXPERTS: Final = ("diffusion_high_noise", "diffusion_low_noise")
+STAGES: Final = ("text_encoder", *EXPERTS, "vae_decode")
+WAN21_STAGE: Final = {
+    "text_encoder": "text_encoder",
+    "diffusion_high_noise": "diffusion_core",
+    "diffusion_low_noise": "diffusion_core",
+    "vae_decode": "vae_decode",
+}
+"""The Wan2.1 stage whose builder (and reference) each stage shares."""
+
+
+def _check(stage: str) -> str:
+    if stage not in WAN21_STAGE:
+        raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
+    return WAN21_STAGE[stage]
+
+
+def runs_per_generation(w: Workload) -> dict[str, int]:
+    """Runs of each stage in one generation (an expert that no step reaches runs 0 times)."""
+    branches = 2 if w.guidance else 1
+    high, low = expert_steps(w.steps, w.flow_shift, w.spec.boundary_ratio)
+    return {
+        "text_encoder": branches,
+        "diffusion_high_noise": high * branches,
+        "diffusion_low_noise": low * branches,
+        "vae_decode": 1,
+    }
+
+
+def stage_tree(w: Workload, stage: str) -> CostNode:
+    """The cost tree of one run of ``stage`` (one expert forward for the DiT stages)."""
+    shared = _check(stage)
+    geometry = w.as_wan2_1()
+    if shared == "text_encoder":
+        return text_encoder(geometry)
+    if shared == "diffusion_core":
+        return dit_forward(geometry)
+    return vae_decode(geometry)
+
+
+def stage_totals(w: Workload, stage: str) -> Metrics:
+    """``stage_tree(w, stage).total`` through Wan2.1's cached fast path."""
+    return wan21_totals(w.as_wan2_1(), _check(stage))
+
+
+def generation_flops(
+    w: Workload, dit: DiTConfig | None = None, text: TextEncoderConfig = UMT5_XXL, vae: VAEConfig = WAN_VAE
+) -> int:
+    """FLOPs of one whole generation, for any configuration of the architectures (the tiny ones
+    of a real end-to-end check, say); both experts share ``dit``."""
+    runs = runs_per_generation(w)
+    geometry = w.as_wan2_1()
+    forward = dit_forward(geometry, dit if dit is not None else w.spec.dit).total.flops
+    return (
+        runs["text_encoder"] * text_encoder(geometry, text).total.flops
+        + (runs["diffusion_high_noise"] + runs["diffusion_low_noise"]) * forward
+        + runs["vae_decode"] * vae_decode(geometry, vae).total.flops
+    )

@@ -1,0 +1,101 @@
+"""Registration of model ``wan2_2`` with pytest-flopcheck (the ``flopcheck`` entry point)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from pytest_flopcheck import ModelRegistration, Stage, hookimpl
+from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
+from wan_models.wan2_1.dit import KV_CACHE_NOTE
+from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
+from wan_models.wan2_2 import reference
+from wan_models.wan2_2.pipeline import WAN21_STAGE, runs_per_generation, stage_totals, stage_tree
+from wan_models.wan2_2.schedule import expert_steps
+from wan_models.wan2_2.workload import STANDARD_WORKLOADS, Workload
+
+NAME = "wan2_2"
+
+TINY_WORKLOADS = {
+    "tiny-experts": Workload(frames=5, height=16, width=16, steps=4, flow_shift=3.0, text_len=8),
+}
+"""A tiny two-expert generation: 4 steps at shift 3 split 2 high-noise / 2 low-noise."""
+
+NOT_MODELED = (
+    "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation, residual adds, the CFG mix): 0 FLOPs "
+    "by the counter's convention, and its memory traffic is not in io_bytes",
+    "The scheduler's step arithmetic and the timestep sinusoid (the step split between experts is modeled)",
+    "The official code's per-token time embedding in fp32 (diffusers, the reference, embeds one timestep "
+    "per sample for the A14B experts)",
+    "I2V-A14B (vae_encode, 36 input channels) and TI2V-5B with the Wan2.2 VAE: not modeled yet",
+    "Expert swapping or offload: both experts' weights are counted as resident",
+    "Kernel fusion, compute/memory overlap, launch and communication overheads; tokenizer, video encoding",
+)
+
+
+def reference_config(workload: Workload, stage: str) -> dict[str, Any]:
+    """What the reference module of ``stage`` is built from (it keys the reference cache)."""
+    shared = WAN21_STAGE[stage]
+    if shared == "text_encoder":
+        return attrs.asdict(UMT5_XXL)
+    if shared == "diffusion_core":
+        return attrs.asdict(workload.spec.dit)
+    return attrs.asdict(WAN_VAE)
+
+
+def metadata(workload: Workload) -> dict[str, Any]:
+    high, low = expert_steps(workload.steps, workload.flow_shift, workload.spec.boundary_ratio)
+    return {
+        "experts": attrs.asdict(workload.spec.dit),
+        "text_encoder": attrs.asdict(UMT5_XXL),
+        "vae": attrs.asdict(WAN_VAE),
+        "workload": workload.describe(),
+        "runs_per_generation": runs_per_generation(workload),
+        "rules": {
+            "experts": (
+                f"transformer (high noise) while t >= {workload.spec.boundary_ratio} * 1000, transformer_2 "
+                f"after: {high} and {low} of {workload.steps} steps at flow shift {workload.flow_shift} "
+                "(diffusers' UniPC flow-sigma timesteps)"
+            ),
+            "frames": "diffusers: rounded down to 4n+1 first, then (frames - 1) // 4 + 1 latent frames",
+            "guidance": "two sequential batch-B forwards of the step's expert per step",
+        },
+        "kv_cache": KV_CACHE_NOTE,
+        "feature_cache": FEATURE_CACHE_NOTE,
+    }
+
+
+def registration() -> ModelRegistration:
+    return ModelRegistration(
+        name=NAME,
+        description="Wan2.2 text-to-video A14B: UMT5-XXL encoder, two 14B expert DiTs, Wan-VAE decode",
+        stages=(
+            Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens"),
+            Stage("diffusion_high_noise", 0.05, "the high-noise expert, one forward (one guidance branch)"),
+            Stage("diffusion_low_noise", 0.05, "the low-noise expert, one forward (one guidance branch)"),
+            Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode"),
+        ),
+        workloads=STANDARD_WORKLOADS,
+        analytic=stage_tree,
+        reference=reference.build,
+        reference_config=reference_config,
+        generations={
+            name: functools.partial(reference.tiny_generation, w) for name, w in TINY_WORKLOADS.items()
+        },
+        multiplicities=runs_per_generation,
+        end_to_end_tolerance=0.05,
+        stage_totals=stage_totals,
+        reference_packages=("torch", "diffusers", "transformers"),
+        metadata=metadata,
+        warnings=Workload.warnings,
+        not_modeled=NOT_MODELED,
+        workload_type=Workload,
+    )
+
+
+@hookimpl
+def flopcheck_register_models(register: Callable[[ModelRegistration], None]) -> None:
+    register(registration())
