@@ -348,16 +348,17 @@ def report_figures(document: dict[str, Any]) -> dict[str, str]:
 def _print_report_summary(document: dict[str, Any], where: Path) -> None:
     for warning in document["warnings"]:
         print(f"warning: {warning}")
+    width = max([16, *(len(name) for name in document["stage_totals"])])
     for name, stage in document["stage_totals"].items():
         runs = stage["runs_per_generation"]
         print(
-            f"{name:>16}: {stage['per_generation']['flops']:>30,} FLOPs per generation "
+            f"{name:>{width}}: {stage['per_generation']['flops']:>30,} FLOPs per generation "
             f"({runs} run{'s' if runs != 1 else ''}, {report.percent(stage['flops_share'])})"
         )
-    print(f"{'end to end':>16}: {document['totals']['per_generation']['flops']:>30,} FLOPs")
+    print(f"{'end to end':>{width}}: {document['totals']['per_generation']['flops']:>30,} FLOPs")
     for estimate in document["time_estimates"]["estimates"]:
         print(
-            f"{estimate['gpu']:>16}: {report.seconds(estimate['total_s'])} per generation "
+            f"{estimate['gpu']:>{width}}: {report.seconds(estimate['total_s'])} per generation "
             f"({document['time_estimates']['precision']}, roofline)"
         )
     print(f"report: {where}")

@@ -305,11 +305,15 @@ class FlopcheckSession:
         """Every check, in a deterministic order (models, workloads, stages, tree pre-order).
 
         A stage whose analytic model cannot be built gets its end-to-end check only, which
-        reports the error."""
+        reports the error. A stage the workload runs 0 times (a Wan2.2 expert no step reaches, an
+        encoder a text-only task skips) gets no checks: there is nothing of it to verify."""
         for model in self.models:
             reg = self.registration(model)
             for workload in self.workloads(model):
+                idle = self._idle_stages(model, workload)
                 for stage in reg.stages:
+                    if stage.name in idle:
+                        continue
                     tree = self.tree_or_cause(model, workload, stage.name)
                     if isinstance(tree, CostNode):
                         for node in tree.walk():
@@ -324,6 +328,17 @@ class FlopcheckSession:
             for name in reg.generations:  # selected like workloads: all, or those named
                 if not self.workload_filter or name in self.workload_filter:
                     yield Case(GENERATION, model, name, GENERATION_STAGE)
+
+    def _idle_stages(self, model: str, workload: str) -> set[str]:
+        """Stages the workload runs 0 times (none when the multiplicities are unusable: the
+        pipeline check reports that)."""
+        if self.registration(model).multiplicities is None:
+            return set()
+        try:
+            runs = self.runs(model, workload)
+        except CheckError:
+            return set()
+        return {name for name, n in runs.items() if n == 0}
 
     # -- references -------------------------------------------------------------------------
 
@@ -445,11 +460,11 @@ class FlopcheckSession:
             return
         if case.stage == PIPELINE:
             reg = self.registration(case.model)
-            self.runs(case.model, case.workload)
-            for stage in reg.stages:
-                self.tree(case.model, case.workload, stage.name)
-            for stage in reg.stages:
-                self.reference(case.model, case.workload, stage.name)
+            running = [stage.name for stage in reg.stages if self.runs(case.model, case.workload)[stage.name]]
+            for name in running:
+                self.tree(case.model, case.workload, name)
+            for name in running:
+                self.reference(case.model, case.workload, name)
             return
         self.tree(case.model, case.workload, case.stage)
         self.reference(case.model, case.workload, case.stage)
@@ -532,6 +547,8 @@ class FlopcheckSession:
         gaps: list[CoverageGap] = []
         for stage in reg.stages:
             n = times[stage.name]
+            if n == 0:  # a stage this workload never runs adds nothing
+                continue
             counts = self.reference(case.model, case.workload, stage.name)
             tree = self.tree(case.model, case.workload, stage.name)
             analytic += n * tree.total.flops

@@ -411,6 +411,14 @@ def test_bad_multiplicities_are_one_error_on_the_pipeline(
     result.stdout.fnmatch_lines([f"*the pipeline of toy/small (plugin '*conftest.py'): {message}*"])
 
 
+def test_a_stage_a_workload_never_runs_gets_no_checks(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(toy_source(STAGES='("core", "extra")', RUNS='{"core": 3, "extra": 0}'))
+    result = pytester.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", "-v", *NO_CACHE)
+    result.assert_outcomes(passed=13)  # core's 12 checks and the pipeline; nothing of "extra"
+    assert "toy/small/extra" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_end_to_end?toy/small/pipeline? PASSED*"])
+
+
 def test_a_misspelt_hook_is_a_usage_error_naming_the_plugin(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(TOY.replace("def flopcheck_register_models(", "def flopcheck_register_model("))
     result = pytester.runpytest("--flopcheck=toy", *NO_CACHE)

@@ -44,13 +44,27 @@ def test_timesteps_equal_the_diffusers_scheduler() -> None:
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize(("steps", "shift", "guidance"), [(4, 3.0, True), (6, 12.0, False), (1, 3.0, True)])
-def test_the_tiny_pipeline_calls_each_expert_as_modeled(steps: int, shift: float, guidance: bool) -> None:
+@pytest.mark.parametrize(
+    ("variant", "steps", "shift", "guidance"),
+    [
+        ("T2V-A14B", 4, 3.0, True),
+        ("T2V-A14B", 6, 12.0, False),
+        ("T2V-A14B", 1, 3.0, True),
+        ("I2V-A14B", 6, 5.0, True),
+        ("I2V-A14B", 3, 1.0, False),
+    ],
+)
+def test_the_tiny_pipeline_calls_each_stage_as_modeled(
+    variant: str, steps: int, shift: float, guidance: bool
+) -> None:
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
     from wan_models.wan2_2.reference import _tiny_call
 
-    w = Workload(frames=5, height=16, width=16, steps=steps, flow_shift=shift, text_len=8, guidance=guidance)
+    w = Workload(
+        variant=variant, frames=5, height=16, width=16, steps=steps, flow_shift=shift, text_len=8,
+        guidance=guidance,
+    )  # fmt: skip
     call = _tiny_call(w)
     seen: Counter[str] = Counter()
 
@@ -63,9 +77,17 @@ def test_the_tiny_pipeline_calls_each_expert_as_modeled(steps: int, shift: float
     call.module["transformer"].register_forward_hook(count("diffusion_high_noise"))
     call.module["transformer_2"].register_forward_hook(count("diffusion_low_noise"))
     call.module["text_encoder"].register_forward_hook(count("text_encoder"))
+    vae = call.module["vae"]
+    for method, stage in (("encode", "vae_encode"), ("decode", "vae_decode")):
+        original = getattr(vae, method)
+
+        def counted(*args: Any, _original: Any = original, _stage: str = stage, **kwargs: Any) -> Any:
+            seen[_stage] += 1
+            return _original(*args, **kwargs)
+
+        setattr(vae, method, counted)
     call.run()
-    expected = {stage: n for stage, n in runs_per_generation(w).items() if stage != "vae_decode" and n}
-    assert dict(seen) == expected
+    assert dict(seen) == {stage: n for stage, n in runs_per_generation(w).items() if n}
 
 
 def test_both_experts_weights_count_in_the_pipeline() -> None:
@@ -75,6 +97,16 @@ def test_both_experts_weights_count_in_the_pipeline() -> None:
     reg = registration()
     assert all(stage.weights_of is None for stage in reg.stages)  # two sets of expert weights
     assert expert > 14_000_000_000
+
+
+def test_official_settings_are_the_variants_defaults() -> None:
+    t2v, i2v = Workload(), Workload(variant="I2V-A14B")
+    assert (t2v.steps, t2v.flow_shift, i2v.steps, i2v.flow_shift) == (40, 12.0, 40, 5.0)
+    assert runs_per_generation(t2v)["diffusion_high_noise"] == 2 * 26
+    assert runs_per_generation(i2v)["diffusion_low_noise"] == 2 * 25
+    assert runs_per_generation(t2v)["vae_encode"] == 0
+    assert runs_per_generation(i2v)["vae_encode"] == 1
+    assert stage_tree(i2v, "vae_encode").total.params == 53_596_928  # Wan-VAE encoder + quant_conv
 
 
 def test_an_expert_no_step_reaches_runs_zero_times() -> None:
@@ -96,7 +128,7 @@ def test_frames_follow_diffusers_and_the_difference_is_stated() -> None:
     [
         ({"flow_shift": 0}, "flow_shift", "it must be a positive number"),
         ({"flow_shift": float("nan")}, "flow_shift", "it must be a positive number"),
-        ({"variant": "T2V-A15B"}, "variant", "choose one of T2V-A14B"),
+        ({"variant": "T2V-A15B"}, "variant", "choose one of T2V-A14B, I2V-A14B"),
         ({"steps": 0}, "steps", "it must be a positive integer"),
     ],
 )

@@ -116,7 +116,33 @@ def vae_decode(w: Workload, device: str) -> ReferenceCall:
     return ReferenceCall(vae, lambda: vae.decode(latents, return_dict=False))
 
 
-BUILDERS = {"text_encoder": text_encoder, "diffusion_core": diffusion_core, "vae_decode": vae_decode}
+def vae_encode(w: Workload, device: str) -> ReferenceCall:
+    """diffusers ``AutoencoderKLWan().encode`` on a ``batch_size`` batch of
+    ``output_frames``-frame videos (image-to-video pipelines encode their conditioning video)."""
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    c = WAN_VAE
+    dtype = _dtype(device)
+    with torch.device(device):
+        vae = AutoencoderKLWan(  # type: ignore[no-untyped-call]
+            base_dim=c.base_dim,
+            z_dim=c.z_dim,
+            dim_mult=list(c.dim_mult),
+            num_res_blocks=c.num_res_blocks,
+            temperal_downsample=list(c.temporal_downsample),
+        )
+        vae = _on_device(vae, device)
+        video = torch.randn(w.batch_size, 3, w.output_frames, w.height, w.width, dtype=dtype)
+    return ReferenceCall(vae, lambda: vae.encode(video, return_dict=False))
+
+
+BUILDERS = {
+    "text_encoder": text_encoder,
+    "diffusion_core": diffusion_core,
+    "vae_decode": vae_decode,
+    "vae_encode": vae_encode,
+}
 
 
 def build(w: Workload, stage: str, device: str) -> ReferenceCall:

@@ -225,3 +225,104 @@ def vae_decode(w: Workload, cfg: VAEConfig = WAN_VAE) -> CostNode:
         [post_quant, group("decoder", "vae_decoder", decoder, reference="decoder")],
         note=FEATURE_CACHE_NOTE,
     )
+
+
+ENCODE_CACHE_NOTE = (
+    "cache_bytes is the encoder's feature cache: the last 2 frames of the input of every causal 3×3×3 "
+    "conv and the last frame before every temporal downsample, kept between chunks"
+)
+
+
+def vae_encode(w: Workload, cfg: VAEConfig = WAN_VAE) -> CostNode:
+    """One encode of a ``w.batch_size`` batch of ``w.output_frames``-frame videos (diffusers'
+    ``AutoencoderKLWan.encode``): the encoder runs on the first frame, then on chunks of 4
+    frames, with a feature cache; each temporal downsample skips the first chunk and halves the
+    later chunks' frames (stride 2 over the previous chunk's last frame and the chunk's own);
+    ``quant_conv`` runs over the whole latent."""
+    build = _Builder(w)
+    dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
+    chunks = w.latent_frames
+    level = Level(w.height, w.width, first=1, later=cfg.temporal_stride, chunks=chunks)
+    encoder: list[CostNode] = [build.causal_conv("encoder.conv_in", "encoder.conv_in", level, 3, dims[0], 3)]
+    index = 0
+    for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
+        for j in range(cfg.num_res_blocks):
+            prefix = f"encoder.down_blocks.{index}"
+            encoder.append(build.resnet(prefix, level, in_dim if j == 0 else out_dim, out_dim))
+            index += 1
+        if i != len(cfg.dim_mult) - 1:
+            node, level = _downsample(
+                build, f"encoder.down_blocks.{index}", level, out_dim, cfg.temporal_downsample[i]
+            )
+            encoder.append(node)
+            index += 1
+    top = dims[-1]
+    encoder += [
+        group(
+            "encoder.mid_block",
+            "vae_mid_block",
+            [
+                build.resnet("encoder.mid_block.resnets.0", level, top, top),
+                build.attention("encoder.mid_block.attentions.0", level, top),
+                build.resnet("encoder.mid_block.resnets.1", level, top, top),
+            ],
+            reference="encoder.mid_block",
+        ),
+        build.rms_norm("encoder.norm_out", "encoder.norm_out", level, top),
+        build.causal_conv("encoder.conv_out", "encoder.conv_out", level, top, 2 * cfg.z_dim, 3),
+    ]
+    whole = Level(level.height, level.width, first=level.frames, later=0, chunks=1)
+    quant = build.causal_conv(
+        "quant_conv", "quant_conv", whole, 2 * cfg.z_dim, 2 * cfg.z_dim, 1, cached=False
+    )
+    return group(
+        "",
+        "vae_encode",
+        [group("encoder", "vae_encoder", encoder, reference="encoder"), quant],
+        note=ENCODE_CACHE_NOTE,
+    )
+
+
+def _downsample(
+    build: _Builder, prefix: str, level: Level, dim: int, temporal: bool
+) -> tuple[CostNode, Level]:
+    """WanResample down: zero-pad right and bottom, a 3×3 stride-2 Conv2d on every frame, then
+    (temporal) a (3, 1, 1) stride-2 time conv over the previous chunk's last frame and the
+    chunk's frames, on every chunk but the first."""
+    half = attrs.evolve(level, height=level.height // 2, width=level.width // 2)
+    children = [
+        layers.conv(
+            join(prefix, "resample.1"),
+            "vae_downsample_conv",
+            batch=build.b,
+            in_channels=dim,
+            out_channels=dim,
+            kernel=(3, 3),
+            in_spatial=(level.frames, level.height + 1, level.width + 1),
+            out_spatial=(level.frames, half.height, half.width),
+            bias=True,
+            dtype_bytes=build.db,
+            reference=f"{prefix}.resample.1",
+        )
+    ]
+    if temporal:
+        out_later = (1 + level.later - 3) // 2 + 1
+        later_chunks = level.chunks - 1
+        children.append(
+            layers.conv(
+                join(prefix, "time_conv"),
+                "vae_time_conv",
+                batch=build.b,
+                in_channels=dim,
+                out_channels=dim,
+                kernel=(3, 1, 1),
+                in_spatial=(later_chunks * (1 + level.later), half.height, half.width),
+                out_spatial=(later_chunks * out_later, half.height, half.width),
+                bias=True,
+                dtype_bytes=build.db,
+                reference=f"{prefix}.time_conv",
+                cache_elements=build.b * dim * half.height * half.width,
+            )
+        )
+        half = attrs.evolve(half, later=out_later)
+    return group(prefix, "vae_downsample", children, reference=prefix), half

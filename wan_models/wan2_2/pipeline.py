@@ -1,29 +1,34 @@
-"""The Wan2.2 text-to-video pipeline: its stages, how often each runs, and their trees.
+"""The Wan2.2 pipelines (text- and image-to-video): stages, how often each runs, their trees.
 
 As in Wan2.1, the UMT5 encoder runs for the prompt and (with guidance) the negative prompt, each
 step runs one DiT forward per guidance branch, and the Wan-VAE decodes once. What is new: two
 experts of identical architecture, the high-noise one for the steps whose timestep is at least
 ``boundary_ratio · 1000`` and the low-noise one after (``schedule.expert_steps``); each is a
-stage with weights of its own.
+stage with weights of its own. Image-to-video adds ``vae_encode``: the conditioning video (the
+image followed by zeros, every frame) is encoded once per generation.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+import attrs
+
 from pytest_flopcheck.tree import CostNode, Metrics
 from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, DiTConfig, TextEncoderConfig, VAEConfig
 from wan_models.wan2_1.dit import dit_forward
 from wan_models.wan2_1.pipeline import stage_totals as wan21_totals
 from wan_models.wan2_1.text_encoder import text_encoder
-from wan_models.wan2_1.vae import vae_decode
+from wan_models.wan2_1.vae import vae_decode, vae_encode
+from wan_models.wan2_1.workload import Workload as Wan21Workload
 from wan_models.wan2_2.schedule import expert_steps
 from wan_models.wan2_2.workload import Workload
 
 EXPERTS: Final = ("diffusion_high_noise", "diffusion_low_noise")
-STAGES: Final = ("text_encoder", *EXPERTS, "vae_decode")
+STAGES: Final = ("text_encoder", "vae_encode", *EXPERTS, "vae_decode")
 WAN21_STAGE: Final = {
     "text_encoder": "text_encoder",
+    "vae_encode": "vae_encode",
     "diffusion_high_noise": "diffusion_core",
     "diffusion_low_noise": "diffusion_core",
     "vae_decode": "vae_decode",
@@ -43,6 +48,7 @@ def runs_per_generation(w: Workload) -> dict[str, int]:
     high, low = expert_steps(w.steps, w.flow_shift, w.spec.boundary_ratio)
     return {
         "text_encoder": branches,
+        "vae_encode": 1 if w.spec.image else 0,
         "diffusion_high_noise": high * branches,
         "diffusion_low_noise": low * branches,
         "vae_decode": 1,
@@ -55,14 +61,25 @@ def stage_tree(w: Workload, stage: str) -> CostNode:
     geometry = w.as_wan2_1()
     if shared == "text_encoder":
         return text_encoder(geometry)
+    if shared == "vae_encode":
+        return vae_encode(encode_geometry(w))
     if shared == "diffusion_core":
         return dit_forward(geometry)
     return vae_decode(geometry)
 
 
+def encode_geometry(w: Workload) -> Wan21Workload:
+    """The conditioning video diffusers encodes: one image's video (the image, then zeros),
+    whatever the batch (the latent condition is repeated over the batch)."""
+    return attrs.evolve(w.as_wan2_1(), batch_size=1)
+
+
 def stage_totals(w: Workload, stage: str) -> Metrics:
     """``stage_tree(w, stage).total`` through Wan2.1's cached fast path."""
-    return wan21_totals(w.as_wan2_1(), _check(stage))
+    shared = _check(stage)
+    if shared == "vae_encode":
+        return stage_tree(w, stage).total
+    return wan21_totals(w.as_wan2_1(), shared)
 
 
 def generation_flops(
@@ -75,6 +92,7 @@ def generation_flops(
     forward = dit_forward(geometry, dit if dit is not None else w.spec.dit).total.flops
     return (
         runs["text_encoder"] * text_encoder(geometry, text).total.flops
+        + runs["vae_encode"] * vae_encode(encode_geometry(w), vae).total.flops
         + (runs["diffusion_high_noise"] + runs["diffusion_low_noise"]) * forward
         + runs["vae_decode"] * vae_decode(geometry, vae).total.flops
     )

@@ -8,45 +8,61 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from pytest_flopcheck import Generation, ReferenceCall
 from wan_models.wan2_1 import reference as wan21
-from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE
-from wan_models.wan2_2.pipeline import WAN21_STAGE, generation_flops
+from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE, DiTConfig
+from wan_models.wan2_2.pipeline import WAN21_STAGE, encode_geometry, generation_flops
 from wan_models.wan2_2.workload import Workload
 
 
 def build(w: Workload, stage: str, device: str) -> ReferenceCall:
     """The reference of ``stage`` (the registration's ``reference``): Wan2.1's builder of the
     stage it shares, on the Wan2.2 geometry and expert configuration."""
-    return wan21.build(w.as_wan2_1(), WAN21_STAGE[stage], device)
+    geometry = encode_geometry(w) if stage == "vae_encode" else w.as_wan2_1()
+    return wan21.build(geometry, WAN21_STAGE[stage], device)
+
+
+def tiny_dit(w: Workload) -> DiTConfig:
+    """The tiny expert: image-to-video takes the latent, a 4-channel mask and the condition."""
+    return attrs.evolve(TINY_DIT, in_channels=2 * TINY_VAE.z_dim + 4) if w.spec.image else TINY_DIT
 
 
 def tiny_generation(w: Workload) -> Generation:
     """One whole generation of a tiny two-expert pipeline, and the analytic total for it."""
+    kind = "WanImageToVideoPipeline" if w.spec.image else "WanPipeline"
     return Generation(
-        generation_flops(w, TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE),
+        generation_flops(w, tiny_dit(w), TINY_TEXT_ENCODER, TINY_VAE),
         lambda: _tiny_call(w),
-        "diffusers WanPipeline with two tiny experts, boundary_ratio and UniPC flow sigmas, CPU",
+        f"diffusers {kind} with two tiny experts, boundary_ratio and UniPC flow sigmas, CPU",
     )
 
 
 def _tiny_call(w: Workload) -> ReferenceCall:
     import torch
-    from diffusers import UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
 
     single = wan21.tiny_pipeline()
-    second = WanTransformer3DModel.from_config(single.transformer.config)  # type: ignore[no-untyped-call]
-    pipe: Any = WanPipeline(  # a second random expert beside the first
-        tokenizer=single.tokenizer,
-        text_encoder=single.text_encoder,
-        transformer=single.transformer,
-        transformer_2=second,
-        vae=single.vae,
-        scheduler=UniPCMultistepScheduler(  # type: ignore[no-untyped-call]
+    config = {**single.transformer.config, "in_channels": tiny_dit(w).in_channels}
+    experts = [WanTransformer3DModel.from_config(config) for _ in range(2)]  # type: ignore[no-untyped-call]
+    common: dict[str, Any] = {
+        "tokenizer": single.tokenizer,
+        "text_encoder": single.text_encoder,
+        "transformer": experts[0],
+        "transformer_2": experts[1],
+        "vae": single.vae,
+        "scheduler": UniPCMultistepScheduler(  # type: ignore[no-untyped-call]
             prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=w.flow_shift
         ),
-        boundary_ratio=w.spec.boundary_ratio,
-    )
+        "boundary_ratio": w.spec.boundary_ratio,
+    }
+    pipe: Any = WanImageToVideoPipeline(**common) if w.spec.image else WanPipeline(**common)  # type: ignore[no-untyped-call]
+    inputs: dict[str, Any] = {}
+    if w.spec.image:
+        from PIL import Image
+
+        inputs["image"] = Image.new("RGB", (w.width, w.height), (128, 64, 32))
     pipe.set_progress_bar_config(disable=True)
     modules = torch.nn.ModuleDict(
         {
@@ -68,6 +84,7 @@ def _tiny_call(w: Workload) -> ReferenceCall:
             guidance_scale=5.0 if w.guidance else 1.0,
             max_sequence_length=w.text_len,
             output_type="pt",
+            **inputs,
         )
 
     return ReferenceCall(modules, run)

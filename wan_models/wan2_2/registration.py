@@ -20,9 +20,13 @@ from wan_models.wan2_2.workload import STANDARD_WORKLOADS, Workload
 NAME = "wan2_2"
 
 TINY_WORKLOADS = {
-    "tiny-experts": Workload(frames=5, height=16, width=16, steps=4, flow_shift=3.0, text_len=8),
+    "tiny-t2v": Workload(frames=5, height=16, width=16, steps=4, flow_shift=3.0, text_len=8),
+    "tiny-i2v": Workload(
+        variant="I2V-A14B", frames=5, height=16, width=16, steps=4, flow_shift=3.0, text_len=8
+    ),
 }
-"""A tiny two-expert generation: 4 steps at shift 3 split 2 high-noise / 2 low-noise."""
+"""Tiny two-expert generations, 4 steps at shift 3 (timesteps 999, 900, 750, 500): 2 high-noise
+and 2 low-noise steps at either boundary (0.875 for T2V, 0.9 for I2V)."""
 
 NOT_MODELED = (
     "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation, residual adds, the CFG mix): 0 FLOPs "
@@ -30,7 +34,7 @@ NOT_MODELED = (
     "The scheduler's step arithmetic and the timestep sinusoid (the step split between experts is modeled)",
     "The official code's per-token time embedding in fp32 (diffusers, the reference, embeds one timestep "
     "per sample for the A14B experts)",
-    "I2V-A14B (vae_encode, 36 input channels) and TI2V-5B with the Wan2.2 VAE: not modeled yet",
+    "TI2V-5B with the Wan2.2 VAE and per-token timesteps: not modeled yet",
     "Expert swapping or offload: both experts' weights are counted as resident",
     "Kernel fusion, compute/memory overlap, launch and communication overheads; tokenizer, video encoding",
 )
@@ -41,6 +45,8 @@ def reference_config(workload: Workload, stage: str) -> dict[str, Any]:
     shared = WAN21_STAGE[stage]
     if shared == "text_encoder":
         return attrs.asdict(UMT5_XXL)
+    if shared == "vae_encode":
+        return {"vae": attrs.asdict(WAN_VAE), "encode": True}
     if shared == "diffusion_core":
         return attrs.asdict(workload.spec.dit)
     return attrs.asdict(WAN_VAE)
@@ -71,9 +77,12 @@ def metadata(workload: Workload) -> dict[str, Any]:
 def registration() -> ModelRegistration:
     return ModelRegistration(
         name=NAME,
-        description="Wan2.2 text-to-video A14B: UMT5-XXL encoder, two 14B expert DiTs, Wan-VAE decode",
+        description="Wan2.2 A14B (text- and image-to-video): UMT5-XXL, two 14B expert DiTs, Wan-VAE",
         stages=(
             Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens"),
+            Stage(
+                "vae_encode", 1e-6, "image-to-video: Wan-VAE encode of the conditioning video (image, zeros)"
+            ),
             Stage("diffusion_high_noise", 0.05, "the high-noise expert, one forward (one guidance branch)"),
             Stage("diffusion_low_noise", 0.05, "the low-noise expert, one forward (one guidance branch)"),
             Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode"),

@@ -36,6 +36,8 @@ class Variant:
     steps: int
     flow_shift: float
     sizes: tuple[tuple[int, int], ...]
+    image: bool = False
+    """Image-to-video: the conditioning video (the image, then zeros) is VAE-encoded once."""
 
 
 T2V_A14B = Variant(
@@ -46,7 +48,16 @@ T2V_A14B = Variant(
     flow_shift=12.0,
     sizes=((480, 832), (832, 480), (720, 1280), (1280, 720)),
 )
-VARIANTS: Final = {v.name: v for v in (T2V_A14B,)}
+I2V_A14B = Variant(
+    "I2V-A14B",
+    attrs.evolve(T2V_14B, name="I2V-A14B", in_channels=36),  # 16 latent + 4 mask + 16 condition
+    boundary_ratio=0.9,
+    steps=40,
+    flow_shift=5.0,
+    sizes=T2V_A14B.sizes,
+    image=True,
+)
+VARIANTS: Final = {v.name: v for v in (T2V_A14B, I2V_A14B)}
 OFFICIAL_FRAMES: Final = 81
 
 
@@ -76,8 +87,9 @@ def _default(name: str) -> Any:
 
 @attrs.frozen(kw_only=True)
 class Workload:
-    """One Wan2.2 text-to-video generation. ``steps`` and ``flow_shift`` default to the
-    variant's official settings; they decide which expert runs each step."""
+    """One Wan2.2 generation (text-to-video, or image-to-video for I2V-A14B: one conditioning
+    image per generation). ``steps`` and ``flow_shift`` default to the variant's official
+    settings; they decide which expert runs each step."""
 
     variant: str = attrs.field(default="T2V-A14B", validator=_variant, metadata=_help("model variant"))
     batch_size: int = attrs.field(default=1, validator=_positive_int, metadata=_help("videos per generation"))
@@ -85,13 +97,15 @@ class Workload:
     height: int = attrs.field(default=720, validator=_multiple_of_16, metadata=_help("height in pixels"))
     width: int = attrs.field(default=1280, validator=_multiple_of_16, metadata=_help("width in pixels"))
     steps: int = attrs.field(
-        default=_default("steps"), validator=_positive_int, metadata=_help("denoising steps (official: 40)")
+        default=_default("steps"),
+        validator=_positive_int,
+        metadata=_help("denoising steps (default: the variant's official 40)"),
     )
     flow_shift: float = attrs.field(
         default=_default("flow_shift"),
         converter=_as_float,
         validator=_shift,
-        metadata=_help("the scheduler's flow shift (official T2V-A14B: 12.0)"),
+        metadata=_help("the scheduler's flow shift (default: official, T2V-A14B 12, I2V-A14B 5)"),
     )
     text_len: int = attrs.field(default=512, validator=_positive_int, metadata=_help("padded text length"))
     guidance: bool = attrs.field(
@@ -167,7 +181,8 @@ class Workload:
 
 
 STANDARD_WORKLOADS: Final = {
-    "T2V-A14B-480p": Workload(height=480, width=832),
-    "T2V-A14B-720p": Workload(height=720, width=1280),
+    f"{variant}-{name}": Workload(variant=variant, height=height, width=width)
+    for variant in VARIANTS
+    for name, (height, width) in (("480p", (480, 832)), ("720p", (720, 1280)))
 }
-"""T2V-A14B at its two official sizes, 81 frames, official sampling (40 steps, shift 12)."""
+"""Each A14B variant at its two official sizes, 81 frames, official sampling."""
