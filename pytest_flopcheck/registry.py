@@ -240,8 +240,8 @@ class ModelRegistration:
 
     def runs(self, workload: Any) -> dict[str, int]:
         """How often each stage runs in one generation, checked: every stage present, none
-        negative, at least one running (a stage may run 0 times in some workloads: a Wan2.2
-        expert no step reaches). Without ``multiplicities`` every stage runs once."""
+        negative, at least one running (a stage may run 0 times in some workloads: one of two
+        denoising experts no step reaches). Without ``multiplicities`` every stage runs once."""
         if self.multiplicities is None:
             return {stage.name: 1 for stage in self.stages}
         counts = self.multiplicities(workload)

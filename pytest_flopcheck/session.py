@@ -305,8 +305,8 @@ class FlopcheckSession:
         """Every check, in a deterministic order (models, workloads, stages, tree pre-order).
 
         A stage whose analytic model cannot be built gets its end-to-end check only, which
-        reports the error. A stage the workload runs 0 times (a Wan2.2 expert no step reaches, an
-        encoder a text-only task skips) gets no checks: there is nothing of it to verify."""
+        reports the error. A stage the workload runs 0 times (a denoising expert no step reaches,
+        an image encoder a text-only task skips) gets no checks: there is nothing of it to verify."""
         for model in self.models:
             reg = self.registration(model)
             for workload in self.workloads(model):

@@ -86,7 +86,10 @@ def test_diffusers_folder(tmp_path: Path) -> None:
         ({**OFFICIAL_14B, "num_heads": -4}, "field 'num_heads' is -4; it must be a positive integer"),
         ({**OFFICIAL_14B, "dim": "5120"}, "field 'dim' is '5120'; it must be a positive integer"),
         ({**OFFICIAL_14B, "num_heads": 48}, "field 'num_heads' is 48, which does not divide dim 5120"),
-        ({**OFFICIAL_14B, "model_type": "i2v"}, "field 'model_type' is 'i2v'; only 't2v' is modeled"),
+        (
+            {**OFFICIAL_14B, "model_type": "i2v"},
+            "field 'model_type' is 'i2v'; only 't2v' is read from config.json",
+        ),
         ({**DIFFUSERS_1_3B, "image_dim": 1280}, "field 'image_dim' is set"),
         ({**DIFFUSERS_1_3B, "patch_size": [1, 4, 4]}, r"field 'patch_size' is \[1, 4, 4\]; only \[1, 2, 2\]"),
         ([1, 2], "must hold a JSON object, not list"),

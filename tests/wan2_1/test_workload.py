@@ -7,7 +7,7 @@ import pytest
 from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload, WorkloadError
 
 
-def test_standard_workloads_are_the_seeds_set() -> None:
+def test_standard_workloads_are_the_seeds_set_and_the_image_models() -> None:
     got = {
         k: (w.variant, w.batch_size, w.steps, w.frames, w.height, w.width, w.text_len)
         for k, w in STANDARD_WORKLOADS.items()
@@ -17,6 +17,9 @@ def test_standard_workloads_are_the_seeds_set() -> None:
         "W-002": ("T2V-14B", 1, 50, 16, 512, 512, 512),
         "W-003": ("T2V-14B", 1, 50, 16, 720, 1280, 512),
         "W-004": ("T2V-1.3B", 1, 50, 81, 480, 832, 512),
+        "I2V-480P": ("I2V-14B-480P", 1, 40, 81, 480, 832, 512),
+        "I2V-720P": ("I2V-14B-720P", 1, 40, 81, 720, 1280, 512),
+        "FLF2V-720P": ("FLF2V-14B", 1, 40, 81, 720, 1280, 512),
     }
     assert all(w.guidance and w.dtype == "bf16" for w in STANDARD_WORKLOADS.values())
 

@@ -1,4 +1,4 @@
-"""Architecture numbers of the Wan2.1 text-to-video models.
+"""Architecture numbers of the Wan2.1 models (text-, image- and first-last-frame-to-video).
 
 The DiT configs can be read from a checkpoint folder's ``config.json`` (official Wan format or
 diffusers format). Only JSON is read: nothing in a model folder is executed or unpickled.
@@ -38,10 +38,47 @@ class DiTConfig:
     text_len: int = 512
     eps: float = 1e-6
     cross_attn_norm: bool = True
+    image_dim: int | None = None
+    """Width of the CLIP image features an image-to-video DiT takes (1280), else None."""
+    image_frames: int = 0
+    """Conditioning images: 0 text-to-video, 1 image-to-video, 2 first-last-frame-to-video."""
+    image_tokens_per_image: int = 257
+    """CLIP tokens per image (ViT-H/14 at 224 px: 16 × 16 patches and the class token)."""
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
+
+    @property
+    def image_tokens(self) -> int:
+        """Image keys of the cross-attention's image branch: 257 CLIP tokens per image."""
+        return self.image_tokens_per_image * self.image_frames if self.image_dim is not None else 0
+
+    @property
+    def pos_embed_seq_len(self) -> int | None:
+        """The image embedder's learned positions (first-last-frame models only)."""
+        return self.image_tokens if self.image_frames > 1 else None
+
+
+@attrs.frozen
+class ImageEncoderConfig:
+    """CLIP ViT-H/14 vision tower (transformers ``CLIPVisionModel``) of the image-to-video
+    models; the pipeline keeps its penultimate hidden states, but every layer runs."""
+
+    width: int = 1280
+    layers: int = 32
+    heads: int = 16
+    mlp: int = 5120
+    image_size: int = 224
+    patch: int = 14
+
+    @property
+    def tokens(self) -> int:
+        return (self.image_size // self.patch) ** 2 + 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
 
 
 @attrs.frozen
@@ -78,8 +115,16 @@ class VAEConfig:
 
 T2V_14B = DiTConfig(name="T2V-14B", dim=5120, ffn_dim=13_824, num_heads=40, num_layers=40)
 T2V_1_3B = DiTConfig(name="T2V-1.3B", dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
-VARIANTS: dict[str, DiTConfig] = {c.name: c for c in (T2V_14B, T2V_1_3B)}
+# Image-to-video: 16 latent + 4 mask + 16 condition channels in, CLIP features through an image
+# branch of every cross-attention.
+I2V_14B_480P = attrs.evolve(T2V_14B, name="I2V-14B-480P", in_channels=36, image_dim=1280, image_frames=1)
+I2V_14B_720P = attrs.evolve(I2V_14B_480P, name="I2V-14B-720P")
+FLF2V_14B = attrs.evolve(I2V_14B_480P, name="FLF2V-14B", image_frames=2)
+VARIANTS: dict[str, DiTConfig] = {
+    c.name: c for c in (T2V_14B, T2V_1_3B, I2V_14B_480P, I2V_14B_720P, FLF2V_14B)
+}
 UMT5_XXL = TextEncoderConfig()
+CLIP_VIT_H = ImageEncoderConfig()
 WAN_VAE = VAEConfig()
 
 # Tiny configurations of the same architectures, for a real end-to-end WanPipeline run on CPU
@@ -90,10 +135,18 @@ TINY_DIT = DiTConfig(
 )  # fmt: skip
 TINY_TEXT_ENCODER = TextEncoderConfig(vocab_size=6, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)
 TINY_VAE = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 1, 1, 1), num_res_blocks=1)
+TINY_IMAGE_ENCODER = ImageEncoderConfig(width=8, layers=1, heads=2, mlp=16, image_size=28, patch=14)
+TINY_I2V_DIT = attrs.evolve(
+    TINY_DIT, name="tiny-i2v", in_channels=2 * TINY_VAE.z_dim + 4, image_dim=8, image_frames=1,
+    image_tokens_per_image=TINY_IMAGE_ENCODER.tokens,
+)  # fmt: skip
 
 OFFICIAL_SIZES: dict[str, tuple[tuple[int, int], ...]] = {
     "T2V-14B": ((720, 1280), (1280, 720), (480, 832), (832, 480)),
     "T2V-1.3B": ((480, 832), (832, 480)),
+    "I2V-14B-480P": ((480, 832), (832, 480)),
+    "I2V-14B-720P": ((720, 1280), (1280, 720)),
+    "FLF2V-14B": ((720, 1280), (1280, 720)),
 }
 """Official (height, width) pairs per variant."""
 OFFICIAL_FRAMES = 81
@@ -159,12 +212,18 @@ def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
         if tuple(patch) != (1, 2, 2):
             raise ConfigError(f"{path}: field 'patch_size' is {patch!r}; only [1, 2, 2] is modeled")
         if raw.get("image_dim") is not None or raw.get("added_kv_proj_dim") is not None:
-            raise ConfigError(f"{path}: field 'image_dim' is set: image-to-video models are not modeled yet")
+            raise ConfigError(
+                f"{path}: field 'image_dim' is set: image-to-video DiTs are not read from config.json yet "
+                "(use --variant I2V-14B-480P, I2V-14B-720P or FLF2V-14B)"
+            )
         cross_norm = raw.get("cross_attn_norm", True)
     else:
         model_type = raw.get("model_type", "t2v")
         if model_type != "t2v":
-            raise ConfigError(f"{path}: field 'model_type' is {model_type!r}; only 't2v' is modeled")
+            raise ConfigError(
+                f"{path}: field 'model_type' is {model_type!r}; only 't2v' is read from config.json "
+                "(use --variant for the image-to-video models)"
+            )
         cross_norm = raw.get("cross_attn_norm", True)
     if not isinstance(cross_norm, bool):
         raise ConfigError(f"{path}: field 'cross_attn_norm' is {cross_norm!r}; it must be true or false")

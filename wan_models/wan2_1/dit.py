@@ -81,11 +81,76 @@ def attention(
     return group(prefix, kind, children, reference=ref)
 
 
+def cross_attention(prefix: str, ref: str, cfg: DiTConfig, w: Workload) -> CostNode:
+    """The cross-attention over the text keys; image-to-video DiTs add an image branch: the
+    same queries over the image tokens' keys and values (``add_k_proj``/``add_v_proj``, an
+    RMSNorm on the keys across heads), its output added before ``to_out``."""
+    b, tokens, db = w.batch_size, w.tokens, w.dtype_bytes
+    text = attention(
+        join(prefix, "cross_attn"),
+        f"{ref}.attn2",
+        "cross_attention",
+        cfg,
+        batch=b,
+        q_rows=tokens,
+        kv_rows=w.text_len,
+        dtype_bytes=db,
+    )
+    if not cfg.image_tokens:
+        return text
+    image_rows = b * cfg.image_tokens
+    base = join(prefix, "cross_attn")
+
+    def added(name: str, ref_name: str) -> CostNode:
+        return layers.linear(
+            join(base, name),
+            "cross_attention_projection",
+            rows=image_rows,
+            in_features=cfg.dim,
+            out_features=cfg.dim,
+            bias=True,
+            dtype_bytes=db,
+            reference=f"{ref}.attn2.{ref_name}",
+        )
+
+    image = [
+        added("k_img", "add_k_proj"),
+        added("v_img", "add_v_proj"),
+        layers.norm(
+            join(base, "norm_k_img"),
+            "norm",
+            rows=image_rows,
+            dim=cfg.dim,
+            params=cfg.dim,
+            dtype_bytes=db,
+            reference=f"{ref}.attn2.norm_added_k",
+        ),
+    ]
+    # Both attention cores are the module's own work: one leaf claims both (text and image keys).
+    core, out = text.children[-2], text.children[-1]
+    image_core = layers.attention_core(
+        join(base, "core"),
+        "cross_attention_core",
+        batch=b,
+        heads=cfg.num_heads,
+        q_len=tokens,
+        kv_len=w.text_len + cfg.image_tokens,
+        head_dim=cfg.head_dim,
+        dtype_bytes=db,
+        reference=f"{ref}.attn2",
+        note="the text core and the image core: the same queries over text keys, then over image keys",
+    )
+    del core
+    return group(
+        base, "cross_attention", [*text.children[:-2], *image, image_core, out], reference=f"{ref}.attn2"
+    )
+
+
 def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
     """One transformer block: self-attention, cross-attention norm, cross-attention, FFN."""
     prefix = f"blocks.{index}"
     ref = prefix
-    b, tokens, text, db, d = w.batch_size, w.tokens, w.text_len, w.dtype_bytes, cfg.dim
+    b, tokens, db, d = w.batch_size, w.tokens, w.dtype_bytes, cfg.dim
     children = [
         attention(
             join(prefix, "self_attn"),
@@ -111,16 +176,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             )
         )
     children += [
-        attention(
-            join(prefix, "cross_attn"),
-            f"{ref}.attn2",
-            "cross_attention",
-            cfg,
-            batch=b,
-            q_rows=tokens,
-            kv_rows=text,
-            dtype_bytes=db,
-        ),
+        cross_attention(prefix, ref, cfg, w),
         group(
             join(prefix, "ffn"),
             "ffn",
@@ -262,6 +318,8 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
             reference="condition_embedder.text_embedder",
         ),
     ]
+    if cfg.image_dim is not None:
+        embed.append(_image_embedder(w, cfg))
     head = group(
         "head",
         "head",
@@ -286,3 +344,53 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
         ],
     )
     return embed, block(0, cfg, w), head
+
+
+def _image_embedder(w: Workload, cfg: DiTConfig) -> CostNode:
+    """``condition_embedder.image_embedder``: LayerNorm, a GELU MLP (image_dim → image_dim →
+    dim) and LayerNorm over the image tokens; first-last-frame models add learned positions."""
+    assert cfg.image_dim is not None
+    rows, db, i = w.batch_size * cfg.image_tokens, w.dtype_bytes, cfg.image_dim
+    base = "condition_embedder.image_embedder"
+
+    def norm(name: str, dim: int) -> CostNode:
+        return layers.norm(
+            f"img_emb.{name}",
+            "norm",
+            rows=rows,
+            dim=dim,
+            params=2 * dim,
+            dtype_bytes=db,
+            reference=f"{base}.{name}",
+        )
+
+    def linear(name: str, ref: str, in_f: int, out_f: int) -> CostNode:
+        return layers.linear(
+            f"img_emb.{name}",
+            "image_embedding",
+            rows=rows,
+            in_features=in_f,
+            out_features=out_f,
+            bias=True,
+            dtype_bytes=db,
+            reference=f"{base}.{ref}",
+        )
+
+    children = [
+        norm("norm1", i),
+        group(
+            "img_emb.ff",
+            "image_embedding",
+            [linear("ff.0", "ff.net.0.proj", i, i), linear("ff.2", "ff.net.2", i, cfg.dim)],
+            reference=f"{base}.ff",
+        ),
+        norm("norm2", cfg.dim),
+    ]
+    if cfg.pos_embed_seq_len is not None:
+        children.insert(
+            0,
+            layers.parameter(
+                "img_emb.pos_embed", "image_embedding", params=cfg.pos_embed_seq_len * i, dtype_bytes=db
+            ),
+        )
+    return group("img_emb", "image_embedding", children, reference=base)

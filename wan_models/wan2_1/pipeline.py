@@ -14,14 +14,37 @@ from typing import Final
 import attrs
 
 from pytest_flopcheck.tree import CostNode, Metrics, group
-from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, DiTConfig, TextEncoderConfig, VAEConfig
+from wan_models.wan2_1.config import (
+    CLIP_VIT_H,
+    UMT5_XXL,
+    WAN_VAE,
+    DiTConfig,
+    ImageEncoderConfig,
+    TextEncoderConfig,
+    VAEConfig,
+)
 from wan_models.wan2_1.dit import dit_forward, dit_totals
+from wan_models.wan2_1.image_encoder import image_encoder
 from wan_models.wan2_1.text_encoder import text_encoder, text_encoder_totals
-from wan_models.wan2_1.vae import vae_decode
+from wan_models.wan2_1.vae import vae_decode, vae_encode
 from wan_models.wan2_1.workload import Workload
+
+
+def conditioning_encode(w: Workload) -> CostNode:
+    """The image-to-video conditioning video (image, zeros; or image, zeros, last image),
+    encoded once: the pipeline repeats its latent over the batch."""
+    return vae_encode(attrs.evolve(w, batch_size=1))
+
+
+def clip_images(w: Workload, cfg: ImageEncoderConfig = CLIP_VIT_H) -> CostNode:
+    """The CLIP image encoder on the generation's conditioning image(s), in one call."""
+    return image_encoder(max(w.dit.image_frames, 1), w.dtype_bytes, cfg)
+
 
 STAGE_BUILDERS: Final[dict[str, Callable[[Workload], CostNode]]] = {
     "text_encoder": text_encoder,
+    "image_encoder": clip_images,
+    "vae_encode": conditioning_encode,
     "diffusion_core": dit_forward,
     "vae_decode": vae_decode,
 }
@@ -31,7 +54,14 @@ STAGES: Final = tuple(STAGE_BUILDERS)
 def runs_per_generation(w: Workload) -> dict[str, int]:
     """How many times each stage runs (at the workload's batch) for one generation."""
     branches = 2 if w.guidance else 1
-    return {"text_encoder": branches, "diffusion_core": w.steps * branches, "vae_decode": 1}
+    image = 1 if w.dit.image_frames else 0
+    return {
+        "text_encoder": branches,
+        "image_encoder": image if w.dit.image_dim is not None else 0,
+        "vae_encode": image,
+        "diffusion_core": w.steps * branches,
+        "vae_decode": 1,
+    }
 
 
 def stage_tree(w: Workload, stage: str) -> CostNode:
@@ -68,6 +98,10 @@ def _depends_on(w: Workload, stage: str) -> tuple[object, ...]:
         return (stage, w.dit, w.batch_size, w.latent_frames, w.height, w.width, w.text_len, w.dtype)
     if stage == "vae_decode":
         return (stage, w.batch_size, w.latent_frames, w.height, w.width, w.dtype)
+    if stage == "vae_encode":
+        return (stage, w.latent_frames, w.height, w.width, w.dtype)
+    if stage == "image_encoder":
+        return (stage, w.dit.image_frames, w.dtype)
     raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
 
 
@@ -76,7 +110,7 @@ def _compute_totals(w: Workload, stage: str) -> Metrics:
         return dit_totals(w)
     if stage == "text_encoder":
         return text_encoder_totals(w)
-    return vae_decode(w).total
+    return STAGE_BUILDERS[stage](w).total
 
 
 def pipeline_tree(w: Workload, stages: tuple[str, ...] = STAGES) -> CostNode:
@@ -92,12 +126,15 @@ def generation_flops(
     dit: DiTConfig | None = None,
     text: TextEncoderConfig = UMT5_XXL,
     vae: VAEConfig = WAN_VAE,
+    image: ImageEncoderConfig = CLIP_VIT_H,
 ) -> int:
     """FLOPs of one whole generation (every stage times its runs), for any configuration of the
     three architectures (the tiny ones of a real end-to-end check, say)."""
     runs = runs_per_generation(w)
     return (
         runs["text_encoder"] * text_encoder(w, text).total.flops
+        + runs["image_encoder"] * clip_images(w, image).total.flops
+        + runs["vae_encode"] * vae_encode(attrs.evolve(w, batch_size=1), vae).total.flops
         + runs["diffusion_core"] * dit_forward(w, dit).total.flops
         + runs["vae_decode"] * vae_decode(w, vae).total.flops
     )

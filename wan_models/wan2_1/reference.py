@@ -10,7 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_flopcheck import Generation, ReferenceCall
-from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE, UMT5_XXL, WAN_VAE
+from wan_models.wan2_1.config import (
+    CLIP_VIT_H,
+    TINY_DIT,
+    TINY_I2V_DIT,
+    TINY_IMAGE_ENCODER,
+    TINY_TEXT_ENCODER,
+    TINY_VAE,
+    UMT5_XXL,
+    WAN_VAE,
+)
 from wan_models.wan2_1.pipeline import generation_flops
 from wan_models.wan2_1.workload import Workload
 
@@ -52,6 +61,9 @@ def diffusion_core(w: Workload, device: str) -> ReferenceCall:
             cross_attn_norm=cfg.cross_attn_norm,
             qk_norm="rms_norm_across_heads",
             eps=cfg.eps,
+            image_dim=cfg.image_dim,
+            added_kv_proj_dim=cfg.dim if cfg.image_dim is not None else None,
+            pos_embed_seq_len=cfg.pos_embed_seq_len,
         )
         model = _on_device(model, device)
         latents = torch.randn(
@@ -59,12 +71,39 @@ def diffusion_core(w: Workload, device: str) -> ReferenceCall:
         )
         timestep = torch.full((w.batch_size,), 999.0)
         text = torch.randn(w.batch_size, w.text_len, cfg.text_dim, dtype=dtype)
+        extra: dict[str, Any] = {}
+        if cfg.image_dim is not None:  # the pipeline repeats each image's CLIP features per sample
+            extra["encoder_hidden_states_image"] = torch.randn(
+                w.batch_size * cfg.image_frames, cfg.image_tokens_per_image, cfg.image_dim, dtype=dtype
+            )
     return ReferenceCall(
         model,
         lambda: model(
-            hidden_states=latents, timestep=timestep, encoder_hidden_states=text, return_dict=False
+            hidden_states=latents, timestep=timestep, encoder_hidden_states=text, return_dict=False, **extra
         ),
     )
+
+
+def image_encoder(w: Workload, device: str) -> ReferenceCall:
+    """transformers ``CLIPVisionModel`` (ViT-H/14) on the conditioning image(s), asked for its
+    hidden states as the pipeline does."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    c = CLIP_VIT_H
+    config = CLIPVisionConfig(
+        hidden_size=c.width,
+        intermediate_size=c.mlp,
+        num_hidden_layers=c.layers,
+        num_attention_heads=c.heads,
+        image_size=c.image_size,
+        patch_size=c.patch,
+        hidden_act="gelu",
+    )
+    with torch.device(device):
+        model = _on_device(CLIPVisionModel(config), device)
+        pixels = torch.randn(w.dit.image_frames, 3, c.image_size, c.image_size, dtype=_dtype(device))
+    return ReferenceCall(model, lambda: model(pixel_values=pixels, output_hidden_states=True))
 
 
 def text_encoder(w: Workload, device: str) -> ReferenceCall:
@@ -117,8 +156,8 @@ def vae_decode(w: Workload, device: str) -> ReferenceCall:
 
 
 def vae_encode(w: Workload, device: str) -> ReferenceCall:
-    """diffusers ``AutoencoderKLWan().encode`` on a ``batch_size`` batch of
-    ``output_frames``-frame videos (image-to-video pipelines encode their conditioning video)."""
+    """diffusers ``AutoencoderKLWan().encode`` on one ``output_frames``-frame conditioning video
+    (image-to-video pipelines encode it once and repeat its latent over the batch)."""
     import torch
     from diffusers import AutoencoderKLWan
 
@@ -133,12 +172,13 @@ def vae_encode(w: Workload, device: str) -> ReferenceCall:
             temperal_downsample=list(c.temporal_downsample),
         )
         vae = _on_device(vae, device)
-        video = torch.randn(w.batch_size, 3, w.output_frames, w.height, w.width, dtype=dtype)
+        video = torch.randn(1, 3, w.output_frames, w.height, w.width, dtype=dtype)
     return ReferenceCall(vae, lambda: vae.encode(video, return_dict=False))
 
 
 BUILDERS = {
     "text_encoder": text_encoder,
+    "image_encoder": image_encoder,
     "diffusion_core": diffusion_core,
     "vae_decode": vae_decode,
     "vae_encode": vae_encode,
@@ -180,7 +220,7 @@ def tiny_pipeline() -> Any:
         )
     )  # fmt: skip
     d = TINY_DIT
-    transformer = WanTransformer3DModel(  # type: ignore[no-untyped-call]
+    transformer: Any = WanTransformer3DModel(  # type: ignore[no-untyped-call]
         patch_size=d.patch_size, num_attention_heads=d.num_heads, attention_head_dim=d.head_dim,
         in_channels=d.in_channels, out_channels=d.out_channels, text_dim=d.text_dim, freq_dim=d.freq_dim,
         ffn_dim=d.ffn_dim, num_layers=d.num_layers, rope_max_seq_len=32,
@@ -204,12 +244,81 @@ def tiny_pipeline() -> Any:
 
 def tiny_generation(w: Workload) -> Generation:
     """One whole generation of the tiny pipeline for ``w`` (prompt, negative prompt, every step,
-    the decode), and the analytic total for the tiny configurations (no torch needed for it)."""
+    the decode; for an image variant also the CLIP image encoder and the conditioning encode),
+    and the analytic total for the tiny configurations (no torch needed for it)."""
+    if w.dit.image_dim is not None:
+        return Generation(
+            generation_flops(w, TINY_I2V_DIT, TINY_TEXT_ENCODER, TINY_VAE, TINY_IMAGE_ENCODER),
+            lambda: tiny_i2v_call(w),
+            "diffusers WanImageToVideoPipeline, tiny random configs (CLIP too), on CPU: the whole call",
+        )
     return Generation(
         generation_flops(w, TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE),
         lambda: tiny_pipeline_call(w),
         "diffusers WanPipeline with tiny random configs on CPU: the whole call",
     )
+
+
+def tiny_i2v_call(w: Workload) -> ReferenceCall:
+    """A tiny ``WanImageToVideoPipeline`` (tiny CLIP vision tower and image processor, a tiny
+    image-to-video DiT) and its call for ``w``."""
+    import torch
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    single = tiny_pipeline()
+    d, c = TINY_I2V_DIT, TINY_IMAGE_ENCODER
+    transformer: Any = WanTransformer3DModel(  # type: ignore[no-untyped-call]
+        patch_size=d.patch_size, num_attention_heads=d.num_heads, attention_head_dim=d.head_dim,
+        in_channels=d.in_channels, out_channels=d.out_channels, text_dim=d.text_dim, freq_dim=d.freq_dim,
+        ffn_dim=d.ffn_dim, num_layers=d.num_layers, rope_max_seq_len=32, image_dim=d.image_dim,
+        added_kv_proj_dim=d.dim,
+    )  # fmt: skip
+    encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=c.width, intermediate_size=c.mlp, num_hidden_layers=c.layers,
+            num_attention_heads=c.heads, image_size=c.image_size, patch_size=c.patch, hidden_act="gelu",
+        )
+    )  # fmt: skip
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": c.image_size}, crop_size={"height": c.image_size, "width": c.image_size}
+    )
+    pipe: Any = WanImageToVideoPipeline(  # type: ignore[no-untyped-call]
+        tokenizer=single.tokenizer,
+        text_encoder=single.text_encoder,
+        vae=single.vae,
+        scheduler=single.scheduler,
+        image_processor=processor,
+        image_encoder=encoder,
+        transformer=transformer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    modules = torch.nn.ModuleDict(
+        {
+            "text_encoder": pipe.text_encoder,
+            "image_encoder": encoder,
+            "transformer": transformer,
+            "vae": pipe.vae,
+        }
+    )
+    image = Image.new("RGB", (w.width, w.height), (128, 64, 32))
+
+    def run() -> object:
+        return pipe(
+            image=image,
+            prompt="a cat",
+            negative_prompt="blurry",
+            height=w.height,
+            width=w.width,
+            num_frames=w.frames,
+            num_inference_steps=w.steps,
+            guidance_scale=5.0 if w.guidance else 1.0,
+            max_sequence_length=w.text_len,
+            output_type="pt",
+        )
+
+    return ReferenceCall(modules, run)
 
 
 def tiny_pipeline_call(w: Workload) -> ReferenceCall:

@@ -10,7 +10,7 @@ import attrs
 
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 from wan_models.wan2_1 import reference
-from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, load_dit_config
+from wan_models.wan2_1.config import CLIP_VIT_H, UMT5_XXL, WAN_VAE, load_dit_config
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
 from wan_models.wan2_1.pipeline import runs_per_generation, stage_totals, stage_tree
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
@@ -21,6 +21,9 @@ NAME = "wan2_1"
 TINY_WORKLOADS = {
     "tiny-guided": Workload(frames=5, height=16, width=16, steps=2, text_len=8, guidance=True),
     "tiny-unguided": Workload(frames=5, height=16, width=16, steps=2, text_len=8, guidance=False),
+    # diffusers splits the image-to-video cross-attention keys at 512 text tokens: the tiny
+    # image-to-video run keeps that length.
+    "tiny-i2v": Workload(variant="I2V-14B-480P", frames=5, height=16, width=16, steps=2, text_len=512),
 }
 """Workloads of the real end-to-end generations (run with the tiny configurations)."""
 
@@ -30,8 +33,9 @@ NOT_MODELED = (
     "The scheduler (UniPC / flow matching) step arithmetic and the timestep sinusoid",
     "Kernel fusion, compute/memory overlap, launch and communication overheads",
     "Tokenizer, prompt extension, and video encoding after the VAE decode",
-    "Image-to-video conditioning (I2V image projection and image keys/values)",
-    "The VAE's optional tiled decode (off by default in diffusers) and the VAE encoder",
+    "CLIP image preprocessing (resize and normalise to 224 px); the image-to-video DiTs are not read "
+    "from config.json (use --variant)",
+    "The VAE's optional tiled decode and encode (off by default in diffusers)",
 )
 
 
@@ -48,9 +52,11 @@ def reference_config(workload: Workload, stage: str) -> dict[str, Any]:
     """What the reference module of ``stage`` is built from (it keys the reference cache)."""
     if stage == "text_encoder":
         return attrs.asdict(UMT5_XXL)
+    if stage == "image_encoder":
+        return {"clip": attrs.asdict(CLIP_VIT_H), "images": workload.dit.image_frames}
     if stage == "diffusion_core":
         return attrs.asdict(workload.dit)
-    return attrs.asdict(WAN_VAE)
+    return {"vae": attrs.asdict(WAN_VAE), "stage": stage}
 
 
 def reference_bytes(workload: Workload, stage: str) -> int:
@@ -66,6 +72,7 @@ def metadata(workload: Workload) -> dict[str, Any]:
     return {
         "diffusion_core": attrs.asdict(workload.dit),
         "text_encoder": attrs.asdict(UMT5_XXL),
+        "image_encoder": attrs.asdict(CLIP_VIT_H) if workload.dit.image_dim is not None else None,
         "vae": attrs.asdict(WAN_VAE),
         "workload": workload.describe(),
         "runs_per_generation": runs_per_generation(workload),
@@ -85,9 +92,11 @@ def metadata(workload: Workload) -> dict[str, Any]:
 def registration() -> ModelRegistration:
     return ModelRegistration(
         name=NAME,
-        description="Wan2.1 text-to-video: UMT5-XXL encoder, diffusion transformer, Wan-VAE decode",
+        description="Wan2.1 text-, image- and first-last-frame-to-video: UMT5-XXL, CLIP ViT-H, DiT, Wan-VAE",
         stages=(
             Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens"),
+            Stage("image_encoder", 1e-6, "image-to-video: CLIP ViT-H/14 on the conditioning image(s)"),
+            Stage("vae_encode", 1e-6, "image-to-video: Wan-VAE encode of the conditioning video"),
             Stage("diffusion_core", 0.05, "Wan2.1 DiT, one forward (one guidance branch)"),
             Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode"),
         ),

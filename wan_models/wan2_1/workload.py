@@ -40,6 +40,20 @@ def _variant(instance: Any, attribute: attrs.Attribute[Any], value: object) -> N
         raise WorkloadError(attribute.name, value, f"choose one of {', '.join(VARIANTS)}")
 
 
+IMAGE_TEXT_LEN: Final = 512
+"""diffusers' image branch splits the cross-attention keys at 512 text tokens (hard-coded)."""
+
+
+def _image_text_len(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if instance.dit.image_dim is not None and value != IMAGE_TEXT_LEN:
+        raise WorkloadError(
+            attribute.name,
+            value,
+            f"the image-to-video variants take exactly {IMAGE_TEXT_LEN} text tokens (diffusers separates "
+            f"image and text keys at {IMAGE_TEXT_LEN})",
+        )
+
+
 def _dtype(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value not in DTYPE_BYTES:
         raise WorkloadError(attribute.name, value, f"choose one of {', '.join(DTYPE_BYTES)}")
@@ -56,7 +70,8 @@ def _help(text: str) -> dict[str, str]:
 
 @attrs.frozen(kw_only=True)
 class Workload:
-    """One Wan2.1 text-to-video generation.
+    """One Wan2.1 generation: text-to-video, or image-to-video and first-last-frame-to-video
+    for those variants (one conditioning image, or a first and a last frame).
 
     ``frames`` is the requested video length; the latent length follows the official rule
     ``(frames - 1) // 4 + 1`` (diffusers first rounds frames to 4n+1: a warning says when the
@@ -69,7 +84,9 @@ class Workload:
     height: int = attrs.field(default=720, validator=_multiple_of_16, metadata=_help("height in pixels"))
     width: int = attrs.field(default=1280, validator=_multiple_of_16, metadata=_help("width in pixels"))
     steps: int = attrs.field(default=50, validator=_positive_int, metadata=_help("denoising steps"))
-    text_len: int = attrs.field(default=512, validator=_positive_int, metadata=_help("padded text length"))
+    text_len: int = attrs.field(
+        default=512, validator=[_positive_int, _image_text_len], metadata=_help("padded text length")
+    )
     guidance: bool = attrs.field(
         default=True, validator=_flag, metadata=_help("classifier-free guidance (cond + uncond forwards)")
     )
@@ -164,4 +181,9 @@ STANDARD_WORKLOADS: Final = {
     "W-004": Workload(
         variant="T2V-1.3B", batch_size=1, steps=50, frames=81, height=480, width=832, text_len=512
     ),
+    # Image-to-video and first-last-frame-to-video at their official sizes, 81 frames, the official
+    # code's 40 steps.
+    "I2V-480P": Workload(variant="I2V-14B-480P", steps=40, frames=81, height=480, width=832),
+    "I2V-720P": Workload(variant="I2V-14B-720P", steps=40, frames=81, height=720, width=1280),
+    "FLF2V-720P": Workload(variant="FLF2V-14B", steps=40, frames=81, height=720, width=1280),
 }

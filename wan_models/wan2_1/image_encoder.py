@@ -1,0 +1,127 @@
+"""Analytic model of the CLIP ViT-H/14 image encoder of the image-to-video models (stage
+``image_encoder``): transformers' ``CLIPVisionModel``, called once per generation on the
+conditioning image (first-last-frame: both images in one batch of 2). The pipeline keeps the
+penultimate hidden states, but every layer runs. Ids and references are transformers' module
+names (transformers 5 holds the tower's modules at the model's top level).
+"""
+
+from __future__ import annotations
+
+from pytest_flopcheck import layers
+from pytest_flopcheck.tree import CostNode, Renamer, group
+from wan_models.wan2_1.config import CLIP_VIT_H, ImageEncoderConfig
+
+
+def _layer(index: int, images: int, cfg: ImageEncoderConfig, db: int) -> CostNode:
+    prefix = f"encoder.layers.{index}"
+    rows = images * cfg.tokens
+    w = cfg.width
+
+    def linear(name: str, in_f: int, out_f: int, category: str) -> CostNode:
+        return layers.linear(
+            f"{prefix}.{name}",
+            category,
+            rows=rows,
+            in_features=in_f,
+            out_features=out_f,
+            bias=True,
+            dtype_bytes=db,
+            reference=f"{prefix}.{name}",
+        )
+
+    def norm(name: str) -> CostNode:
+        return layers.norm(
+            f"{prefix}.{name}",
+            "norm",
+            rows=rows,
+            dim=w,
+            params=2 * w,
+            dtype_bytes=db,
+            reference=f"{prefix}.{name}",
+        )
+
+    attention = group(
+        f"{prefix}.self_attn",
+        "image_attention",
+        [
+            linear("self_attn.q_proj", w, w, "image_projection"),
+            linear("self_attn.k_proj", w, w, "image_projection"),
+            linear("self_attn.v_proj", w, w, "image_projection"),
+            layers.attention_core(
+                f"{prefix}.self_attn.core",
+                "image_attention_core",
+                batch=images,
+                heads=cfg.heads,
+                q_len=cfg.tokens,
+                kv_len=cfg.tokens,
+                head_dim=cfg.head_dim,
+                dtype_bytes=db,
+                reference=f"{prefix}.self_attn",
+            ),
+            linear("self_attn.out_proj", w, w, "image_projection"),
+        ],
+        reference=f"{prefix}.self_attn",
+    )
+    mlp = group(
+        f"{prefix}.mlp",
+        "image_mlp",
+        [linear("mlp.fc1", w, cfg.mlp, "image_mlp"), linear("mlp.fc2", cfg.mlp, w, "image_mlp")],
+        reference=f"{prefix}.mlp",
+    )
+    return group(
+        prefix, "image_layer", [norm("layer_norm1"), attention, norm("layer_norm2"), mlp], reference=prefix
+    )
+
+
+def image_encoder(images: int, dtype_bytes: int, cfg: ImageEncoderConfig = CLIP_VIT_H) -> CostNode:
+    """One call of the CLIP vision tower on ``images`` images of ``cfg.image_size`` pixels."""
+    db, w, side = dtype_bytes, cfg.width, cfg.image_size // cfg.patch
+    emb = "embeddings"
+    embeddings = group(
+        emb,
+        "image_embedding",
+        [
+            layers.parameter(f"{emb}.class_embedding", "image_embedding", params=w, dtype_bytes=db),
+            layers.conv(
+                f"{emb}.patch_embedding",
+                "image_embedding",
+                batch=images,
+                in_channels=3,
+                out_channels=w,
+                kernel=(cfg.patch, cfg.patch),
+                in_spatial=(cfg.image_size, cfg.image_size),
+                out_spatial=(side, side),
+                bias=False,
+                dtype_bytes=db,
+                reference=f"{emb}.patch_embedding",
+            ),
+            layers.embedding(
+                f"{emb}.position_embedding",
+                "image_embedding",
+                rows=cfg.tokens,
+                num_embeddings=cfg.tokens,
+                dim=w,
+                dtype_bytes=db,
+                reference=f"{emb}.position_embedding",
+            ),
+        ],
+        reference=emb,
+    )
+    first = _layer(0, images, cfg, db)
+    rename = Renamer(first, "encoder.layers.0", "encoder.layers.0")
+    blocks = [first] + [rename(f"encoder.layers.{i}", f"encoder.layers.{i}") for i in range(1, cfg.layers)]
+
+    def norm(name: str, rows: int) -> CostNode:
+        return layers.norm(name, "norm", rows=rows, dim=w, params=2 * w, dtype_bytes=db, reference=name)
+
+    return group(
+        "",
+        "image_encoder",
+        [
+            embeddings,
+            norm("pre_layrnorm", images * cfg.tokens),
+            group("encoder", "image_layers", blocks, reference="encoder"),
+            norm("post_layernorm", images),  # on the pooled class token only
+        ],
+        reference="",
+    )
