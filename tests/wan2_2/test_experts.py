@@ -52,6 +52,7 @@ def test_timesteps_equal_the_diffusers_scheduler() -> None:
         ("T2V-A14B", 1, 3.0, True),
         ("I2V-A14B", 6, 5.0, True),
         ("I2V-A14B", 3, 1.0, False),
+        ("TI2V-5B", 3, 5.0, True),
     ],
 )
 def test_the_tiny_pipeline_calls_each_stage_as_modeled(
@@ -61,11 +62,19 @@ def test_the_tiny_pipeline_calls_each_stage_as_modeled(
     pytest.importorskip("transformers")
     from wan_models.wan2_2.reference import _tiny_call
 
-    w = Workload(
-        variant=variant, frames=5, height=16, width=16, steps=steps, flow_shift=shift, text_len=8,
-        guidance=guidance,
-    )  # fmt: skip
-    call = _tiny_call(w)
+    size = 32 if variant == "TI2V-5B" else 16
+    workloads = [
+        Workload(
+            variant=variant, frames=5, height=size, width=size, steps=steps, flow_shift=shift, text_len=8,
+            guidance=guidance, image=image,
+        )
+        for image in ((False, True) if variant == "TI2V-5B" else (variant == "I2V-A14B",))
+    ]  # fmt: skip
+    for w in workloads:
+        observe_stage_calls(w, _tiny_call(w))
+
+
+def observe_stage_calls(w: Workload, call: Any) -> None:
     seen: Counter[str] = Counter()
 
     def count(stage: str) -> Any:
@@ -74,8 +83,11 @@ def test_the_tiny_pipeline_calls_each_stage_as_modeled(
 
         return hook
 
-    call.module["transformer"].register_forward_hook(count("diffusion_high_noise"))
-    call.module["transformer_2"].register_forward_hook(count("diffusion_low_noise"))
+    if "transformer_2" in call.module:
+        call.module["transformer"].register_forward_hook(count("diffusion_high_noise"))
+        call.module["transformer_2"].register_forward_hook(count("diffusion_low_noise"))
+    else:
+        call.module["transformer"].register_forward_hook(count("diffusion_core"))
     call.module["text_encoder"].register_forward_hook(count("text_encoder"))
     vae = call.module["vae"]
     for method, stage in (("encode", "vae_encode"), ("decode", "vae_decode")):
@@ -120,7 +132,13 @@ def test_frames_follow_diffusers_and_the_difference_is_stated() -> None:
     w = Workload(frames=16)
     assert w.as_wan2_1().latent_frames == 5  # 16 -> 17 frames -> 5 latent frames; official: 4
     assert any("official code's floor rule gives 4" in note for note in w.warnings())
-    assert Workload(frames=81).warnings() == []
+    assert not any("frames" in note for note in Workload(frames=81).warnings())
+
+
+def test_the_official_per_token_time_embedding_is_stated_not_modeled() -> None:
+    (note,) = Workload().warnings()  # T2V-A14B at 720p, 81 frames: 75,600 tokens per sample
+    assert "27,943,132,200,960 FLOPs more per DiT forward" in note  # the facts file: about 27.9 TFLOP
+    assert Workload(variant="TI2V-5B").warnings() == []  # diffusers embeds per token there too
 
 
 @pytest.mark.parametrize(
@@ -128,7 +146,10 @@ def test_frames_follow_diffusers_and_the_difference_is_stated() -> None:
     [
         ({"flow_shift": 0}, "flow_shift", "it must be a positive number"),
         ({"flow_shift": float("nan")}, "flow_shift", "it must be a positive number"),
-        ({"variant": "T2V-A15B"}, "variant", "choose one of T2V-A14B, I2V-A14B"),
+        ({"variant": "T2V-A15B"}, "variant", "choose one of T2V-A14B, I2V-A14B, TI2V-5B"),
+        ({"variant": "T2V-A14B", "image": True}, "image", "T2V-A14B: it takes no image"),
+        ({"variant": "I2V-A14B", "image": False}, "image", "I2V-A14B: it is image-to-video only"),
+        ({"variant": "TI2V-5B", "height": 720}, "height", "TI2V-5B needs a multiple of 32"),
         ({"steps": 0}, "steps", "it must be a positive integer"),
     ],
 )
@@ -150,3 +171,16 @@ def test_the_cli_parses_the_flow_shift(tmp_path: Any, capsys: pytest.CaptureFixt
     stages = json.loads(report.read_text())["stage_totals"]
     assert stages["diffusion_high_noise"]["runs_per_generation"] == 2 * 16
     assert stages["diffusion_low_noise"]["runs_per_generation"] == 2 * 34
+
+
+def test_ti2v_defaults_one_dit_per_token_timesteps_and_the_wan22_vae() -> None:
+    w = Workload(variant="TI2V-5B")
+    assert (w.frames, w.height, w.width, w.steps, w.flow_shift, w.image) == (121, 704, 1280, 50, 5.0, False)
+    runs = runs_per_generation(w)
+    assert (runs["diffusion_core"], runs["diffusion_high_noise"], runs["diffusion_low_noise"]) == (100, 0, 0)
+    assert w.as_wan2_1().tokens == 31 * 22 * 40  # 16x VAE, patch 2
+    assert stage_tree(w, "vae_decode").total.params == 555_051_580  # the Wan2.2 decoder (Wan2.1's: 73 M)
+    image = Workload(variant="TI2V-5B", image=True)
+    assert runs_per_generation(image)["vae_encode"] == 1
+    one_frame = stage_tree(image, "vae_encode").total.flops
+    assert one_frame < stage_tree(Workload(variant="I2V-A14B"), "vae_encode").total.flops

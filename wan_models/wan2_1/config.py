@@ -44,6 +44,8 @@ class DiTConfig:
     """Conditioning images: 0 text-to-video, 1 image-to-video, 2 first-last-frame-to-video."""
     image_tokens_per_image: int = 257
     """CLIP tokens per image (ViT-H/14 at 224 px: 16 × 16 patches and the class token)."""
+    expand_timesteps: bool = False
+    """One timestep per token (Wan2.2 TI2V-5B): the time embedding and projection run per token."""
 
     @property
     def head_dim(self) -> int:
@@ -111,6 +113,18 @@ class VAEConfig:
     out_channels: int = 3
     temporal_stride: int = 4
     spatial_stride: int = 8
+    decoder_base_dim: int | None = None
+    """The decoder's base width when it differs from the encoder's (Wan2.2: 256 vs 160)."""
+    residual: bool = False
+    """Wan2.2's residual down and up blocks (average-pool / duplicate shortcuts, 0 FLOPs)."""
+    patch: int = 1
+    """Pixels folded into channels before the encoder and unfolded after the decoder (Wan2.2: 2)."""
+    in_channels: int = 3
+    """Channels the encoder's first conv takes (after patchify: 3 · patch²)."""
+
+    @property
+    def decoder_dim(self) -> int:
+        return self.decoder_base_dim if self.decoder_base_dim is not None else self.base_dim
 
 
 T2V_14B = DiTConfig(name="T2V-14B", dim=5120, ffn_dim=13_824, num_heads=40, num_layers=40)
@@ -126,6 +140,11 @@ VARIANTS: dict[str, DiTConfig] = {
 UMT5_XXL = TextEncoderConfig()
 CLIP_VIT_H = ImageEncoderConfig()
 WAN_VAE = VAEConfig()
+WAN22_VAE = VAEConfig(
+    base_dim=160, decoder_base_dim=256, z_dim=48, residual=True, patch=2, in_channels=12, out_channels=12,
+    spatial_stride=16,
+)  # fmt: skip
+"""The Wan2.2 VAE of TI2V-5B: 16× spatial compression (8 from the convolutions, 2 from patchify)."""
 
 # Tiny configurations of the same architectures, for a real end-to-end WanPipeline run on CPU
 # with random weights (the registration's generations).
@@ -135,6 +154,10 @@ TINY_DIT = DiTConfig(
 )  # fmt: skip
 TINY_TEXT_ENCODER = TextEncoderConfig(vocab_size=6, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)
 TINY_VAE = VAEConfig(base_dim=4, z_dim=4, dim_mult=(1, 1, 1, 1), num_res_blocks=1)
+TINY_VAE22 = attrs.evolve(
+    TINY_VAE, decoder_base_dim=4, residual=True, patch=2, in_channels=12, out_channels=12, spatial_stride=16
+)
+"""A tiny Wan2.2 VAE (residual blocks, patchify 2, 16× spatial compression)."""
 TINY_IMAGE_ENCODER = ImageEncoderConfig(width=8, layers=1, heads=2, mlp=16, image_size=28, patch=14)
 TINY_I2V_DIT = attrs.evolve(
     TINY_DIT, name="tiny-i2v", in_channels=2 * TINY_VAE.z_dim + 4, image_dim=8, image_frames=1,

@@ -239,6 +239,7 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
     b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
     f, h, wd = w.latent_frames, w.latent_height, w.latent_width
     pt, ph, pw = cfg.patch_size
+    time_rows = b * w.tokens if cfg.expand_timesteps else b  # one timestep per token, or per sample
     embed = [
         layers.conv(
             "patch_embedding",
@@ -260,7 +261,7 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
                 layers.linear(
                     "time_embedding.0",
                     "time_embedding",
-                    rows=b,
+                    rows=time_rows,
                     in_features=cfg.freq_dim,
                     out_features=d,
                     bias=True,
@@ -270,7 +271,7 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
                 layers.linear(
                     "time_embedding.2",
                     "time_embedding",
-                    rows=b,
+                    rows=time_rows,
                     in_features=d,
                     out_features=d,
                     bias=True,
@@ -283,7 +284,7 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
         layers.linear(
             "time_projection",
             "time_embedding",
-            rows=b,
+            rows=time_rows,
             in_features=d,
             out_features=6 * d,
             bias=True,

@@ -18,7 +18,7 @@ from wan_models.wan2_1.config import (
     TINY_TEXT_ENCODER,
     TINY_VAE,
     UMT5_XXL,
-    WAN_VAE,
+    VAEConfig,
 )
 from wan_models.wan2_1.pipeline import generation_flops
 from wan_models.wan2_1.workload import Workload
@@ -69,7 +69,8 @@ def diffusion_core(w: Workload, device: str) -> ReferenceCall:
         latents = torch.randn(
             w.batch_size, cfg.in_channels, w.latent_frames, w.latent_height, w.latent_width, dtype=dtype
         )
-        timestep = torch.full((w.batch_size,), 999.0)
+        # expand_timesteps models (Wan2.2 TI2V-5B) take one timestep per token
+        timestep = torch.full((w.batch_size, w.tokens) if cfg.expand_timesteps else (w.batch_size,), 999.0)
         text = torch.randn(w.batch_size, w.text_len, cfg.text_dim, dtype=dtype)
         extra: dict[str, Any] = {}
         if cfg.image_dim is not None:  # the pipeline repeats each image's CLIP features per sample
@@ -134,44 +135,52 @@ def text_encoder(w: Workload, device: str) -> ReferenceCall:
 
 
 def vae_decode(w: Workload, device: str) -> ReferenceCall:
-    """diffusers ``AutoencoderKLWan().decode`` on the workload's latent."""
+    """diffusers ``AutoencoderKLWan().decode`` on the workload's latent (its VAE)."""
     import torch
-    from diffusers import AutoencoderKLWan
 
-    c = WAN_VAE
+    c = w.vae
     dtype = _dtype(device)
     with torch.device(device):
-        vae = AutoencoderKLWan(  # type: ignore[no-untyped-call]
-            base_dim=c.base_dim,
-            z_dim=c.z_dim,
-            dim_mult=list(c.dim_mult),
-            num_res_blocks=c.num_res_blocks,
-            temperal_downsample=list(c.temporal_downsample),
-        )
-        vae = _on_device(vae, device)
+        vae = _on_device(_autoencoder(c), device)
         latents = torch.randn(
             w.batch_size, c.z_dim, w.latent_frames, w.latent_height, w.latent_width, dtype=dtype
         )
     return ReferenceCall(vae, lambda: vae.decode(latents, return_dict=False))
 
 
+def _autoencoder(c: VAEConfig) -> Any:
+    """diffusers ``AutoencoderKLWan`` of a VAE configuration (Wan-VAE or the Wan2.2 VAE)."""
+    from diffusers import AutoencoderKLWan
+
+    extra: dict[str, Any] = {}
+    if c.residual:
+        extra = {
+            "decoder_base_dim": c.decoder_base_dim,
+            "is_residual": True,
+            "in_channels": c.in_channels,
+            "out_channels": c.out_channels,
+            "patch_size": c.patch,
+            "scale_factor_spatial": c.spatial_stride,
+            "scale_factor_temporal": c.temporal_stride,
+        }
+    return AutoencoderKLWan(  # type: ignore[no-untyped-call]
+        base_dim=c.base_dim,
+        z_dim=c.z_dim,
+        dim_mult=list(c.dim_mult),
+        num_res_blocks=c.num_res_blocks,
+        temperal_downsample=list(c.temporal_downsample),
+        **extra,
+    )
+
+
 def vae_encode(w: Workload, device: str) -> ReferenceCall:
     """diffusers ``AutoencoderKLWan().encode`` on one ``output_frames``-frame conditioning video
     (image-to-video pipelines encode it once and repeat its latent over the batch)."""
     import torch
-    from diffusers import AutoencoderKLWan
 
-    c = WAN_VAE
     dtype = _dtype(device)
     with torch.device(device):
-        vae = AutoencoderKLWan(  # type: ignore[no-untyped-call]
-            base_dim=c.base_dim,
-            z_dim=c.z_dim,
-            dim_mult=list(c.dim_mult),
-            num_res_blocks=c.num_res_blocks,
-            temperal_downsample=list(c.temporal_downsample),
-        )
-        vae = _on_device(vae, device)
+        vae = _on_device(_autoencoder(w.vae), device)
         video = torch.randn(1, 3, w.output_frames, w.height, w.width, dtype=dtype)
     return ReferenceCall(vae, lambda: vae.encode(video, return_dict=False))
 

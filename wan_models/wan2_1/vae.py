@@ -16,7 +16,7 @@ import attrs
 
 from pytest_flopcheck import layers
 from pytest_flopcheck.tree import CostNode, group, join
-from wan_models.wan2_1.config import WAN_VAE, VAEConfig
+from wan_models.wan2_1.config import VAEConfig
 from wan_models.wan2_1.workload import Workload
 
 CACHE_FRAMES = 2
@@ -179,10 +179,14 @@ class _Builder:
         return group(prefix, "vae_upsample", children, reference=prefix), level
 
 
-def vae_decode(w: Workload, cfg: VAEConfig = WAN_VAE) -> CostNode:
-    """One decode of the workload's latent batch into ``output_frames`` frames."""
+def vae_decode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
+    """One decode of the workload's latent batch into ``output_frames`` frames (the workload's
+    VAE unless ``cfg`` is given). Wan2.2's residual up blocks keep their width through the
+    upsample (no halving) and add a duplicating shortcut (0 FLOPs); its decoder ends at half the
+    output size in 12 channels, unpatchified (0 FLOPs)."""
+    cfg = cfg if cfg is not None else w.vae
     build = _Builder(w)
-    dims = [cfg.base_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
+    dims = [cfg.decoder_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
     temporal_up = tuple(reversed(cfg.temporal_downsample))
     whole = Level(w.latent_height, w.latent_width, first=w.latent_frames, later=0, chunks=1)
     level = Level(w.latent_height, w.latent_width, first=1, later=1, chunks=w.latent_frames)
@@ -202,13 +206,15 @@ def vae_decode(w: Workload, cfg: VAEConfig = WAN_VAE) -> CostNode:
     ]
     for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
         prefix = f"decoder.up_blocks.{i}"
-        c_in = in_dim if i == 0 else in_dim // 2  # each upsampler halves the channels it hands on
+        # Wan2.1's upsamplers halve the channels they hand on; Wan2.2's residual blocks do not.
+        c_in = in_dim if i == 0 or cfg.residual else in_dim // 2
         blocks: list[CostNode] = []
         for j in range(cfg.num_res_blocks + 1):
             blocks.append(build.resnet(f"{prefix}.resnets.{j}", level, c_in if j == 0 else out_dim, out_dim))
         if i != len(cfg.dim_mult) - 1:
+            name = f"{prefix}.upsampler" if cfg.residual else f"{prefix}.upsamplers.0"
             node, level = build.upsample(
-                f"{prefix}.upsamplers.0", level, out_dim, out_dim // 2, temporal_up[i]
+                name, level, out_dim, out_dim if cfg.residual else out_dim // 2, temporal_up[i]
             )
             blocks.append(node)
         decoder.append(group(prefix, "vae_up_block", blocks, reference=prefix))
@@ -233,24 +239,43 @@ ENCODE_CACHE_NOTE = (
 )
 
 
-def vae_encode(w: Workload, cfg: VAEConfig = WAN_VAE) -> CostNode:
+def vae_encode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
     """One encode of a ``w.batch_size`` batch of ``w.output_frames``-frame videos (diffusers'
     ``AutoencoderKLWan.encode``): the encoder runs on the first frame, then on chunks of 4
     frames, with a feature cache; each temporal downsample skips the first chunk and halves the
     later chunks' frames (stride 2 over the previous chunk's last frame and the chunk's own);
     ``quant_conv`` runs over the whole latent."""
+    cfg = cfg if cfg is not None else w.vae
     build = _Builder(w)
     dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
     chunks = w.latent_frames
-    level = Level(w.height, w.width, first=1, later=cfg.temporal_stride, chunks=chunks)
-    encoder: list[CostNode] = [build.causal_conv("encoder.conv_in", "encoder.conv_in", level, 3, dims[0], 3)]
+    level = Level(
+        w.height // cfg.patch, w.width // cfg.patch, first=1, later=cfg.temporal_stride, chunks=chunks
+    )
+    encoder: list[CostNode] = [
+        build.causal_conv("encoder.conv_in", "encoder.conv_in", level, cfg.in_channels, dims[0], 3)
+    ]
     index = 0
     for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
+        down = i != len(cfg.dim_mult) - 1
+        if cfg.residual:  # Wan2.2: one block per level (an average-pool shortcut, 0 FLOPs)
+            prefix = f"encoder.down_blocks.{i}"
+            block = [
+                build.resnet(f"{prefix}.resnets.{j}", level, in_dim if j == 0 else out_dim, out_dim)
+                for j in range(cfg.num_res_blocks)
+            ]
+            if down:
+                node, level = _downsample(
+                    build, f"{prefix}.downsampler", level, out_dim, cfg.temporal_downsample[i]
+                )
+                block.append(node)
+            encoder.append(group(prefix, "vae_down_block", block, reference=prefix))
+            continue
         for j in range(cfg.num_res_blocks):
             prefix = f"encoder.down_blocks.{index}"
             encoder.append(build.resnet(prefix, level, in_dim if j == 0 else out_dim, out_dim))
             index += 1
-        if i != len(cfg.dim_mult) - 1:
+        if down:
             node, level = _downsample(
                 build, f"encoder.down_blocks.{index}", level, out_dim, cfg.temporal_downsample[i]
             )

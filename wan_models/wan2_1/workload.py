@@ -6,7 +6,7 @@ from typing import Any, Final
 
 import attrs
 
-from wan_models.wan2_1.config import OFFICIAL_FRAMES, OFFICIAL_SIZES, VARIANTS, WAN_VAE, DiTConfig
+from wan_models.wan2_1.config import OFFICIAL_FRAMES, OFFICIAL_SIZES, VARIANTS, WAN_VAE, DiTConfig, VAEConfig
 
 DTYPE_BYTES: Final = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -99,6 +99,16 @@ class Workload:
         metadata={"option": False},
     )
     """A DiT read from a checkpoint's config.json (``load_dit_config``), in place of ``variant``."""
+    vae_config: VAEConfig | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(VAEConfig)),
+        metadata={"option": False},
+    )
+    """Another VAE than Wan-VAE (Wan2.2's), whose compression sets the latent geometry."""
+
+    @property
+    def vae(self) -> VAEConfig:
+        return self.vae_config if self.vae_config is not None else WAN_VAE
 
     @property
     def dit(self) -> DiTConfig:
@@ -110,20 +120,20 @@ class Workload:
 
     @property
     def latent_frames(self) -> int:
-        return (self.frames - 1) // WAN_VAE.temporal_stride + 1
+        return (self.frames - 1) // self.vae.temporal_stride + 1
 
     @property
     def output_frames(self) -> int:
         """Frames the VAE decodes to: 1 + 4·(latent frames − 1)."""
-        return 1 + WAN_VAE.temporal_stride * (self.latent_frames - 1)
+        return 1 + self.vae.temporal_stride * (self.latent_frames - 1)
 
     @property
     def latent_height(self) -> int:
-        return self.height // WAN_VAE.spatial_stride
+        return self.height // self.vae.spatial_stride
 
     @property
     def latent_width(self) -> int:
-        return self.width // WAN_VAE.spatial_stride
+        return self.width // self.vae.spatial_stride
 
     @property
     def tokens(self) -> int:

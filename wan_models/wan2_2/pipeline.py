@@ -15,7 +15,7 @@ from typing import Final
 import attrs
 
 from pytest_flopcheck.tree import CostNode, Metrics
-from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE, DiTConfig, TextEncoderConfig, VAEConfig
+from wan_models.wan2_1.config import UMT5_XXL, DiTConfig, TextEncoderConfig, VAEConfig
 from wan_models.wan2_1.dit import dit_forward
 from wan_models.wan2_1.pipeline import stage_totals as wan21_totals
 from wan_models.wan2_1.text_encoder import text_encoder
@@ -25,10 +25,11 @@ from wan_models.wan2_2.schedule import expert_steps
 from wan_models.wan2_2.workload import Workload
 
 EXPERTS: Final = ("diffusion_high_noise", "diffusion_low_noise")
-STAGES: Final = ("text_encoder", "vae_encode", *EXPERTS, "vae_decode")
+STAGES: Final = ("text_encoder", "vae_encode", "diffusion_core", *EXPERTS, "vae_decode")
 WAN21_STAGE: Final = {
     "text_encoder": "text_encoder",
     "vae_encode": "vae_encode",
+    "diffusion_core": "diffusion_core",
     "diffusion_high_noise": "diffusion_core",
     "diffusion_low_noise": "diffusion_core",
     "vae_decode": "vae_decode",
@@ -43,12 +44,19 @@ def _check(stage: str) -> str:
 
 
 def runs_per_generation(w: Workload) -> dict[str, int]:
-    """Runs of each stage in one generation (an expert that no step reaches runs 0 times)."""
+    """Runs of each stage in one generation: the two experts of an A14B variant split the steps
+    (one no step reaches runs 0 times); TI2V-5B's single DiT runs them all."""
     branches = 2 if w.guidance else 1
-    high, low = expert_steps(w.steps, w.flow_shift, w.spec.boundary_ratio)
+    single = 0
+    high = low = 0
+    if w.spec.boundary_ratio is None:
+        single = w.steps
+    else:
+        high, low = expert_steps(w.steps, w.flow_shift, w.spec.boundary_ratio)
     return {
         "text_encoder": branches,
-        "vae_encode": 1 if w.spec.image else 0,
+        "vae_encode": 1 if w.image else 0,
+        "diffusion_core": single * branches,
         "diffusion_high_noise": high * branches,
         "diffusion_low_noise": low * branches,
         "vae_decode": 1,
@@ -69,9 +77,11 @@ def stage_tree(w: Workload, stage: str) -> CostNode:
 
 
 def encode_geometry(w: Workload) -> Wan21Workload:
-    """The conditioning video diffusers encodes: one image's video (the image, then zeros),
-    whatever the batch (the latent condition is repeated over the batch)."""
-    return attrs.evolve(w.as_wan2_1(), batch_size=1)
+    """The conditioning video diffusers encodes, whatever the batch (the latent condition is
+    repeated over the batch): the image then zeros over every frame (A14B), or the image alone
+    (TI2V-5B, whose per-token timesteps keep the first latent frame clean)."""
+    frames = 1 if w.spec.dit.expand_timesteps else w.pipeline_frames
+    return attrs.evolve(w.as_wan2_1(), batch_size=1, frames=frames)
 
 
 def stage_totals(w: Workload, stage: str) -> Metrics:
@@ -83,7 +93,10 @@ def stage_totals(w: Workload, stage: str) -> Metrics:
 
 
 def generation_flops(
-    w: Workload, dit: DiTConfig | None = None, text: TextEncoderConfig = UMT5_XXL, vae: VAEConfig = WAN_VAE
+    w: Workload,
+    dit: DiTConfig | None = None,
+    text: TextEncoderConfig = UMT5_XXL,
+    vae: VAEConfig | None = None,
 ) -> int:
     """FLOPs of one whole generation, for any configuration of the architectures (the tiny ones
     of a real end-to-end check, say); both experts share ``dit``."""
@@ -93,6 +106,6 @@ def generation_flops(
     return (
         runs["text_encoder"] * text_encoder(geometry, text).total.flops
         + runs["vae_encode"] * vae_encode(encode_geometry(w), vae).total.flops
-        + (runs["diffusion_high_noise"] + runs["diffusion_low_noise"]) * forward
+        + (runs["diffusion_core"] + runs["diffusion_high_noise"] + runs["diffusion_low_noise"]) * forward
         + runs["vae_decode"] * vae_decode(geometry, vae).total.flops
     )

@@ -12,7 +12,7 @@ import attrs
 
 from pytest_flopcheck import Generation, ReferenceCall
 from wan_models.wan2_1 import reference as wan21
-from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE, DiTConfig
+from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE, TINY_VAE22, DiTConfig, VAEConfig
 from wan_models.wan2_2.pipeline import WAN21_STAGE, encode_geometry, generation_flops
 from wan_models.wan2_2.workload import Workload
 
@@ -25,17 +25,27 @@ def build(w: Workload, stage: str, device: str) -> ReferenceCall:
 
 
 def tiny_dit(w: Workload) -> DiTConfig:
-    """The tiny expert: image-to-video takes the latent, a 4-channel mask and the condition."""
-    return attrs.evolve(TINY_DIT, in_channels=2 * TINY_VAE.z_dim + 4) if w.spec.image else TINY_DIT
+    """The tiny DiT: A14B image-to-video takes the latent, a 4-channel mask and the condition;
+    TI2V takes the latent alone, with one timestep per token."""
+    if w.spec.dit.expand_timesteps:
+        z = TINY_VAE22.z_dim
+        return attrs.evolve(TINY_DIT, in_channels=z, out_channels=z, expand_timesteps=True)
+    return attrs.evolve(TINY_DIT, in_channels=2 * TINY_VAE.z_dim + 4) if w.image else TINY_DIT
+
+
+def tiny_vae(w: Workload) -> VAEConfig:
+    return TINY_VAE22 if w.spec.vae.residual else TINY_VAE
 
 
 def tiny_generation(w: Workload) -> Generation:
-    """One whole generation of a tiny two-expert pipeline, and the analytic total for it."""
-    kind = "WanImageToVideoPipeline" if w.spec.image else "WanPipeline"
+    """One whole generation of a tiny pipeline (two experts, or TI2V's single DiT and Wan2.2
+    VAE), and the analytic total for it."""
+    kind = "WanImageToVideoPipeline" if w.image else "WanPipeline"
+    what = "two tiny experts and boundary_ratio" if w.spec.experts else "a tiny DiT with expand_timesteps"
     return Generation(
-        generation_flops(w, tiny_dit(w), TINY_TEXT_ENCODER, TINY_VAE),
+        generation_flops(w, tiny_dit(w), TINY_TEXT_ENCODER, tiny_vae(w)),
         lambda: _tiny_call(w),
-        f"diffusers {kind} with two tiny experts, boundary_ratio and UniPC flow sigmas, CPU",
+        f"diffusers {kind} with {what}, UniPC flow sigmas, CPU",
     )
 
 
@@ -44,34 +54,38 @@ def _tiny_call(w: Workload) -> ReferenceCall:
     from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
 
     single = wan21.tiny_pipeline()
-    config = {**single.transformer.config, "in_channels": tiny_dit(w).in_channels}
-    experts = [WanTransformer3DModel.from_config(config) for _ in range(2)]  # type: ignore[no-untyped-call]
+    d = tiny_dit(w)
+    config = {**single.transformer.config, "in_channels": d.in_channels, "out_channels": d.out_channels}
+    transformers = [WanTransformer3DModel.from_config(config) for _ in range(2 if w.spec.experts else 1)]  # type: ignore[no-untyped-call]
+    vae = single.vae
+    if w.spec.vae.residual:
+        v = TINY_VAE22
+        vae = wan21._autoencoder(v)
+        vae.register_to_config(latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim)
     common: dict[str, Any] = {
         "tokenizer": single.tokenizer,
         "text_encoder": single.text_encoder,
-        "transformer": experts[0],
-        "transformer_2": experts[1],
-        "vae": single.vae,
+        "transformer": transformers[0],
+        "vae": vae,
         "scheduler": UniPCMultistepScheduler(  # type: ignore[no-untyped-call]
             prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=w.flow_shift
         ),
-        "boundary_ratio": w.spec.boundary_ratio,
     }
-    pipe: Any = WanImageToVideoPipeline(**common) if w.spec.image else WanPipeline(**common)  # type: ignore[no-untyped-call]
+    if w.spec.experts:
+        common |= {"transformer_2": transformers[1], "boundary_ratio": w.spec.boundary_ratio}
+    else:
+        common["expand_timesteps"] = True
+    pipe: Any = WanImageToVideoPipeline(**common) if w.image else WanPipeline(**common)  # type: ignore[no-untyped-call]
     inputs: dict[str, Any] = {}
-    if w.spec.image:
+    if w.image:
         from PIL import Image
 
         inputs["image"] = Image.new("RGB", (w.width, w.height), (128, 64, 32))
     pipe.set_progress_bar_config(disable=True)
-    modules = torch.nn.ModuleDict(
-        {
-            "text_encoder": pipe.text_encoder,
-            "transformer": pipe.transformer,
-            "transformer_2": pipe.transformer_2,
-            "vae": pipe.vae,
-        }
-    )
+    parts = {"text_encoder": pipe.text_encoder, "transformer": pipe.transformer, "vae": pipe.vae}
+    if w.spec.experts:
+        parts["transformer_2"] = pipe.transformer_2
+    modules = torch.nn.ModuleDict(parts)
 
     def run() -> object:
         return pipe(

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
-from wan_models.wan2_1.config import UMT5_XXL, WAN_VAE
+from wan_models.wan2_1.config import UMT5_XXL
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
 from wan_models.wan2_2 import reference
@@ -24,9 +24,14 @@ TINY_WORKLOADS = {
     "tiny-i2v": Workload(
         variant="I2V-A14B", frames=5, height=16, width=16, steps=4, flow_shift=3.0, text_len=8
     ),
+    "tiny-ti2v-t2v": Workload(variant="TI2V-5B", frames=5, height=32, width=32, steps=2, text_len=8),
+    "tiny-ti2v-i2v": Workload(
+        variant="TI2V-5B", frames=5, height=32, width=32, steps=2, text_len=8, image=True
+    ),
 }
-"""Tiny two-expert generations, 4 steps at shift 3 (timesteps 999, 900, 750, 500): 2 high-noise
-and 2 low-noise steps at either boundary (0.875 for T2V, 0.9 for I2V)."""
+"""Tiny generations. Two experts, 4 steps at shift 3 (timesteps 999, 900, 750, 500): 2 high-noise
+and 2 low-noise steps at either boundary (0.875 for T2V, 0.9 for I2V). TI2V: one DiT with
+per-token timesteps and a tiny Wan2.2 VAE, without and with an image."""
 
 NOT_MODELED = (
     "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation, residual adds, the CFG mix): 0 FLOPs "
@@ -34,7 +39,8 @@ NOT_MODELED = (
     "The scheduler's step arithmetic and the timestep sinusoid (the step split between experts is modeled)",
     "The official code's per-token time embedding in fp32 (diffusers, the reference, embeds one timestep "
     "per sample for the A14B experts)",
-    "TI2V-5B with the Wan2.2 VAE and per-token timesteps: not modeled yet",
+    "TI2V-5B image-to-video's latent blending (elementwise); its conditioning encode of the image alone "
+    "is modeled",
     "Expert swapping or offload: both experts' weights are counted as resident",
     "Kernel fusion, compute/memory overlap, launch and communication overheads; tokenizer, video encoding",
 )
@@ -46,26 +52,31 @@ def reference_config(workload: Workload, stage: str) -> dict[str, Any]:
     if shared == "text_encoder":
         return attrs.asdict(UMT5_XXL)
     if shared == "vae_encode":
-        return {"vae": attrs.asdict(WAN_VAE), "encode": True}
+        return {"vae": attrs.asdict(workload.spec.vae), "encode": True}
     if shared == "diffusion_core":
         return attrs.asdict(workload.spec.dit)
-    return attrs.asdict(WAN_VAE)
+    return attrs.asdict(workload.spec.vae)
 
 
 def metadata(workload: Workload) -> dict[str, Any]:
-    high, low = expert_steps(workload.steps, workload.flow_shift, workload.spec.boundary_ratio)
+    spec = workload.spec
+    if spec.boundary_ratio is None:
+        denoising = f"one DiT every step ({workload.steps}), one timestep per token (expand_timesteps)"
+    else:
+        high, low = expert_steps(workload.steps, workload.flow_shift, spec.boundary_ratio)
+        denoising = (
+            f"transformer (high noise) while t >= {spec.boundary_ratio} * 1000, transformer_2 "
+            f"after: {high} and {low} of {workload.steps} steps at flow shift {workload.flow_shift} "
+            "(diffusers' UniPC flow-sigma timesteps)"
+        )
     return {
-        "experts": attrs.asdict(workload.spec.dit),
+        "dit": attrs.asdict(spec.dit),
         "text_encoder": attrs.asdict(UMT5_XXL),
-        "vae": attrs.asdict(WAN_VAE),
+        "vae": attrs.asdict(spec.vae),
         "workload": workload.describe(),
         "runs_per_generation": runs_per_generation(workload),
         "rules": {
-            "experts": (
-                f"transformer (high noise) while t >= {workload.spec.boundary_ratio} * 1000, transformer_2 "
-                f"after: {high} and {low} of {workload.steps} steps at flow shift {workload.flow_shift} "
-                "(diffusers' UniPC flow-sigma timesteps)"
-            ),
+            "denoising": denoising,
             "frames": "diffusers: rounded down to 4n+1 first, then (frames - 1) // 4 + 1 latent frames",
             "guidance": "two sequential batch-B forwards of the step's expert per step",
         },
@@ -77,15 +88,16 @@ def metadata(workload: Workload) -> dict[str, Any]:
 def registration() -> ModelRegistration:
     return ModelRegistration(
         name=NAME,
-        description="Wan2.2 A14B (text- and image-to-video): UMT5-XXL, two 14B expert DiTs, Wan-VAE",
+        description="Wan2.2: A14B (two 14B expert DiTs, Wan-VAE) and TI2V-5B (Wan2.2 VAE), UMT5-XXL",
         stages=(
             Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens"),
             Stage(
                 "vae_encode", 1e-6, "image-to-video: Wan-VAE encode of the conditioning video (image, zeros)"
             ),
+            Stage("diffusion_core", 0.05, "TI2V-5B's single DiT, one forward (one guidance branch)"),
             Stage("diffusion_high_noise", 0.05, "the high-noise expert, one forward (one guidance branch)"),
             Stage("diffusion_low_noise", 0.05, "the low-noise expert, one forward (one guidance branch)"),
-            Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode"),
+            Stage("vae_decode", 1e-6, "chunked causal decode (Wan-VAE, or the Wan2.2 VAE for TI2V-5B)"),
         ),
         workloads=STANDARD_WORKLOADS,
         analytic=stage_tree,

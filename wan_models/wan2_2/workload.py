@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import attrs
 
-from wan_models.wan2_1.config import T2V_14B, WAN_VAE, DiTConfig
+from wan_models.wan2_1.config import T2V_14B, WAN22_VAE, WAN_VAE, DiTConfig, VAEConfig
 from wan_models.wan2_1.workload import (
     DTYPE_BYTES,
     WorkloadError,
@@ -27,17 +27,29 @@ from wan_models.wan2_1.workload import Workload as Wan21Workload
 
 @attrs.frozen
 class Variant:
-    """One Wan2.2 model as users name it: its two experts' DiT, where the pipeline switches
-    between them, and its official sampling settings."""
+    """One Wan2.2 model as users name it: its DiT (two experts of it, switched at
+    ``boundary_ratio``, or one), its VAE, and its official settings."""
 
     name: str
     dit: DiTConfig
-    boundary_ratio: float
+    boundary_ratio: float | None
+    """Where the high-noise expert hands over to the low-noise one; None: a single DiT."""
     steps: int
     flow_shift: float
     sizes: tuple[tuple[int, int], ...]
-    image: bool = False
-    """Image-to-video: the conditioning video (the image, then zeros) is VAE-encoded once."""
+    image: bool | None = False
+    """True: image-to-video only; False: text-to-video only; None: either (TI2V)."""
+    vae: VAEConfig = WAN_VAE
+    frames: int = 81
+
+    @property
+    def experts(self) -> bool:
+        return self.boundary_ratio is not None
+
+    @property
+    def pixel_multiple(self) -> int:
+        """Height and width must be multiples of this: the VAE's compression times the patch."""
+        return self.vae.spatial_stride * self.dit.patch_size[1]
 
 
 T2V_A14B = Variant(
@@ -57,7 +69,21 @@ I2V_A14B = Variant(
     sizes=T2V_A14B.sizes,
     image=True,
 )
-VARIANTS: Final = {v.name: v for v in (T2V_A14B, I2V_A14B)}
+TI2V_5B = Variant(
+    "TI2V-5B",
+    DiTConfig(
+        name="TI2V-5B", dim=3072, ffn_dim=14_336, num_heads=24, num_layers=30, in_channels=48,
+        out_channels=48, expand_timesteps=True,
+    ),
+    boundary_ratio=None,
+    steps=50,
+    flow_shift=5.0,
+    sizes=((704, 1280), (1280, 704)),
+    image=None,
+    vae=WAN22_VAE,
+    frames=121,
+)  # fmt: skip
+VARIANTS: Final = {v.name: v for v in (T2V_A14B, I2V_A14B, TI2V_5B)}
 OFFICIAL_FRAMES: Final = 81
 
 
@@ -80,6 +106,23 @@ def _as_float(value: object) -> object:
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _size(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    _multiple_of_16(instance, attribute, value)
+    multiple = VARIANTS[instance.variant].pixel_multiple if instance.variant in VARIANTS else 16
+    if isinstance(value, int) and value % multiple:
+        raise WorkloadError(
+            attribute.name, value, f"{instance.variant} needs a multiple of {multiple} (VAE stride × patch 2)"
+        )
+
+
+def _image(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    _flag(instance, attribute, value)
+    fixed = VARIANTS[instance.variant].image if instance.variant in VARIANTS else None
+    if fixed is not None and value != fixed:
+        allowed = "it is image-to-video only" if fixed else "it takes no image (use I2V-A14B or TI2V-5B)"
+        raise WorkloadError(attribute.name, value, f"{instance.variant}: {allowed}")
+
+
 def _default(name: str) -> Any:
     # An unknown variant falls back here and is then rejected by its own validator.
     return attrs.Factory(lambda self: getattr(VARIANTS.get(self.variant, T2V_A14B), name), takes_self=True)
@@ -93,9 +136,30 @@ class Workload:
 
     variant: str = attrs.field(default="T2V-A14B", validator=_variant, metadata=_help("model variant"))
     batch_size: int = attrs.field(default=1, validator=_positive_int, metadata=_help("videos per generation"))
-    frames: int = attrs.field(default=81, validator=_positive_int, metadata=_help("video frames (4n+1)"))
-    height: int = attrs.field(default=720, validator=_multiple_of_16, metadata=_help("height in pixels"))
-    width: int = attrs.field(default=1280, validator=_multiple_of_16, metadata=_help("width in pixels"))
+    frames: int = attrs.field(
+        default=_default("frames"),
+        validator=_positive_int,
+        metadata=_help("video frames (4n+1; default: official)"),
+    )
+    height: int = attrs.field(
+        default=attrs.Factory(
+            lambda self: VARIANTS.get(self.variant, T2V_A14B).sizes[-1][1], takes_self=True
+        ),
+        validator=_size,
+        metadata=_help("height in pixels (default: the variant's landscape size)"),
+    )
+    width: int = attrs.field(
+        default=attrs.Factory(
+            lambda self: VARIANTS.get(self.variant, T2V_A14B).sizes[-1][0], takes_self=True
+        ),
+        validator=_size,
+        metadata=_help("width in pixels"),
+    )
+    image: bool = attrs.field(
+        default=attrs.Factory(lambda self: bool(VARIANTS.get(self.variant, T2V_A14B).image), takes_self=True),
+        validator=_image,
+        metadata=_help("image-to-video (TI2V-5B: either; the A14B variants: fixed by the variant)"),
+    )
     steps: int = attrs.field(
         default=_default("steps"),
         validator=_positive_int,
@@ -126,7 +190,7 @@ class Workload:
     @property
     def pipeline_frames(self) -> int:
         """Frames after diffusers' rounding to 4n+1."""
-        stride = WAN_VAE.temporal_stride
+        stride = self.spec.vae.temporal_stride
         return self.frames if (self.frames - 1) % stride == 0 else self.frames // stride * stride + 1
 
     def as_wan2_1(self) -> Wan21Workload:
@@ -142,11 +206,12 @@ class Workload:
             guidance=self.guidance,
             dtype=self.dtype,
             dit_config=self.spec.dit,
+            vae_config=self.spec.vae,
         )
 
     def warnings(self) -> list[str]:
         notes = []
-        stride = WAN_VAE.temporal_stride
+        stride = self.spec.vae.temporal_stride
         if self.pipeline_frames != self.frames:
             official = (self.frames - 1) // stride + 1
             latent = (self.pipeline_frames - 1) // stride + 1
@@ -160,20 +225,33 @@ class Workload:
                 f"{self.height}×{self.width} is not an official size of {self.variant} ({sizes}): "
                 "the counts are exact for this architecture, but the model was not trained for it"
             )
-        if self.frames > OFFICIAL_FRAMES:
-            notes.append(f"frames={self.frames} exceeds the official {OFFICIAL_FRAMES}: an extrapolation")
+        if not self.spec.dit.expand_timesteps:
+            d, geometry = self.spec.dit, self.as_wan2_1()
+            per_token = 2 * d.freq_dim * d.dim + 2 * d.dim * d.dim + 2 * d.dim * 6 * d.dim
+            extra = self.batch_size * (geometry.tokens - 1) * per_token
+            notes.append(
+                f"the official Wan2.2 code embeds the timestep per token (in fp32) for {self.variant} too: "
+                f"{extra:,} FLOPs more per DiT forward than diffusers, which this model follows"
+            )
+        if self.frames > self.spec.frames:
+            notes.append(f"frames={self.frames} exceeds the official {self.spec.frames}: an extrapolation")
         return notes
 
     def describe(self) -> dict[str, Any]:
         from wan_models.wan2_2.schedule import expert_steps
 
         geometry = self.as_wan2_1()
-        high, low = expert_steps(self.steps, self.flow_shift, self.spec.boundary_ratio)
+        split: dict[str, Any] = {}
+        if self.spec.boundary_ratio is not None:
+            high, low = expert_steps(self.steps, self.flow_shift, self.spec.boundary_ratio)
+            split = {
+                "boundary_ratio": self.spec.boundary_ratio,
+                "high_noise_steps": high,
+                "low_noise_steps": low,
+            }
         return {
             **attrs.asdict(self),
-            "boundary_ratio": self.spec.boundary_ratio,
-            "high_noise_steps": high,
-            "low_noise_steps": low,
+            **split,
             "pipeline_frames": self.pipeline_frames,
             "latent_frames": geometry.latent_frames,
             "tokens_per_sample": geometry.tokens,
@@ -181,8 +259,13 @@ class Workload:
 
 
 STANDARD_WORKLOADS: Final = {
-    f"{variant}-{name}": Workload(variant=variant, height=height, width=width)
-    for variant in VARIANTS
-    for name, (height, width) in (("480p", (480, 832)), ("720p", (720, 1280)))
+    **{
+        f"{variant}-{name}": Workload(variant=variant, height=height, width=width)
+        for variant in ("T2V-A14B", "I2V-A14B")
+        for name, (height, width) in (("480p", (480, 832)), ("720p", (720, 1280)))
+    },
+    "TI2V-5B-t2v": Workload(variant="TI2V-5B"),
+    "TI2V-5B-i2v": Workload(variant="TI2V-5B", image=True),
 }
-"""Each A14B variant at its two official sizes, 81 frames, official sampling."""
+"""Each A14B variant at its two official sizes, 81 frames; TI2V-5B at its official 704×1280 and
+121 frames, in text-to-video and image-to-video use; official sampling throughout."""
