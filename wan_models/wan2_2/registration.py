@@ -37,8 +37,8 @@ NOT_MODELED = (
     "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation, residual adds, the CFG mix): 0 FLOPs "
     "by the counter's convention, and its memory traffic is not in io_bytes",
     "The scheduler's step arithmetic and the timestep sinusoid (the step split between experts is modeled)",
-    "The official code's per-token time embedding in fp32 (diffusers, the reference, embeds one timestep "
-    "per sample for the A14B experts)",
+    "The official code's per-token time embedding in fp32 for the A14B experts (diffusers, the reference, "
+    "embeds one timestep per sample there; the workload's warning gives the FLOPs it adds)",
     "TI2V-5B image-to-video's latent blending (elementwise); its conditioning encode of the image alone "
     "is modeled",
     "Expert swapping or offload: both experts' weights are counted as resident",
