@@ -1,5 +1,6 @@
-"""Wan2.1 text-to-video: analytic cost models of the UMT5 encoder, the diffusion transformer
-and the Wan-VAE decode, registered with pytest-flopcheck as model ``wan2_1``.
+"""Wan2.1 text-, image- and first-last-frame-to-video: analytic cost models of the UMT5 encoder,
+the CLIP ViT-H image encoder, the diffusion transformer and the Wan-VAE encode and decode,
+registered with pytest-flopcheck as model ``wan2_1``.
 
 Importing this package does not import torch: only :mod:`wan_models.wan2_1.reference` does.
 """
