@@ -76,3 +76,18 @@ def test_categories_rank_the_dit() -> None:
         "patch_embedding",
         "head",
     } <= categories
+
+
+def test_vae_peaks_are_one_chunks_not_the_sum_over_chunks() -> None:
+    """The coder runs one chunk at a time: a layer is one call per chunk, and the peak is the
+    largest call's (W-004: the 0.92 GB conv the issue measured), whatever the video's length."""
+    from pytest_flopcheck.report import peak_activation_bytes
+    from wan_models.wan2_1.pipeline import stage_tree as tree
+
+    short, long = Workload(variant="T2V-1.3B", frames=9, height=480, width=832), STANDARD_WORKLOADS["W-004"]
+    for stage in ("vae_decode", "vae_encode"):
+        assert peak_activation_bytes(tree(short, stage)) == peak_activation_bytes(tree(long, stage))
+        assert tree(long, stage).total.flops > tree(short, stage).total.flops
+    assert round(peak_activation_bytes(tree(long, "vae_decode")) / 1e9, 2) == 0.92
+    conv = next(node for node, _ in tree(long, "vae_decode").runs() if node.id == "decoder.conv_in")
+    assert conv.calls == long.latent_frames

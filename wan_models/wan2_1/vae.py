@@ -15,7 +15,7 @@ from itertools import pairwise
 import attrs
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, group, join
+from pytest_flopcheck.tree import CostNode, closed_form_calls, group, join
 from wan_models.wan2_1.config import VAEConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -186,11 +186,55 @@ def vae_decode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
     output size in 12 channels, unpatchified (0 FLOPs)."""
     cfg = cfg if cfg is not None else w.vae
     build = _Builder(w)
+    h, wd, n = w.latent_height, w.latent_width, w.latent_frames
+    whole = Level(h, wd, first=n, later=0, chunks=1)
+    every = _decoder(build, cfg, Level(h, wd, first=1, later=1, chunks=n))
+    decoder = _per_chunk(every, _decoder(build, cfg, _one_chunk(h, wd, n)), n)
+    post_quant = build.causal_conv(
+        "post_quant_conv", "post_quant_conv", whole, cfg.z_dim, cfg.z_dim, 1, cached=False
+    )
+    return group("", "vae_decode", [post_quant, decoder], note=FEATURE_CACHE_NOTE)
+
+
+def _one_chunk(height: int, width: int, chunks: int) -> Level:
+    """The level of one later chunk (the largest call of every chunked layer), or of the only
+    chunk: a later chunk is the second of two whose first contributes no frames."""
+    return Level(height, width, first=0, later=1, chunks=2) if chunks > 1 else Level(height, width, 1, 0, 1)
+
+
+def _per_chunk(every: CostNode, one: CostNode, chunks: int) -> CostNode:
+    """``every`` (all chunks' work) with each layer made a node of one call per chunk whose
+    largest call is the layer in ``one`` (one chunk): per-call peaks are a chunk's, not the sum
+    over the chunks the coder runs one after another. Time convs skip the first chunk."""
+    if every.children:
+        children = [_per_chunk(a, b, chunks) for a, b in zip(every.children, one.children, strict=True)]
+        return group(
+            every.id,
+            every.category,
+            children,
+            repeat=every.repeat,
+            reference=every.reference,
+            note=every.note,
+        )
+    calls = chunks - 1 if every.category == "vae_time_conv" else chunks
+    if calls < 2:
+        return every
+    return closed_form_calls(
+        every.id,
+        every.category,
+        total=every.metrics,
+        calls=calls,
+        largest=one.metrics,
+        reference=every.reference,
+        reference_own=every.reference_own,
+        note=every.note,
+    )
+
+
+def _decoder(build: _Builder, cfg: VAEConfig, level: Level) -> CostNode:
+    """The decoder's layers over the chunks of ``level``."""
     dims = [cfg.decoder_dim * m for m in (cfg.dim_mult[-1], *reversed(cfg.dim_mult))]
     temporal_up = tuple(reversed(cfg.temporal_downsample))
-    whole = Level(w.latent_height, w.latent_width, first=w.latent_frames, later=0, chunks=1)
-    level = Level(w.latent_height, w.latent_width, first=1, later=1, chunks=w.latent_frames)
-
     decoder: list[CostNode] = [
         build.causal_conv("decoder.conv_in", "decoder.conv_in", level, cfg.z_dim, dims[0], 3),
         group(
@@ -222,15 +266,7 @@ def vae_decode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
         build.rms_norm("decoder.norm_out", "decoder.norm_out", level, dims[-1]),
         build.causal_conv("decoder.conv_out", "decoder.conv_out", level, dims[-1], cfg.out_channels, 3),
     ]
-    post_quant = build.causal_conv(
-        "post_quant_conv", "post_quant_conv", whole, cfg.z_dim, cfg.z_dim, 1, cached=False
-    )
-    return group(
-        "",
-        "vae_decode",
-        [post_quant, group("decoder", "vae_decoder", decoder, reference="decoder")],
-        note=FEATURE_CACHE_NOTE,
-    )
+    return group("decoder", "vae_decoder", decoder, reference="decoder")
 
 
 ENCODE_CACHE_NOTE = (
@@ -247,11 +283,20 @@ def vae_encode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
     ``quant_conv`` runs over the whole latent."""
     cfg = cfg if cfg is not None else w.vae
     build = _Builder(w)
-    dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
-    chunks = w.latent_frames
-    level = Level(
-        w.height // cfg.patch, w.width // cfg.patch, first=1, later=cfg.temporal_stride, chunks=chunks
+    chunks, h, wd, t = w.latent_frames, w.height // cfg.patch, w.width // cfg.patch, cfg.temporal_stride
+    every, level = _encoder(build, cfg, Level(h, wd, first=1, later=t, chunks=chunks))
+    one = Level(h, wd, first=0, later=t, chunks=2) if chunks > 1 else Level(h, wd, 1, 0, 1)
+    encoder = _per_chunk(every, _encoder(build, cfg, one)[0], chunks)
+    whole = Level(level.height, level.width, first=level.frames, later=0, chunks=1)
+    quant = build.causal_conv(
+        "quant_conv", "quant_conv", whole, 2 * cfg.z_dim, 2 * cfg.z_dim, 1, cached=False
     )
+    return group("", "vae_encode", [encoder, quant], note=ENCODE_CACHE_NOTE)
+
+
+def _encoder(build: _Builder, cfg: VAEConfig, level: Level) -> tuple[CostNode, Level]:
+    """The encoder's layers over the chunks of ``level``, and the level it ends at."""
+    dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
     encoder: list[CostNode] = [
         build.causal_conv("encoder.conv_in", "encoder.conv_in", level, cfg.in_channels, dims[0], 3)
     ]
@@ -296,16 +341,7 @@ def vae_encode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
         build.rms_norm("encoder.norm_out", "encoder.norm_out", level, top),
         build.causal_conv("encoder.conv_out", "encoder.conv_out", level, top, 2 * cfg.z_dim, 3),
     ]
-    whole = Level(level.height, level.width, first=level.frames, later=0, chunks=1)
-    quant = build.causal_conv(
-        "quant_conv", "quant_conv", whole, 2 * cfg.z_dim, 2 * cfg.z_dim, 1, cached=False
-    )
-    return group(
-        "",
-        "vae_encode",
-        [group("encoder", "vae_encoder", encoder, reference="encoder"), quant],
-        note=ENCODE_CACHE_NOTE,
-    )
+    return group("encoder", "vae_encoder", encoder, reference="encoder"), level
 
 
 def _downsample(
