@@ -260,15 +260,16 @@ def _memory(trees: Mapping[str, CostNode], dtype: str | None, own_weights: set[s
         }
     weights = sum(s["weight_bytes"] for name, s in stages.items() if name in own_weights)
     working = {name: s["peak_activation_bytes"] + s["cache_bytes"] for name, s in stages.items()}
+    alone = {name: stages[name]["weight_bytes"] + working[name] for name in stages}
     return {
         "dtype": dtype,
         "stages": stages,
         "pipeline": {
             "weight_bytes": weights,
             "peak_bytes_all_weights_resident": weights + max(working.values(), default=0),
-            "peak_bytes_one_stage_resident": max(
-                (stages[name]["weight_bytes"] + working[name] for name in stages), default=0
-            ),
+            "peak_stage_all_weights_resident": max(working, key=working.__getitem__, default=None),
+            "peak_bytes_one_stage_resident": max(alone.values(), default=0),
+            "peak_stage_one_stage_resident": max(alone, key=alone.__getitem__, default=None),
         },
         "note": MEMORY_CAVEAT,
     }
@@ -471,6 +472,11 @@ def _serving_intro(report: Mapping[str, Any]) -> str:
     )
 
 
+def _set_by(memory: Mapping[str, Any], mode: str) -> str:
+    stage = memory.get(f"peak_stage_{mode}")
+    return f", set by {stage}" if stage else ""
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -509,8 +515,10 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
         "## Memory",
         "",
         f"- weights of every stage ({report['memory']['dtype']}): {human(memory['weight_bytes'], 'B')}",
-        f"- peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}",
-        f"- peak with one stage resident at a time: {human(memory['peak_bytes_one_stage_resident'], 'B')}",
+        f"- peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}"
+        f"{_set_by(memory, 'all_weights_resident')}",
+        f"- peak with one stage resident at a time: {human(memory['peak_bytes_one_stage_resident'], 'B')}"
+        f"{_set_by(memory, 'one_stage_resident')}",
         f"- {report['memory']['note']}",
         "",
         "## Top layers by FLOPs per generation",
@@ -606,9 +614,11 @@ def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "<h2>Memory</h2><ul>",
         f"<li>weights of every stage ({esc(str(report['memory']['dtype']))}): "
         f"{human(memory['weight_bytes'], 'B')}</li>",
-        f"<li>peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}</li>",
+        f"<li>peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}"
+        f"{esc(_set_by(memory, 'all_weights_resident'))}</li>",
         "<li>peak with one stage resident at a time: "
-        f"{human(memory['peak_bytes_one_stage_resident'], 'B')}</li>",
+        f"{human(memory['peak_bytes_one_stage_resident'], 'B')}"
+        f"{esc(_set_by(memory, 'one_stage_resident'))}</li>",
         f"</ul><p class='note'>{esc(report['memory']['note'])}</p>",
         "<h2>Top layers by FLOPs per generation</h2><div class='top'>",
         _html_table(
