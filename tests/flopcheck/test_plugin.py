@@ -378,6 +378,8 @@ def test_a_reference_that_cannot_be_built_is_one_error_built_once(
             "raised ValueError: stage 'extra' is not modeled",
         ),
     ],
+    # Plain ids: pytest-html renders a test id as HTML, so markup in an id runs in report.html.
+    ids=["raises", "wrong-type", "duplicate-id", "markup-in-node-id", "unhandled-stage"],
 )
 def test_a_broken_analytic_model_is_one_clear_error(
     pytester: pytest.Pytester, knobs: dict[str, str], message: str
