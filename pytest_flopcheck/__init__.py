@@ -12,8 +12,10 @@ from pytest_flopcheck.registry import (
     ReferenceCall,
     RegistrationError,
     Registry,
+    Runtime,
     Serving,
     Stage,
+    StageRuntime,
     load_registry,
 )
 from pytest_flopcheck.tree import (
@@ -40,8 +42,10 @@ __all__ = [
     "ReferenceSkipped",
     "RegistrationError",
     "Registry",
+    "Runtime",
     "Serving",
     "Stage",
+    "StageRuntime",
     "closed_form_calls",
     "group",
     "hookimpl",

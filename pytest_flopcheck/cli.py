@@ -310,13 +310,33 @@ def _estimating(workload: Any) -> contextlib.AbstractContextManager[None]:
 # -- report -----------------------------------------------------------------------------------
 
 
+def _runtime(reg: ModelRegistration, args: argparse.Namespace) -> str | None:
+    name: str | None = args.runtime
+    if name is None:
+        return None
+    if not reg.runtimes:
+        raise UsageError(f"--runtime {shorten(name)} is not allowed: model {reg.name!r} declares no runtimes")
+    if name not in reg.runtimes:
+        raise UsageError(f"--runtime {shorten(name)} is not allowed: choose one of {', '.join(reg.runtimes)}")
+    if args.precision != "bf16":
+        raise UsageError("--precision is not allowed with --runtime: the runtime sets each stage's precision")
+    return name
+
+
 def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
     workload = _workload(reg, args)
+    runtime = _runtime(reg, args)
     gpus = _gpus(args.gpu, args.precision)
     run_id = evidence.new_run_id()
     with _estimating(workload):
         document = report.build_report(
-            reg, workload, run_id=run_id, created_utc=evidence.utc_now(), gpus=gpus, precision=args.precision
+            reg,
+            workload,
+            run_id=run_id,
+            created_utc=evidence.utc_now(),
+            gpus=gpus,
+            precision=args.precision,
+            runtime=runtime,
         )
         figures = report_figures(document)
         base = f"static_analysis/{reg.name}"
@@ -742,6 +762,8 @@ def cmd_list(registry: Registry) -> int:
         print(f"{name}: {reg.description}")
         print(f"  stages: {', '.join(f'{s.name} (tolerance {s.tolerance:g})' for s in reg.stages)}")
         print(f"  workloads: {', '.join(reg.workloads)}")
+        if reg.runtimes:
+            print(f"  runtimes: {', '.join(reg.runtimes)}")
     print("GPUs: " + ", ".join(f"{g.name} ({'/'.join(g.tflops)})" for g in GPUS.values()))
     return 0
 
@@ -775,6 +797,12 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
         sub.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"default {DEFAULT_OUTPUT}")
         if name == "report":
             sub.add_argument("--gpu", metavar="NAME", help=f"one of {', '.join(GPUS)} (default: all)")
+            sub.add_argument(
+                "--runtime",
+                metavar="NAME",
+                help="also size one of the model's runtimes (per-stage dtypes, devices, offload; "
+                "see 'flopcheck list')",
+            )
         else:
             sub.add_argument(
                 "--gpu",

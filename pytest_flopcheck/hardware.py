@@ -144,15 +144,25 @@ class TimeEstimate:
 ZERO_TIME = TimeEstimate(0.0, 0.0, 0.0)
 
 
-def roofline(tree: CostNode, gpu: Gpu, precision: str) -> TimeEstimate:
-    """Sum over layers (leaves) of max(compute time, memory time) for one run of ``tree``."""
+def roofline(
+    tree: CostNode, gpu: Gpu, precision: str, weight_bytes_per_param: int | None = None
+) -> TimeEstimate:
+    """Sum over layers (leaves) of max(compute time, memory time) for one run of ``tree``;
+    ``weight_bytes_per_param`` reads the weights at another dtype than the tree's (fp32
+    weights under bf16 autocast, fp8 weights)."""
     peak, bandwidth = gpu.peak_flops(precision), gpu.bandwidth
     total = ZERO_TIME
     for node, runs in tree.runs():
         if node.children:
             continue
-        compute = runs * node.metrics.flops / peak
-        memory = runs * node.metrics.io_bytes / bandwidth
+        m = node.metrics
+        io = (
+            m.io_bytes
+            if weight_bytes_per_param is None
+            else m.io_bytes - m.weight_bytes + m.params * weight_bytes_per_param
+        )
+        compute = runs * m.flops / peak
+        memory = runs * io / bandwidth
         if compute >= memory:
             total = total + TimeEstimate(compute, compute, 0.0)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import pluggy
@@ -133,6 +133,54 @@ def _workloads(value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value)
 
 
+RUNTIME_DTYPES: Final = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+"""Bytes per element of the dtypes a runtime may hold weights in."""
+RUNTIME_COMPUTE: Final = {"tf32": 4, "bf16": 2, "fp16": 2, "fp8": 2}
+"""Compute precisions and the bytes per activation element they keep (fp32 matmuls run on TF32
+tensor cores; fp8 matmuls keep bf16 activations between layers)."""
+
+
+def _choice(options: Mapping[str, int], what: str) -> Any:
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in options:
+            raise ValueError(f"runtime {what} {value!r} is not allowed: choose one of {', '.join(options)}")
+
+    return check
+
+
+@attrs.frozen
+class StageRuntime:
+    """How one stage runs: its weights' dtype, its compute precision, and where it runs."""
+
+    weights: str = attrs.field(validator=_choice(RUNTIME_DTYPES, "weights dtype"))
+    compute: str = attrs.field(validator=_choice(RUNTIME_COMPUTE, "compute precision"))
+    device: str = attrs.field(default="gpu", validator=_choice({"gpu": 0, "cpu": 0}, "device"))
+
+
+@attrs.frozen(kw_only=True)
+class Runtime:
+    """A way of running the pipeline: per stage its :class:`StageRuntime`, and whether every
+    stage's weights stay on the GPU (``resident="all"``) or stages are moved onto it one at a
+    time (``"one_stage"``, CPU offload)."""
+
+    description: str
+    stages: Mapping[str, StageRuntime]
+    resident: str = attrs.field(default="all", validator=_choice({"all": 0, "one_stage": 0}, "residency"))
+
+
+def _runtimes(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Runtime]) -> None:
+    names = [stage.name for stage in instance.stages]
+    for name, runtime in value.items():
+        if not is_safe_name(name):
+            raise ValueError(name_error("runtime", name))
+        missing = [stage for stage in names if stage not in runtime.stages]
+        extra = sorted(set(runtime.stages) - set(names))
+        if missing or extra:
+            raise ValueError(
+                f"runtime {name!r} must give every stage exactly once: missing {missing}, unknown {extra}"
+            )
+
+
 @attrs.frozen(kw_only=True)
 class Serving:
     """How the stages of a generative model become serving figures (``flopcheck report`` and
@@ -195,6 +243,8 @@ class ModelRegistration:
       message is shown to the user.
     - ``generations`` names tiny real end-to-end runs (built lazily, on CPU): each becomes a
       ``test_generation[model/name]`` check of the counted whole run against the analytic total.
+    - ``runtimes`` names ways of running the pipeline (:class:`Runtime`: per-stage weight dtype,
+      compute precision and device, and weight residency) for ``flopcheck report --runtime``.
     - ``serving`` (a :class:`Serving`) turns a generative model's stages into time to first
       token, time per output token, throughput and KV-cache memory in reports and sweeps.
     - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
@@ -225,6 +275,7 @@ class ModelRegistration:
     )
     description: str = ""
     serving: Serving | None = attrs.field(default=None, validator=_serving_stages)
+    runtimes: Mapping[str, Runtime] = attrs.field(factory=dict, converter=_workloads, validator=_runtimes)
 
     def totals(self, workload: Any, stage: str) -> Metrics:
         """One run's totals of ``stage``, through the fast path when there is one."""

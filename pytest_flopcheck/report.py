@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from pytest_flopcheck.hardware import GPUS, ZERO_TIME, Gpu, roofline
-from pytest_flopcheck.registry import ModelRegistration
+from pytest_flopcheck.registry import RUNTIME_DTYPES, ModelRegistration
 from pytest_flopcheck.tree import ZERO, CostNode
 
 SCHEMA_VERSION = 1
@@ -98,8 +98,10 @@ def build_report(
     created_utc: str,
     gpus: Sequence[Gpu] | None = None,
     precision: str = "bf16",
+    runtime: str | None = None,
 ) -> dict[str, Any]:
-    """The report document for one workload."""
+    """The report document for one workload (with ``runtime``, also that runtime's memory and
+    times: per-stage weight dtypes, compute precisions, devices and residency)."""
     runs = runs_per_generation(reg, workload)
     trees = {stage.name: reg.analytic(workload, stage.name) for stage in reg.stages}
     dtype = getattr(workload, "dtype", None)
@@ -178,7 +180,107 @@ def build_report(
     }
     if serving is not None:
         report["serving"] = serving
+    if runtime is not None:
+        gpu_list = list(gpus) if gpus is not None else list(GPUS.values())
+        report["runtime"] = runtime_section(reg, workload, runtime, runs, own_weights, gpu_list)
     return report
+
+
+ACTIVATION_DTYPE = {"tf32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp8": "bf16"}
+RUNTIME_NOTE = (
+    "Weights at the runtime's dtype; activations at its compute precision (fp8 matmuls keep bf16 "
+    "activations); stages on the CPU take no GPU memory and their time is not estimated; stages the "
+    "workload does not run are not loaded. The working set is the largest layer call's inputs and outputs "
+    "plus caches, as in the memory section: an estimate, not yet checked against a measured peak."
+)
+
+
+def _at_dtype(workload: Any, dtype: str) -> Any:
+    """The workload with its ``dtype`` field set, when it has one that allows ``dtype``."""
+    if attrs.has(type(workload)) and any(f.name == "dtype" for f in attrs.fields(type(workload))):
+        try:
+            return attrs.evolve(workload, dtype=dtype)
+        except ValueError:
+            return workload
+    return workload
+
+
+def runtime_section(
+    reg: ModelRegistration,
+    workload: Any,
+    name: str,
+    runs: Mapping[str, int],
+    own_weights: set[str],
+    gpus: Sequence[Gpu],
+) -> dict[str, Any]:
+    """Per-stage GPU memory, the pipeline peak (and the stage setting it) and GPU times under the
+    registration's runtime ``name``."""
+    spec = reg.runtimes[name]
+    owner = {s.name: s.weights_of or s.name for s in reg.stages}
+    trees: dict[str, CostNode] = {}
+    stages: dict[str, dict[str, Any]] = {}
+    for stage in reg.stages:
+        sr = spec.stages[stage.name]
+        tree = reg.analytic(_at_dtype(workload, ACTIVATION_DTYPE[sr.compute]), stage.name)
+        trees[stage.name] = tree
+        stages[stage.name] = {
+            "weights": sr.weights,
+            "compute": sr.compute,
+            "device": sr.device,
+            "weight_bytes": tree.total.params * RUNTIME_DTYPES[sr.weights],
+            "working_bytes": peak_activation_bytes(tree) + tree.total.cache_bytes,
+            "runs_per_generation": runs[stage.name],
+        }
+    on_gpu = [n for n, s in stages.items() if s["device"] == "gpu" and runs[n]]
+    for n in stages:
+        weights = stages[owner[n]]["weight_bytes"] if stages[owner[n]]["device"] == "gpu" else 0
+        stages[n]["gpu_bytes_while_running"] = weights + stages[n]["working_bytes"] if n in on_gpu else 0
+    if (
+        spec.resident == "all"
+    ):  # the weights of every stage the generation runs (a stage run 0 times is not loaded)
+        resident = sum(
+            s["weight_bytes"]
+            for n, s in stages.items()
+            if n in own_weights and s["device"] == "gpu" and any(runs[m] for m in stages if owner[m] == n)
+        )
+        working = {n: stages[n]["working_bytes"] for n in on_gpu}
+        setter = max(working, key=working.__getitem__, default=None)
+        peak = resident + (working[setter] if setter else 0)
+    else:
+        alone = {n: stages[n]["gpu_bytes_while_running"] for n in on_gpu}
+        setter = max(alone, key=alone.__getitem__, default=None)
+        peak = alone[setter] if setter else 0
+    estimates, unsupported = [], []
+    for gpu in gpus:
+        needed = {stages[n]["compute"] for n in on_gpu}
+        if not needed <= set(gpu.tflops):
+            unsupported.append({"gpu": gpu.name, "missing": sorted(needed - set(gpu.tflops))})
+            continue
+        seconds = {
+            n: roofline(trees[n], gpu, stages[n]["compute"], RUNTIME_DTYPES[stages[n]["weights"]])
+            .times(runs[n])
+            .seconds
+            for n in on_gpu
+        }
+        estimates.append(
+            {
+                "gpu": gpu.name,
+                "stages": seconds,
+                "gpu_total_s": sum(seconds.values()),
+                "fits": peak <= gpu.memory_gb * 1e9,
+                "memory_gb": gpu.memory_gb,
+            }
+        )
+    return {
+        "name": name,
+        "description": spec.description,
+        "resident": spec.resident,
+        "stages": stages,
+        "pipeline": {"peak_bytes": peak, "set_by": setter},
+        "estimates": estimates,
+        "not_supported": unsupported,
+        "note": RUNTIME_NOTE,
+    }
 
 
 def kv_lengths(context: int, final: int, max_context: int | None) -> list[int]:
@@ -456,6 +558,58 @@ def _kv_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _runtime_tables(report: Mapping[str, Any]) -> tuple[tuple[list[str], list[list[str]]], ...]:
+    rt = report["runtime"]
+    stage_rows = [
+        [
+            name,
+            s["weights"],
+            s["compute"],
+            s["device"],
+            human(s["weight_bytes"], "B"),
+            human(s["working_bytes"], "B"),
+            human(s["gpu_bytes_while_running"], "B") if s["gpu_bytes_while_running"] else "–",
+        ]
+        for name, s in rt["stages"].items()
+        if s["runs_per_generation"]
+    ]
+    stage_header = [
+        "stage",
+        "weights",
+        "compute",
+        "device",
+        "weight memory",
+        "working set",
+        "GPU while running",
+    ]
+    on_gpu = [n for n, s in rt["stages"].items() if s["gpu_bytes_while_running"]]
+    gpu_rows = [
+        [
+            e["gpu"],
+            *(seconds(e["stages"][n]) for n in on_gpu),
+            seconds(e["gpu_total_s"]),
+            "yes" if e["fits"] else f"no ({e['memory_gb']:g} GB)",
+        ]
+        for e in rt["estimates"]
+    ]
+    return (stage_header, stage_rows), (["GPU", *on_gpu, "GPU total", "fits"], gpu_rows)
+
+
+def _runtime_intro(report: Mapping[str, Any]) -> str:
+    rt = report["runtime"]
+    mode = "every stage's weights resident" if rt["resident"] == "all" else "one stage on the GPU at a time"
+    peak = rt["pipeline"]
+    text = f"{rt['description']} ({mode}). Pipeline GPU peak: {human(peak['peak_bytes'], 'B')}"
+    text += f", set by {peak['set_by']}." if peak["set_by"] else "."
+    if rt["not_supported"]:
+        text += (
+            " Not estimated: "
+            + ", ".join(f"{u['gpu']} (no {'/'.join(u['missing'])} tensor cores)" for u in rt["not_supported"])
+            + "."
+        )
+    return text
+
+
 def _count(n: int, unit: str) -> str:
     return f"{n:,} {unit}" + ("" if n == 1 else "s")
 
@@ -510,6 +664,10 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
         lines += ["## Serving", "", _serving_intro(report), ""]
         lines += _md_table(*_serving_rows(report))
         lines += ["", *_md_table(*_kv_rows(report)), "", report["serving"]["caveat"], ""]
+    if "runtime" in report:
+        (sh, sr), (gh, gr) = _runtime_tables(report)
+        lines += [f"## Runtime: {report['runtime']['name']}", "", _runtime_intro(report), ""]
+        lines += [*_md_table(sh, sr), "", *_md_table(gh, gr), "", report["runtime"]["note"], ""]
     memory = report["memory"]["pipeline"]
     lines += [
         "## Memory",
@@ -601,6 +759,15 @@ def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     ]
     for title, data in plots.items():
         parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
+    if "runtime" in report:
+        (sh, sr), (gh, gr) = _runtime_tables(report)
+        parts += [
+            f"<h2>Runtime: {esc(report['runtime']['name'])}</h2>",
+            f"<p>{esc(_runtime_intro(report))}</p>",
+            "<div class='top'>" + _html_table(sh, sr) + "</div>",
+            "<div class='top'>" + _html_table(gh, gr) + "</div>",
+            f"<p class='note'>{esc(report['runtime']['note'])}</p>",
+        ]
     if "serving" in report:
         parts += [
             "<h2>Serving</h2>",

@@ -813,3 +813,135 @@ def test_serving_must_name_registered_stages(
                 cache_bytes_per_token=lambda w: 1,
             ),
         )
+
+
+RUNTIME_PLUGIN = """
+from pytest_flopcheck import CostNode, Metrics, ModelRegistration, Runtime, Stage, StageRuntime, hookimpl
+
+
+def analytic(w, stage):
+    db = {"fp32": 4, "bf16": 2}[w["dtype"]] if isinstance(w, dict) else 2
+    params, act = {"encoder": (1000, 10), "core": (5000, 40), "decoder": (300, 90)}[stage]
+    leaf = CostNode(stage + ".work", "work", Metrics(flops=10**12, params=params, weight_bytes=params * 2,
+                    io_bytes=params * 2 + act * 2, activation_bytes=act * 2))
+    return CostNode("", stage, leaf.metrics, (leaf,))
+
+
+B = StageRuntime("bf16", "bf16")
+
+
+def runtime(encoder, core, decoder, resident="all"):
+    return Runtime(description="test", stages={"encoder": encoder, "core": core, "decoder": decoder},
+                   resident=resident)
+
+
+@hookimpl
+def flopcheck_register_models(register):
+    register(ModelRegistration(
+        name="rt",
+        stages=(Stage("encoder", 0.0), Stage("core", 0.0), Stage("decoder", 0.0)),
+        workloads={"w": 1},
+        analytic=analytic,
+        runtimes={
+            "bf16": runtime(B, B, B),
+            "mixed": runtime(StageRuntime("bf16", "bf16", "cpu"), StageRuntime("fp32", "bf16"),
+                             StageRuntime("fp32", "tf32")),
+            "swap": runtime(B, B, B, resident="one_stage"),
+            "fp8": runtime(B, StageRuntime("fp8", "fp8"), B),
+        },
+    ))
+"""
+
+
+def runtime_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, *extra: str
+) -> dict[str, Any]:
+    plugin = tmp_path / "rt_plugin.py"
+    plugin.write_text(RUNTIME_PLUGIN)
+    out = tmp_path / name
+    code, _, err = run(
+        capsys,
+        "-p",
+        str(plugin),
+        "report",
+        "rt",
+        "--workload",
+        "w",
+        "--runtime",
+        name,
+        "--output",
+        str(out),
+        *extra,
+    )
+    assert code == 0, err
+    (path,) = out.glob("*/static_analysis/rt/report.json")
+    return json.loads(path.read_text())["runtime"]  # type: ignore[no-any-return]
+
+
+def test_a_runtime_sizes_weights_at_its_dtypes_and_names_the_peak_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    everything = runtime_report(tmp_path, capsys, "bf16")
+    # all resident: every weight (bf16) plus the largest working set (the decoder's 90 bf16 elements)
+    assert everything["pipeline"] == {"peak_bytes": 6300 * 2 + 90 * 2, "set_by": "decoder"}
+    mixed = runtime_report(tmp_path, capsys, "mixed")
+    assert mixed["stages"]["core"]["weight_bytes"] == 5000 * 4  # fp32 weights
+    assert mixed["stages"]["encoder"]["gpu_bytes_while_running"] == 0  # on the CPU
+    assert "encoder" not in mixed["estimates"][0]["stages"]  # CPU time is not estimated
+    # GPU weights: the core's and the decoder's in fp32 (the encoder runs on the CPU), and the
+    # decoder's working set (this toy's trees ignore the compute dtype)
+    assert mixed["pipeline"] == {"peak_bytes": 5000 * 4 + 300 * 4 + 90 * 2, "set_by": "decoder"}
+    swap = runtime_report(tmp_path, capsys, "swap")
+    assert swap["pipeline"] == {"peak_bytes": 5000 * 2 + 40 * 2, "set_by": "core"}  # one model at a time
+    fp8 = runtime_report(tmp_path, capsys, "fp8")
+    assert {u["gpu"] for u in fp8["not_supported"]} == {"A100-80GB"}
+    assert fp8["stages"]["core"]["weight_bytes"] == 5000
+
+
+def test_bad_runtimes_are_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "rt_plugin.py"
+    plugin.write_text(RUNTIME_PLUGIN)
+    out = str(tmp_path / "o")
+    code, _, err = run(
+        capsys, "-p", str(plugin), "report", "rt", "--workload", "w", "--runtime", "nope", "--output", out
+    )
+    assert (code, err.strip().splitlines()[-1]) == (
+        2,
+        "flopcheck: error: --runtime 'nope' is not allowed: choose one of bf16, mixed, swap, fp8",
+    )
+    code, _, err = run(
+        capsys,
+        "-p",
+        str(plugin),
+        "report",
+        "rt",
+        "--workload",
+        "w",
+        "--runtime",
+        "bf16",
+        "--precision",
+        "fp8",
+        "--output",
+        out,
+    )
+    assert code == 2
+    assert "--precision is not allowed with --runtime" in err
+    code, _, err = run(capsys, "report", "deepseek_ocr", "--runtime", "x", "--output", out)
+    assert code == 2
+    assert "model 'deepseek_ocr' declares no runtimes" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_runtime_must_give_every_stage() -> None:
+    from pytest_flopcheck import CostNode, ModelRegistration, Runtime, Stage, StageRuntime
+
+    with pytest.raises(ValueError, match=r"runtime 'r' must give every stage exactly once: missing \['b'\]"):
+        ModelRegistration(
+            name="m",
+            stages=(Stage("a", 0.0), Stage("b", 0.0)),
+            workloads={"w": 1},
+            analytic=lambda w, s: CostNode("", s),
+            runtimes={"r": Runtime(description="", stages={"a": StageRuntime("bf16", "bf16")})},
+        )
+    with pytest.raises(ValueError, match="runtime weights dtype 'int4' is not allowed"):
+        StageRuntime("int4", "bf16")

@@ -12,7 +12,8 @@ from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 from wan_models.wan2_1 import reference
 from wan_models.wan2_1.config import CLIP_VIT_H, UMT5_XXL, WAN_VAE, load_dit_config
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
-from wan_models.wan2_1.pipeline import runs_per_generation, stage_totals, stage_tree
+from wan_models.wan2_1.pipeline import STAGES, runs_per_generation, stage_totals, stage_tree
+from wan_models.wan2_1.runtimes import runtimes
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
 from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
 
@@ -117,6 +118,7 @@ def registration() -> ModelRegistration:
         warnings=Workload.warnings,
         not_modeled=NOT_MODELED,
         workload_type=Workload,
+        runtimes=runtimes(STAGES),
     )
 
 

@@ -11,9 +11,10 @@ import attrs
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 from wan_models.wan2_1.config import UMT5_XXL
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
+from wan_models.wan2_1.runtimes import runtimes
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
 from wan_models.wan2_2 import reference
-from wan_models.wan2_2.pipeline import WAN21_STAGE, runs_per_generation, stage_totals, stage_tree
+from wan_models.wan2_2.pipeline import STAGES, WAN21_STAGE, runs_per_generation, stage_totals, stage_tree
 from wan_models.wan2_2.schedule import expert_steps
 from wan_models.wan2_2.workload import STANDARD_WORKLOADS, Workload
 
@@ -114,6 +115,7 @@ def registration() -> ModelRegistration:
         warnings=Workload.warnings,
         not_modeled=NOT_MODELED,
         workload_type=Workload,
+        runtimes=runtimes(STAGES),
     )
 
 

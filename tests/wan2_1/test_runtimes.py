@@ -1,0 +1,54 @@
+"""Runtime profiles of the Wan pipelines: per-stage dtypes and devices, and which stage sets the
+pipeline's GPU peak (W-004, the 1.3B model at 480p, 81 frames)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_flopcheck.report import build_report
+from wan_models.wan2_1.registration import registration
+from wan_models.wan2_1.workload import STANDARD_WORKLOADS
+
+
+def runtime(name: str, workload: str = "W-004") -> dict:  # type: ignore[type-arg]
+    document = build_report(
+        registration(), STANDARD_WORKLOADS[workload], run_id="r", created_utc="t", runtime=name
+    )
+    return document["runtime"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("name", "stage"),
+    [
+        ("diffusers", "vae_decode"),  # every model resident: the fp32 VAE's working set tops them
+        ("diffusers-offload", "text_encoder"),  # one model at a time: the 11.4 GB UMT5 is the largest
+        ("official", "vae_decode"),
+        ("official-t5-cpu", "vae_decode"),
+        ("fp8", "vae_decode"),
+    ],
+)
+def test_each_runtime_names_the_stage_that_sets_the_peak(name: str, stage: str) -> None:
+    assert runtime(name)["pipeline"]["set_by"] == stage
+
+
+def test_runtimes_hold_weights_at_their_dtypes() -> None:
+    diffusers, official, fp8 = runtime("diffusers"), runtime("official"), runtime("fp8")
+    params = official["stages"]["diffusion_core"]["weight_bytes"] // 4
+    assert diffusers["stages"]["diffusion_core"]["weight_bytes"] == 2 * params
+    assert fp8["stages"]["diffusion_core"]["weight_bytes"] == params
+    assert (
+        official["stages"]["vae_decode"]["weight_bytes"] == diffusers["stages"]["vae_decode"]["weight_bytes"]
+    )
+    assert runtime("official-t5-cpu")["stages"]["text_encoder"]["gpu_bytes_while_running"] == 0
+    # 14B DiT weights in fp32: the official code's 57 GB
+    assert round(runtime("official", "W-003")["stages"]["diffusion_core"]["weight_bytes"] / 1e9) == 57
+
+
+def test_stages_a_text_to_video_run_skips_are_not_loaded() -> None:
+    rt = runtime("diffusers")
+    loaded = sum(
+        s["weight_bytes"]
+        for n, s in rt["stages"].items()
+        if n in ("text_encoder", "diffusion_core", "vae_decode")
+    )
+    assert rt["pipeline"]["peak_bytes"] == loaded + rt["stages"]["vae_decode"]["working_bytes"]
