@@ -433,6 +433,8 @@ def sweep_columns(reg: ModelRegistration, gpu: Gpu | None) -> dict[str, str]:
     where = f"on {gpu.name}, roofline"
     columns |= {f"{s}_s": f"seconds of {s} per generation {where}" for s in stages}
     columns["total_s"] = f"seconds per generation {where}"
+    columns["peak_bytes_all_resident"] = "estimated pipeline peak memory, every stage's weights resident"
+    columns["peak_bytes_one_stage"] = "estimated pipeline peak memory, one stage resident at a time"
     if reg.serving is not None:
         unit = reg.serving.unit
         columns |= {
@@ -472,11 +474,13 @@ def sweep_rows(
             final = spec.context(workload) + spec.new_tokens(workload) - 1
             row["kv_cache_bytes"] = spec.sequences(workload) * final * spec.cache_bytes_per_token(workload)
         if gpu is not None:
-            seconds = {
-                s: roofline(reg.analytic(workload, s), gpu, precision).seconds * runs[s] for s in stages
-            }
+            trees = {s: reg.analytic(workload, s) for s in stages}
+            seconds = {s: roofline(trees[s], gpu, precision).seconds * runs[s] for s in stages}
             row |= {f"{s}_s": seconds[s] for s in stages}
             row["total_s"] = sum(seconds.values())
+            memory = report.pipeline_memory(reg, workload, trees)
+            row["peak_bytes_all_resident"] = memory["peak_bytes_all_weights_resident"]
+            row["peak_bytes_one_stage"] = memory["peak_bytes_one_stage_resident"]
             if spec is not None:
                 figures = report.serving_times(reg, workload, seconds)
                 row["time_to_first_token_s"] = figures["time_to_first_token_s"]
@@ -559,6 +563,26 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                     }
                     (staged.staging / base_dir / f"{knob}.png").write_bytes(
                         plots.sweep_plot(knob, xs, series, lines[knob])
+                    )
+                    if gpu is None:
+                        continue
+                    timing = {
+                        s: [r[f"{s}_s"] for r in line] for s in stages if any(r[f"{s}_s"] for r in line)
+                    }
+                    (staged.staging / base_dir / f"{knob}_seconds.png").write_bytes(
+                        plots.sweep_plot(
+                            knob, xs, timing | {"total": [r["total_s"] for r in line]}, lines[knob],
+                            quantity=f"Seconds on {gpu.name}", unit="seconds per generation",
+                        )
+                    )  # fmt: skip
+                    memory = {
+                        "all weights resident": [r["peak_bytes_all_resident"] for r in line],
+                        "one stage resident": [r["peak_bytes_one_stage"] for r in line],
+                    }
+                    (staged.staging / base_dir / f"{knob}_memory.png").write_bytes(
+                        plots.sweep_plot(
+                            knob, xs, memory, lines[knob], quantity="Peak memory", unit="bytes (estimate)"
+                        )
                     )
         else:
             print("warning: matplotlib is not installed: no plots were written")

@@ -94,9 +94,15 @@ def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
 
 
 def sweep_plot(
-    knob: str, xs: Sequence[Any], series: Mapping[str, Sequence[int]], fixed: Mapping[str, Any]
+    knob: str,
+    xs: Sequence[Any],
+    series: Mapping[str, Sequence[float]],
+    fixed: Mapping[str, Any],
+    quantity: str = "FLOPs",
+    unit: str = "FLOPs per generation",
 ) -> bytes:
-    """FLOPs per generation against one knob: one line per stage and the total (log y)."""
+    """A quantity (FLOPs, seconds, bytes) against one knob: one line per series (log y); a
+    series named ``total`` is drawn dashed below the others."""
     fig, ax = _figure()
     for i, (name, ys) in enumerate(series.items()):
         if name == "total":  # dashed and drawn below, so a dominant stage stays visible on top of it
@@ -123,8 +129,8 @@ def sweep_plot(
             )
     ax.set_yscale("log")
     ax.set_xlabel(knob)
-    ax.set_ylabel("FLOPs per generation (log scale)")
+    ax.set_ylabel(f"{unit} (log scale)")
     subtitle = ", ".join(f"{k}={v}" for k, v in fixed.items())
-    ax.set_title(f"FLOPs vs {knob}" + (f"\n({subtitle})" if subtitle else ""), fontsize=10)
+    ax.set_title(f"{quantity} vs {knob}" + (f"\n({subtitle})" if subtitle else ""), fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _png(fig)

@@ -83,7 +83,9 @@ def _node_json(node: CostNode) -> dict[str, Any]:
 def peak_activation_bytes(tree: CostNode) -> int:
     """The largest single layer call's inputs plus outputs (a node of several calls counts its
     largest call, not their sum)."""
-    return max((leaf.per_call.io_bytes - leaf.per_call.weight_bytes for leaf in tree.leaves()), default=0)
+    return max(
+        (max(leaf.per_call.io_bytes - leaf.per_call.weight_bytes, 0) for leaf in tree.leaves()), default=0
+    )
 
 
 def _share(part: int, whole: int) -> float:
@@ -108,12 +110,13 @@ def build_report(
 
     stages: dict[str, Any] = {}
     generation = ZERO
-    own_weights = set(reg.weight_stages)
+    loaded = loaded_weights(reg, runs)
     for name, tree in trees.items():
         per_generation = tree.total.repeated(runs[name])
-        # A phase that runs another stage's weights adds its work, not those weights again.
+        # A phase that runs another stage's weights adds its work, not those weights again; a
+        # stage the workload never runs adds neither.
         generation = generation + (
-            per_generation if name in own_weights else attrs.evolve(per_generation, params=0, weight_bytes=0)
+            per_generation if name in loaded else attrs.evolve(per_generation, params=0, weight_bytes=0)
         )
         stages[name] = {
             "runs_per_generation": runs[name],
@@ -149,7 +152,7 @@ def build_report(
         for category, flops in sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:5]
     ]
 
-    memory = _memory(trees, dtype, own_weights)
+    memory = _memory(trees, dtype, loaded, runs)
     time_estimates = _times(trees, runs, gpus if gpus is not None else list(GPUS.values()), precision)
     warnings = list(reg.warnings(workload)) if reg.warnings else []
     serving = _serving(reg, workload, time_estimates, warnings)
@@ -182,7 +185,7 @@ def build_report(
         report["serving"] = serving
     if runtime is not None:
         gpu_list = list(gpus) if gpus is not None else list(GPUS.values())
-        report["runtime"] = runtime_section(reg, workload, runtime, runs, own_weights, gpu_list)
+        report["runtime"] = runtime_section(reg, workload, runtime, runs, gpu_list)
     return report
 
 
@@ -210,7 +213,6 @@ def runtime_section(
     workload: Any,
     name: str,
     runs: Mapping[str, int],
-    own_weights: set[str],
     gpus: Sequence[Gpu],
 ) -> dict[str, Any]:
     """Per-stage GPU memory, the pipeline peak (and the stage setting it) and GPU times under the
@@ -238,11 +240,8 @@ def runtime_section(
     if (
         spec.resident == "all"
     ):  # the weights of every stage the generation runs (a stage run 0 times is not loaded)
-        resident = sum(
-            s["weight_bytes"]
-            for n, s in stages.items()
-            if n in own_weights and s["device"] == "gpu" and any(runs[m] for m in stages if owner[m] == n)
-        )
+        loaded = loaded_weights(reg, runs)
+        resident = sum(s["weight_bytes"] for n, s in stages.items() if n in loaded and s["device"] == "gpu")
         working = {n: stages[n]["working_bytes"] for n in on_gpu}
         setter = max(working, key=working.__getitem__, default=None)
         peak = resident + (working[setter] if setter else 0)
@@ -348,7 +347,23 @@ def _serving(
     }
 
 
-def _memory(trees: Mapping[str, CostNode], dtype: str | None, own_weights: set[str]) -> dict[str, Any]:
+def loaded_weights(reg: ModelRegistration, runs: Mapping[str, int]) -> set[str]:
+    """Stages whose own weights a generation loads: it runs them, or a phase that uses them."""
+    owner = {s.name: s.weights_of or s.name for s in reg.stages}
+    return {owner[name] for name, n in runs.items() if n}
+
+
+def pipeline_memory(reg: ModelRegistration, workload: Any, trees: Mapping[str, CostNode]) -> dict[str, Any]:
+    """The pipeline's estimated memory peaks for ``trees`` (one per stage), as in the report."""
+    runs = runs_per_generation(reg, workload)
+    return dict(_memory(trees, getattr(workload, "dtype", None), loaded_weights(reg, runs), runs)["pipeline"])
+
+
+def _memory(
+    trees: Mapping[str, CostNode], dtype: str | None, loaded: set[str], runs: Mapping[str, int]
+) -> dict[str, Any]:
+    """Per-stage memory, and the pipeline's peaks over the stages the generation runs (with
+    the weights it loads)."""
     stages: dict[str, dict[str, Any]] = {}
     for name, tree in trees.items():
         params = tree.total.params
@@ -360,9 +375,11 @@ def _memory(trees: Mapping[str, CostNode], dtype: str | None, own_weights: set[s
             "cache_bytes": tree.total.cache_bytes,
             "cache_note": tree.note,
         }
-    weights = sum(s["weight_bytes"] for name, s in stages.items() if name in own_weights)
-    working = {name: s["peak_activation_bytes"] + s["cache_bytes"] for name, s in stages.items()}
-    alone = {name: stages[name]["weight_bytes"] + working[name] for name in stages}
+    weights = sum(s["weight_bytes"] for name, s in stages.items() if name in loaded)
+    working = {
+        name: s["peak_activation_bytes"] + s["cache_bytes"] for name, s in stages.items() if runs[name]
+    }
+    alone = {name: stages[name]["weight_bytes"] + working[name] for name in working}
     return {
         "dtype": dtype,
         "stages": stages,
@@ -672,7 +689,8 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "## Memory",
         "",
-        f"- weights of every stage ({report['memory']['dtype']}): {human(memory['weight_bytes'], 'B')}",
+        f"- weights of the stages that run ({report['memory']['dtype']}): "
+        f"{human(memory['weight_bytes'], 'B')}",
         f"- peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}"
         f"{_set_by(memory, 'all_weights_resident')}",
         f"- peak with one stage resident at a time: {human(memory['peak_bytes_one_stage_resident'], 'B')}"
@@ -779,7 +797,7 @@ def report_html(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     memory = report["memory"]["pipeline"]
     parts += [
         "<h2>Memory</h2><ul>",
-        f"<li>weights of every stage ({esc(str(report['memory']['dtype']))}): "
+        f"<li>weights of the stages that run ({esc(str(report['memory']['dtype']))}): "
         f"{human(memory['weight_bytes'], 'B')}</li>",
         f"<li>peak with all weights resident: {human(memory['peak_bytes_all_weights_resident'], 'B')}"
         f"{esc(_set_by(memory, 'all_weights_resident'))}</li>",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pytest_flopcheck import plots
 from pytest_flopcheck.cli import main
 from wan_models.wan2_1 import Workload, runs_per_generation, stage_tree
 
@@ -777,6 +778,12 @@ def test_sweep_with_a_gpu_adds_time_and_serving_columns(
     header = json.loads(json_path.read_text())
     assert header["gpu"]["name"] == "H100-SXM"
     assert set(header["columns"]) == set(rows[0]) - {"new_tokens"}
+    # the toy's weights (10 params, 20 bytes per stage; decode runs prefill's) and no activations
+    assert rows[0]["peak_bytes_all_resident"] == "40"
+    assert rows[0]["peak_bytes_one_stage"] == "20"
+    if plots.available():
+        pngs = {p.name for p in csv_path.parent.glob("*.png")}
+        assert pngs == {"new_tokens.png", "new_tokens_seconds.png", "new_tokens_memory.png"}
     code, _, err = run(
         capsys, "-p", str(plugin), "sweep", "gen", "--vary", "batch=1", "--precision", "fp8",
         "--output", str(out_dir / "bad"),

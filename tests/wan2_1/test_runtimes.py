@@ -52,3 +52,15 @@ def test_stages_a_text_to_video_run_skips_are_not_loaded() -> None:
         if n in ("text_encoder", "diffusion_core", "vae_decode")
     )
     assert rt["pipeline"]["peak_bytes"] == loaded + rt["stages"]["vae_decode"]["working_bytes"]
+
+
+def test_the_report_counts_only_the_weights_a_generation_loads() -> None:
+    from wan_models.wan2_1.pipeline import stage_tree
+
+    w = STANDARD_WORKLOADS["W-004"]
+    document = build_report(registration(), w, run_id="r", created_utc="t")
+    loaded = sum(
+        stage_tree(w, s).total.weight_bytes for s in ("text_encoder", "diffusion_core", "vae_decode")
+    )
+    assert document["memory"]["pipeline"]["weight_bytes"] == loaded  # no CLIP, no VAE encoder
+    assert document["totals"]["per_generation"]["weight_bytes"] == loaded
