@@ -49,7 +49,7 @@ def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
     plots = {}
     stages = report["stage_totals"]
     fig, ax = _figure()
-    names = list(stages)
+    names = [n for n in stages if stages[n]["runs_per_generation"]]  # stages this generation runs
     # Floats for plotting only: exact counts can exceed what matplotlib's C longs hold.
     values = [float(stages[n]["per_generation"]["flops"]) for n in names]
     bars = ax.barh(names, values, color=PALETTE[: len(names)])
@@ -79,7 +79,7 @@ def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
     if estimates:
         fig, ax = _figure(height=3.8)
         left = [0.0] * len(estimates)
-        for i, stage in enumerate(stages):
+        for i, stage in enumerate(names):
             widths = [e["stages"][stage]["per_generation_s"] for e in estimates]
             ax.barh(
                 [e["gpu"] for e in estimates], widths, left=left, label=stage, color=PALETTE[i % len(PALETTE)]

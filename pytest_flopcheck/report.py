@@ -525,11 +525,12 @@ def _time_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
             return "one stage at a time"
         return "no"
 
-    header = ["GPU", *report["stage_totals"], "total", "compute-bound", "fits in memory"]
+    running = [n for n, s in report["stage_totals"].items() if s["runs_per_generation"]]
+    header = ["GPU", *running, "total", "compute-bound", "fits in memory"]
     rows = [
         [
             e["gpu"],
-            *(seconds(s["per_generation_s"]) for s in e["stages"].values()),
+            *(seconds(e["stages"][n]["per_generation_s"]) for n in running),
             seconds(e["total_s"]),
             f"{e['compute_bound_fraction']:.0%}",
             fits(e),

@@ -172,8 +172,15 @@ class Workload:
 
     def describe(self) -> dict[str, Any]:
         """The workload fields and the geometry derived from them."""
+        fields = attrs.asdict(self)
+        for internal in (
+            "dit_config",
+            "vae_config",
+        ):  # shown only when a loaded config replaces the variant's
+            if fields[internal] is None:
+                del fields[internal]
         return {
-            **attrs.asdict(self),
+            **fields,
             "latent_frames": self.latent_frames,
             "output_frames": self.output_frames,
             "latent_height": self.latent_height,
