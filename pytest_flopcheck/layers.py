@@ -356,3 +356,66 @@ def moe(
             )
         )
     return group(prefix, "moe", children, reference=reference)
+
+
+def encoder_layer(
+    prefix: str,
+    kind: str,
+    *,
+    batch: int,
+    tokens: int,
+    width: int,
+    heads: int,
+    mlp: int,
+    dtype_bytes: int,
+) -> CostNode:
+    """A pre-LayerNorm transformer encoder layer under transformers' CLIP names: ``layer_norm1``,
+    ``self_attn`` (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``, all with bias, and
+    bidirectional attention over ``tokens``), ``layer_norm2`` and ``mlp`` (``fc1``, ``fc2``).
+    ``kind`` prefixes the categories (``vision`` gives ``vision_projection``, ``vision_mlp``...)."""
+    rows = batch * tokens
+
+    def proj(name: str, in_f: int, out_f: int, category: str) -> CostNode:
+        ref = f"{prefix}.{name}"
+        return linear(
+            ref, category, rows=rows, in_features=in_f, out_features=out_f, bias=True,
+            dtype_bytes=dtype_bytes, reference=ref,
+        )  # fmt: skip
+
+    def layer_norm(name: str) -> CostNode:
+        ref = f"{prefix}.{name}"
+        return norm(
+            ref, "norm", rows=rows, dim=width, params=2 * width, dtype_bytes=dtype_bytes, reference=ref
+        )
+
+    projection = f"{kind}_projection"
+    attention = group(
+        f"{prefix}.self_attn",
+        f"{kind}_attention",
+        [
+            proj("self_attn.q_proj", width, width, projection),
+            proj("self_attn.k_proj", width, width, projection),
+            proj("self_attn.v_proj", width, width, projection),
+            attention_core(
+                f"{prefix}.self_attn.core",
+                f"{kind}_attention_core",
+                batch=batch,
+                heads=heads,
+                q_len=tokens,
+                kv_len=tokens,
+                head_dim=width // heads,
+                dtype_bytes=dtype_bytes,
+                reference=f"{prefix}.self_attn",
+            ),
+            proj("self_attn.out_proj", width, width, projection),
+        ],
+        reference=f"{prefix}.self_attn",
+    )
+    feed_forward = group(
+        f"{prefix}.mlp",
+        f"{kind}_mlp",
+        [proj("mlp.fc1", width, mlp, f"{kind}_mlp"), proj("mlp.fc2", mlp, width, f"{kind}_mlp")],
+        reference=f"{prefix}.mlp",
+    )
+    children = [layer_norm("layer_norm1"), attention, layer_norm("layer_norm2"), feed_forward]
+    return group(prefix, f"{kind}_layer", children, reference=prefix)

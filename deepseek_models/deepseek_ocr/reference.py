@@ -183,24 +183,7 @@ def build(w: Page, stage: str, device: str) -> ReferenceCall:
                     model.page(view, tiles, w.tile_grid)
 
             return ReferenceCall(model, vision, scope=VISION_SCOPE)
-        text = model.language_model
-        prompt = torch.zeros(w.pages, w.prefill_tokens, dtype=torch.long)
-        if stage == "prefill":
-
-            def prefill() -> object:
-                hidden = text(input_ids=prompt, use_cache=True).last_hidden_state
-                return model.lm_head(hidden[:, -1:])  # generation keeps the last position's logits
-
-            return ReferenceCall(model, prefill, scope=LANGUAGE_SCOPE)
-        cache = text(input_ids=prompt, use_cache=True).past_key_values
-        token = torch.zeros(w.pages, 1, dtype=torch.long)
-
-    def decode() -> None:
-        for _ in range(w.decode_steps):
-            hidden = text(input_ids=token, past_key_values=cache, use_cache=True).last_hidden_state
-            model.lm_head(hidden)
-
-    return ReferenceCall(model, decode, scope=LANGUAGE_SCOPE)
+    return ocr2_reference.language_call(model, model.language_model, model.lm_head, w, stage, LANGUAGE_SCOPE)
 
 
 def tiny_generation(w: Page) -> Generation:

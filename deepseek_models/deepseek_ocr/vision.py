@@ -20,63 +20,15 @@ CLIP_PREFIX = "vision_model"
 
 
 def _clip_layer(index: int, batch: int, tokens: int, cfg: ClipConfig, db: int) -> CostNode:
-    prefix = f"{CLIP_PREFIX}.encoder.layers.{index}"
-    rows = batch * tokens
-
-    def linear(name: str, in_f: int, out_f: int) -> CostNode:
-        return layers.linear(
-            f"{prefix}.{name}",
-            "vision_projection" if name.startswith("self_attn") else "vision_mlp",
-            rows=rows,
-            in_features=in_f,
-            out_features=out_f,
-            bias=True,
-            dtype_bytes=db,
-            reference=f"{prefix}.{name}",
-        )
-
-    def norm(name: str) -> CostNode:
-        return layers.norm(
-            f"{prefix}.{name}",
-            "norm",
-            rows=rows,
-            dim=cfg.width,
-            params=2 * cfg.width,
-            dtype_bytes=db,
-            reference=f"{prefix}.{name}",
-        )
-
-    w = cfg.width
-    attn = group(
-        f"{prefix}.self_attn",
-        "vision_attention",
-        [
-            linear("self_attn.q_proj", w, w),
-            linear("self_attn.k_proj", w, w),
-            linear("self_attn.v_proj", w, w),
-            layers.attention_core(
-                f"{prefix}.self_attn.core",
-                "vision_attention_core",
-                batch=batch,
-                heads=cfg.heads,
-                q_len=tokens,
-                kv_len=tokens,
-                head_dim=cfg.head_dim,
-                dtype_bytes=db,
-                reference=f"{prefix}.self_attn",
-            ),
-            linear("self_attn.out_proj", w, w),
-        ],
-        reference=f"{prefix}.self_attn",
-    )
-    mlp = group(
-        f"{prefix}.mlp",
-        "vision_mlp",
-        [linear("mlp.fc1", w, cfg.mlp), linear("mlp.fc2", cfg.mlp, w)],
-        reference=f"{prefix}.mlp",
-    )
-    return group(
-        prefix, "vision_layer", [norm("layer_norm1"), attn, norm("layer_norm2"), mlp], reference=prefix
+    return layers.encoder_layer(
+        f"{CLIP_PREFIX}.encoder.layers.{index}",
+        "vision",
+        batch=batch,
+        tokens=tokens,
+        width=cfg.width,
+        heads=cfg.heads,
+        mlp=cfg.mlp,
+        dtype_bytes=db,
     )
 
 

@@ -8,8 +8,7 @@ from typing import Any, Final
 
 import attrs
 
-from deepseek_models.validation import DTYPE_BYTES, WorkloadError, at_least, helped
-from deepseek_models.validation import dtype as _dtype
+from deepseek_models.validation import PageBatch, WorkloadError, helped
 
 MODES: Final = {"tiny": 512, "small": 640, "base": 1024, "large": 1280, "gundam": 1024}
 """Resolution modes (paper, table 1) and the size of their single (or global) view."""
@@ -47,13 +46,11 @@ def view_tokens(view: int) -> int:
 
 
 @attrs.frozen(kw_only=True)
-class Page:
-    """``pages`` pages read together (the batch) in resolution ``mode``; Gundam adds
-    ``tiles`` local 640 px tiles (WIDTHxHEIGHT) to a 1024 px global view. A prompt of
-    ``prompt_tokens`` text tokens; ``new_tokens`` generated tokens (the first from the prefill,
-    the rest from decode steps)."""
+class Page(PageBatch):
+    """Pages read in resolution ``mode``; Gundam adds ``tiles`` local 640 px tiles
+    (WIDTHxHEIGHT) to a 1024 px global view (the batch, prompt and generation fields are
+    :class:`PageBatch`'s)."""
 
-    pages: int = attrs.field(default=1, validator=at_least(1), metadata=helped("pages per batch"))
     mode: str = attrs.field(
         default="base", validator=_mode, metadata=helped(f"resolution mode: {', '.join(MODES)}")
     )
@@ -62,19 +59,6 @@ class Page:
         validator=_tiles,
         metadata=helped("gundam only: WIDTHxHEIGHT tiles of 640 px, 2 to 9 in all (e.g. 2x3)"),
     )
-    prompt_tokens: int = attrs.field(
-        default=16, validator=at_least(1), metadata=helped("text tokens of the prompt")
-    )
-    new_tokens: int = attrs.field(
-        default=256, validator=at_least(2), metadata=helped("tokens to generate (>= 2)")
-    )
-    dtype: str = attrs.field(
-        default="bf16", validator=_dtype, metadata=helped("dtype for memory and I/O figures")
-    )
-
-    @property
-    def dtype_bytes(self) -> int:
-        return DTYPE_BYTES[self.dtype]
 
     @property
     def view(self) -> int:
@@ -106,23 +90,8 @@ class Page:
             tokens += (tile * wide + 1) * tile * high
         return tokens
 
-    @property
-    def prefill_tokens(self) -> int:
-        return self.prompt_tokens + self.image_tokens
-
-    @property
-    def decode_steps(self) -> int:
-        return self.new_tokens - 1
-
     def describe(self) -> dict[str, Any]:
-        return {
-            **attrs.asdict(self),
-            "view_px": self.view,
-            "tile_count": self.tile_count,
-            "image_tokens_per_page": self.image_tokens,
-            "prefill_tokens": self.prefill_tokens,
-            "decode_steps": self.decode_steps,
-        }
+        return {**super().describe(), "view_px": self.view, "tile_count": self.tile_count}
 
 
 STANDARD_WORKLOADS: Final = {

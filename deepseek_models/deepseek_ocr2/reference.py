@@ -97,25 +97,38 @@ def build(w: Page, stage: str, device: str) -> ReferenceCall:
                 lambda: inner.get_image_features(views, crops, per_page),
                 scope=("vision_tower", "multi_modal_projector", "view_separator"),
             )
-        text = model.model.language_model
+        return language_call(
+            model, model.model.language_model, model.lm_head, w, stage, ("model.language_model", "lm_head")
+        )
+
+
+def language_call(
+    root: Any, text: Any, lm_head: Any, w: Any, stage: str, scope: tuple[str, ...]
+) -> ReferenceCall:
+    """The decoder's ``prefill`` (the language model over prompt and image tokens, the lm_head on
+    the last position) or ``decode`` (one step per further token over a KV cache a prefill
+    filled; only the steps are counted) for ``w.pages`` sequences, on meta. ``root`` holds
+    ``text`` and ``lm_head``; both DeepSeek OCR models share this decoder."""
+    import torch
+
+    with torch.device("meta"):
         prompt = torch.zeros(w.pages, w.prefill_tokens, dtype=torch.long)
-        scope = ("model.language_model", "lm_head")
         if stage == "prefill":
 
             def prefill() -> object:
                 hidden = text(input_ids=prompt, use_cache=True).last_hidden_state
-                return model.lm_head(hidden[:, -1:])  # generation keeps the last position's logits
+                return lm_head(hidden[:, -1:])  # generation keeps the last position's logits
 
-            return ReferenceCall(model, prefill, scope=scope)
+            return ReferenceCall(root, prefill, scope=scope)
         cache = text(input_ids=prompt, use_cache=True).past_key_values
         token = torch.zeros(w.pages, 1, dtype=torch.long)
 
     def decode() -> None:
         for _ in range(w.decode_steps):
             hidden = text(input_ids=token, past_key_values=cache, use_cache=True).last_hidden_state
-            model.lm_head(hidden)
+            lm_head(hidden)
 
-    return ReferenceCall(model, decode, scope=scope)
+    return ReferenceCall(root, decode, scope=scope)
 
 
 def tiny_generation(w: Page) -> Generation:

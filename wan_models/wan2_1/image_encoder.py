@@ -13,63 +13,15 @@ from wan_models.wan2_1.config import CLIP_VIT_H, ImageEncoderConfig
 
 
 def _layer(index: int, images: int, cfg: ImageEncoderConfig, db: int) -> CostNode:
-    prefix = f"encoder.layers.{index}"
-    rows = images * cfg.tokens
-    w = cfg.width
-
-    def linear(name: str, in_f: int, out_f: int, category: str) -> CostNode:
-        return layers.linear(
-            f"{prefix}.{name}",
-            category,
-            rows=rows,
-            in_features=in_f,
-            out_features=out_f,
-            bias=True,
-            dtype_bytes=db,
-            reference=f"{prefix}.{name}",
-        )
-
-    def norm(name: str) -> CostNode:
-        return layers.norm(
-            f"{prefix}.{name}",
-            "norm",
-            rows=rows,
-            dim=w,
-            params=2 * w,
-            dtype_bytes=db,
-            reference=f"{prefix}.{name}",
-        )
-
-    attention = group(
-        f"{prefix}.self_attn",
-        "image_attention",
-        [
-            linear("self_attn.q_proj", w, w, "image_projection"),
-            linear("self_attn.k_proj", w, w, "image_projection"),
-            linear("self_attn.v_proj", w, w, "image_projection"),
-            layers.attention_core(
-                f"{prefix}.self_attn.core",
-                "image_attention_core",
-                batch=images,
-                heads=cfg.heads,
-                q_len=cfg.tokens,
-                kv_len=cfg.tokens,
-                head_dim=cfg.head_dim,
-                dtype_bytes=db,
-                reference=f"{prefix}.self_attn",
-            ),
-            linear("self_attn.out_proj", w, w, "image_projection"),
-        ],
-        reference=f"{prefix}.self_attn",
-    )
-    mlp = group(
-        f"{prefix}.mlp",
-        "image_mlp",
-        [linear("mlp.fc1", w, cfg.mlp, "image_mlp"), linear("mlp.fc2", cfg.mlp, w, "image_mlp")],
-        reference=f"{prefix}.mlp",
-    )
-    return group(
-        prefix, "image_layer", [norm("layer_norm1"), attention, norm("layer_norm2"), mlp], reference=prefix
+    return layers.encoder_layer(
+        f"encoder.layers.{index}",
+        "image",
+        batch=images,
+        tokens=cfg.tokens,
+        width=cfg.width,
+        heads=cfg.heads,
+        mlp=cfg.mlp,
+        dtype_bytes=db,
     )
 
 

@@ -7,6 +7,7 @@ or with random weights on a real device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pytest_flopcheck import Generation, ReferenceCall
@@ -251,6 +252,27 @@ def tiny_pipeline() -> Any:
     return pipe
 
 
+def pipeline_call(pipe: Any, w: Any, **inputs: Any) -> Callable[[], object]:
+    """One whole call of a tiny diffusers Wan pipeline for ``w`` (a prompt and, with guidance, a
+    negative prompt; ``inputs`` adds the image of an image-to-video call)."""
+
+    def run() -> object:
+        return pipe(
+            prompt="a cat",
+            negative_prompt="blurry",
+            height=w.height,
+            width=w.width,
+            num_frames=w.frames,
+            num_inference_steps=w.steps,
+            guidance_scale=5.0 if w.guidance else 1.0,
+            max_sequence_length=w.text_len,
+            output_type="pt",
+            **inputs,
+        )
+
+    return run
+
+
 def tiny_generation(w: Workload) -> Generation:
     """One whole generation of the tiny pipeline for ``w`` (prompt, negative prompt, every step,
     the decode; for an image variant also the CLIP image encoder and the conditioning encode),
@@ -313,21 +335,7 @@ def tiny_i2v_call(w: Workload) -> ReferenceCall:
     )
     image = Image.new("RGB", (w.width, w.height), (128, 64, 32))
 
-    def run() -> object:
-        return pipe(
-            image=image,
-            prompt="a cat",
-            negative_prompt="blurry",
-            height=w.height,
-            width=w.width,
-            num_frames=w.frames,
-            num_inference_steps=w.steps,
-            guidance_scale=5.0 if w.guidance else 1.0,
-            max_sequence_length=w.text_len,
-            output_type="pt",
-        )
-
-    return ReferenceCall(modules, run)
+    return ReferenceCall(modules, pipeline_call(pipe, w, image=image))
 
 
 def tiny_pipeline_call(w: Workload) -> ReferenceCall:
@@ -339,17 +347,4 @@ def tiny_pipeline_call(w: Workload) -> ReferenceCall:
         {"text_encoder": pipe.text_encoder, "transformer": pipe.transformer, "vae": pipe.vae}
     )
 
-    def run() -> object:
-        return pipe(
-            prompt="a cat",
-            negative_prompt="blurry",
-            height=w.height,
-            width=w.width,
-            num_frames=w.frames,
-            num_inference_steps=w.steps,
-            guidance_scale=5.0 if w.guidance else 1.0,
-            max_sequence_length=w.text_len,
-            output_type="pt",
-        )
-
-    return ReferenceCall(modules, run)
+    return ReferenceCall(modules, pipeline_call(pipe, w))

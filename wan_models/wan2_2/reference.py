@@ -87,18 +87,4 @@ def _tiny_call(w: Workload) -> ReferenceCall:
         parts["transformer_2"] = pipe.transformer_2
     modules = torch.nn.ModuleDict(parts)
 
-    def run() -> object:
-        return pipe(
-            prompt="a cat",
-            negative_prompt="blurry",
-            height=w.height,
-            width=w.width,
-            num_frames=w.frames,
-            num_inference_steps=w.steps,
-            guidance_scale=5.0 if w.guidance else 1.0,
-            max_sequence_length=w.text_len,
-            output_type="pt",
-            **inputs,
-        )
-
-    return ReferenceCall(modules, run)
+    return ReferenceCall(modules, wan21.pipeline_call(pipe, w, **inputs))
