@@ -184,3 +184,18 @@ def test_ti2v_defaults_one_dit_per_token_timesteps_and_the_wan22_vae() -> None:
     assert runs_per_generation(image)["vae_encode"] == 1
     one_frame = stage_tree(image, "vae_encode").total.flops
     assert one_frame < stage_tree(Workload(variant="I2V-A14B"), "vae_encode").total.flops
+
+
+def test_the_analytic_side_and_reports_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wan_models.wan2_2.registration as r; from pytest_flopcheck.report import build_report; "
+        "reg = r.registration(); "
+        "[build_report(reg, w, run_id='x', created_utc='y', runtime='official') for w in reg.workloads.values()]; "
+        "[g() for g in reg.generations.values()]; "
+        "print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
