@@ -193,7 +193,8 @@ def test_the_analytic_side_and_reports_do_not_import_torch() -> None:
     code = (
         "import sys, wan_models.wan2_2.registration as r; from pytest_flopcheck.report import build_report; "
         "reg = r.registration(); "
-        "[build_report(reg, w, run_id='x', created_utc='y', runtime='official') for w in reg.workloads.values()]; "
+        "[build_report(reg, w, run_id='x', created_utc='y', runtime='official') "
+        "for w in reg.workloads.values()]; "
         "[g() for g in reg.generations.values()]; "
         "print('torch' in sys.modules, 'diffusers' in sys.modules)"
     )
