@@ -17,6 +17,13 @@ from pytest_flopcheck import ops
 from pytest_flopcheck.tree import CostNode, Metrics, group
 
 
+GROUP_OFFSET_BYTES = 4
+"""Bytes of one group offset (int32) a grouped GEMM reads."""
+
+LSE_BYTES = 4
+"""Bytes of one log-sum-exp value a fused attention kernel writes per query row and head."""
+
+
 def _node(
     node_id: str,
     category: str,
@@ -56,9 +63,11 @@ def linear(
     bias: bool,
     dtype_bytes: int,
     reference: str | None,
+    scratch_bytes: int = 0,
 ) -> CostNode:
-    """A linear layer over ``rows`` rows."""
-    return _node(
+    """A linear layer over ``rows`` rows (``scratch_bytes``: temporaries live beside its call, an
+    activation's output, say)."""
+    node = _node(
         node_id,
         category,
         flops=ops.linear_flops(rows, in_features, out_features),
@@ -68,6 +77,7 @@ def linear(
         dtype_bytes=dtype_bytes,
         reference=reference,
     )
+    return attrs.evolve(node, scratch_bytes=scratch_bytes) if scratch_bytes else node
 
 
 def conv(
@@ -122,8 +132,10 @@ def attention_core(
     cache_len: int = 0,
     note: str = "",
     reference_ops: tuple[str, ...] = (),
+    mask_elements: int = 0,
 ) -> CostNode:
-    """softmax(QKᵀ)V as one fused kernel: reads Q, K, V, writes the output.
+    """softmax(QKᵀ)V as one fused kernel: reads Q, K, V (and an additive mask or position bias of
+    ``mask_elements``, broadcast dimensions once), writes the output and its fp32 log-sum-exp.
 
     ``kv_heads`` (default ``heads``) is the number of key/value heads (grouped-query attention:
     FLOPs follow the query heads, bytes the key/value heads); ``v_head_dim`` (default
@@ -138,13 +150,15 @@ def attention_core(
         raise ValueError(f"kv_heads {kv_h} is not allowed: it must divide heads {heads}")
     q = batch * heads * q_len * head_dim
     kv = batch * kv_h * kv_len * (head_dim + v_dim)
+    # The fused kernel also writes each query row's log-sum-exp in fp32.
+    lse_elements = -(-batch * heads * q_len * LSE_BYTES // dtype_bytes)
     return _node(
         node_id,
         category,
         flops=ops.attention_flops(batch, heads, q_len, kv_len, head_dim, v_dim),
         params=0,
-        inputs=q + kv,
-        outputs=batch * heads * q_len * v_dim,
+        inputs=q + kv + mask_elements,
+        outputs=batch * heads * q_len * v_dim + lse_elements,
         dtype_bytes=dtype_bytes,
         reference=reference,
         reference_own=reference is not None,
@@ -295,6 +309,7 @@ def moe(
     router: str = "gate",
     routed: str = "experts",
     shared: str = "shared_experts",
+    router_dtype_bytes: int = 0,
 ) -> CostNode:
     """A mixture-of-experts layer: a router (a linear to ``experts`` logits), routed gated
     experts held as 3-D tensors (gate and up fused, then down), and shared experts (a gated MLP
@@ -303,7 +318,9 @@ def moe(
     Routed work is tokens × top_k rows through one expert each, whatever the routing: the
     FLOPs of transformers' ``grouped_mm`` and ``batched_mm`` paths; parameters count every expert,
     I/O only the weights of the at most ``min(experts, tokens × top_k)`` experts that get rows.
-    ``router``, ``routed`` and ``shared`` are the module names under ``reference``.
+    ``router``, ``routed`` and ``shared`` are the module names under ``reference``;
+    ``router_dtype_bytes`` (0: the model's) the element size the router computes in (an fp32
+    router reads an upcast copy of its input and weight and writes fp32 logits).
     """
 
     def ref(name: str) -> str | None:
@@ -326,10 +343,17 @@ def moe(
     )
     # A grouped GEMM reads only the experts that received rows: in decode (a few tokens) that is
     # top_k experts per token, not all of them. Routing-independent upper bound.
+    # Each of the two grouped GEMMs also reads the int32 group offsets, one per expert.
     untouched = (experts - min(experts, rows)) * per_expert * dtype_bytes
     routed_node = attrs.evolve(
         routed_node,
-        metrics=attrs.evolve(routed_node.metrics, io_bytes=routed_node.metrics.io_bytes - untouched),
+        metrics=attrs.evolve(
+            routed_node.metrics,
+            io_bytes=routed_node.metrics.io_bytes - untouched + 2 * experts * GROUP_OFFSET_BYTES,
+        ),
+        # With fewer rows than experts the kernel reads fewer experts than its weight argument
+        # holds: physical traffic, not the op-argument convention the reference counts.
+        io_exact=not untouched,
     )
     router_node = linear(
         f"{prefix}.{router}",
@@ -338,9 +362,18 @@ def moe(
         in_features=hidden,
         out_features=experts,
         bias=False,
-        dtype_bytes=dtype_bytes,
+        dtype_bytes=router_dtype_bytes or dtype_bytes,
         reference=ref(router),
     )
+    if router_dtype_bytes:  # the router's weights are stored at the model's dtype, computed upcast
+        router_node = attrs.evolve(
+            router_node,
+            metrics=attrs.evolve(
+                router_node.metrics,
+                params=hidden * experts,
+                weight_bytes=hidden * experts * dtype_bytes,
+            ),
+        )
     children = [router_node, routed_node]
     if shared_intermediate:
         children.append(

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
+from pytest_flopcheck.memory import LiveBytes, op_traffic, outputs, reachable_tensors
 from pytest_flopcheck.ops_policy import COMPUTE_OPS, OpPolicy
 from pytest_flopcheck.registry import ReferenceCall
 from pytest_flopcheck.tree import CostNode
@@ -20,6 +21,12 @@ from pytest_flopcheck.tree import CostNode
 DEVICES = ("meta", "cpu", "cuda")
 
 OUTSIDE = "(outside any module)"
+
+_T = TypeVar("_T")
+
+COUNTS_FORMAT = 2
+"""The layout of :class:`ReferenceCounts`; part of every cache key, so that a new field forces a
+recount rather than a default."""
 
 
 class ReferenceSkipped(Exception):
@@ -45,6 +52,15 @@ class ModuleCount:
     own_params: int
     ops: Mapping[str, int]
     own_ops: Mapping[str, int] = attrs.field(factory=dict)
+    io_ops: Mapping[str, int] = attrs.field(factory=dict)
+    """Bytes read and written by the counted ops that ran in the module (children included), per
+    operator (:mod:`pytest_flopcheck.memory` says how bytes are counted)."""
+    own_io_ops: Mapping[str, int] = attrs.field(factory=dict)
+    other_io: int = 0
+    """Bytes moved by every other op that ran in the module (children included): elementwise
+    work, norms, copies, padding; no analytic node claims it."""
+    peak_bytes: int = 0
+    """The peak of live tensor bytes while the module ran (everything live, not only its own)."""
 
 
 @attrs.frozen
@@ -59,6 +75,15 @@ class ReferenceCounts:
     uncounted_ops: Mapping[str, int]
     seconds: float
     scope: tuple[str, ...] = ()
+    weight_bytes: int = 0
+    """Bytes of the parameters the stage uses (its scope's), in the dtype it was built in."""
+    baseline_bytes: int = 0
+    """Live bytes when the call started: weights, buffers and the call's inputs."""
+    peak_bytes: int = 0
+    """The peak of live tensor bytes over the call (weights and inputs included; parameters
+    outside the stage's scope left out)."""
+    dtype: str = ""
+    """The dtype the reference module was built in."""
 
     def module(self, name: str) -> ModuleCount:
         """Counts of the module with this name (``""`` the whole module)."""
@@ -78,6 +103,10 @@ class ReferenceCounts:
             "uncounted_ops": dict(self.uncounted_ops),
             "seconds": self.seconds,
             "scope": list(self.scope),
+            "weight_bytes": self.weight_bytes,
+            "baseline_bytes": self.baseline_bytes,
+            "peak_bytes": self.peak_bytes,
+            "dtype": self.dtype,
         }
 
     @classmethod
@@ -91,6 +120,10 @@ class ReferenceCounts:
             uncounted_ops=dict(data["uncounted_ops"]),
             seconds=float(data["seconds"]),
             scope=tuple(data.get("scope", ())),
+            weight_bytes=int(data.get("weight_bytes", 0)),
+            baseline_bytes=int(data.get("baseline_bytes", 0)),
+            peak_bytes=int(data.get("peak_bytes", 0)),
+            dtype=str(data.get("dtype", "")),
         )
 
     def value(self, name: str, own: bool, metric: str, ops: tuple[str, ...] = ()) -> int:
@@ -102,11 +135,16 @@ class ReferenceCounts:
             return sum(per_op.get(op, 0) for op in ops)
         if metric == "flops":
             return count.own_flops if own else count.flops
+        if metric == "io_bytes":
+            per_op = count.own_io_ops if own else count.io_ops
+            return sum(n for op, n in per_op.items() if not ops or op in ops)
         if metric == "params":
             if name == "" and not own:
                 return self.total_params  # over the stage's scope when it has one
             return count.own_params if own else count.params
-        raise ValueError(f"metric {metric!r} is not counted by the reference (allowed: flops, params)")
+        raise ValueError(
+            f"metric {metric!r} is not counted by the reference (allowed: flops, params, io_bytes)"
+        )
 
 
 @attrs.frozen
@@ -208,37 +246,63 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
 
     counter = FlopCounterMode(display=False, custom_mapping=_custom_mapping(rules))
     registry = counter.flop_registry
+    tracker = counter.mod_tracker
     uncounted: dict[str, int] = {}
+    io_ops: dict[str, dict[str, int]] = {}
+    other_io: dict[str, int] = {}
+    peaks: dict[str, int] = {}
+    live = LiveBytes()
 
-    class _Uncounted(TorchDispatchMode):  # type: ignore[no-untyped-call]
-        """Sees the ops that actually execute, after the counter decomposed what it could."""
+    class _Observer(TorchDispatchMode):  # type: ignore[no-untyped-call]
+        """Sees the ops that actually execute, after the counter decomposed what it could: the
+        ones that ran without a formula, every op's traffic and the live tensor bytes."""
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             packet = func._overloadpacket
             name = str(packet)
             if packet not in registry and name in COMPUTE_OPS and name not in rules.zero_flop:
                 uncounted[name] = uncounted.get(name, 0) + 1
-            return func(*args, **(kwargs or {}))
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            moved = op_traffic(func, args, kwargs, out)
+            live.add(outputs((args, kwargs, out)))
+            now = live.live
+            for parent in tracker.parents:
+                if moved and packet in registry:
+                    per_op = io_ops.setdefault(parent, {})
+                    per_op[name] = per_op.get(name, 0) + moved
+                elif moved:
+                    other_io[parent] = other_io.get(parent, 0) + moved
+                if now > peaks.get(parent, 0):
+                    peaks[parent] = now
+            return out
 
     root = _FlopcheckRoot(call.module, call.run)
+    live.add(_scoped_parameters(call))
+    weight_bytes = live.live
+    live.add(call.module.parameters())
+    # Weights outside the stage's scope are another stage's (a VAE's encoder during its decode):
+    # live, but not this stage's memory.
+    other_weights = live.live - weight_bytes
+    live.add([*call.module.buffers(), *reachable_tensors(call.run)])
+    baseline = live.live
     start = time.perf_counter()
-    with torch.no_grad(), _Uncounted(), counter:  # type: ignore[no-untyped-call]
+    with torch.no_grad(), _fused_attention(device), _Observer(), counter:  # type: ignore[no-untyped-call]
         root()
     seconds = time.perf_counter() - start
 
     raw = counter.get_flop_counts()
-    module_ops: dict[str, dict[str, int]] = {}
-    for key, per_op in raw.items():
-        if key == _ROOT_PREFIX:
-            name = ""
-        elif key.startswith(_ROOT_PREFIX + "."):
-            name = key[len(_ROOT_PREFIX) + 1 :]
-        else:
-            continue
-        module_ops[name] = {str(op): int(n) for op, n in per_op.items()}
+    module_ops = _by_module({key: {str(op): int(n) for op, n in per_op.items()} for key, per_op in raw.items()})
     total_ops = {str(op): int(n) for op, n in raw.get("Global", {}).items()}
-    modules = _module_counts(call.module, module_ops)
+    modules = _module_counts(
+        call.module,
+        module_ops,
+        io=_by_module(io_ops),
+        other_io=_by_module(other_io),
+        peaks=_by_module(peaks),
+    )
     total = sum(total_ops.values())
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in call.module.parameters() if p.is_floating_point()})
     return ReferenceCounts(
         device=device,
         total_flops=total,
@@ -248,12 +312,85 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         uncounted_ops=dict(sorted(uncounted.items())),
         seconds=seconds,
         scope=call.scope,
+        weight_bytes=weight_bytes,
+        baseline_bytes=baseline - other_weights,
+        peak_bytes=live.peak - other_weights,
+        dtype="+".join(dtypes),
     )
+
+
+def _by_module(raw: Mapping[str, _T]) -> dict[str, _T]:
+    """Values keyed by the module tracker's names, re-keyed by module path from the reference
+    module (``""`` for it; outside modules dropped)."""
+    named: dict[str, _T] = {}
+    for key, value in raw.items():
+        if key == _ROOT_PREFIX:
+            named[""] = value
+        elif key.startswith(_ROOT_PREFIX + "."):
+            named[key[len(_ROOT_PREFIX) + 1 :]] = value
+    return named
+
+
+def _fused_attention(device: str) -> Any:
+    """On meta, SDPA runs as one fused kernel, as it does on CPU and GPU.
+
+    torch has no fused attention for meta tensors and falls back to the math path, which
+    materialises the full score matrix (110 GB at Wan2.1 1.3B's 32,760 tokens) and would make the
+    live-bytes peak a property of the meta device. The CPU flash kernel has a meta implementation
+    with the real kernels' inputs and outputs (the output and its log-sum-exp), and its FLOPs are
+    the same. Elsewhere nothing changes."""
+    import contextlib
+
+    if device != "meta":
+        return contextlib.nullcontext()
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+
+    class _Fused(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func is not F.scaled_dot_product_attention:
+                return func(*args, **kwargs)
+            names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+            bound = {**dict(zip(names, args, strict=False)), **kwargs}
+            query, key, value = bound["query"], bound["key"], bound["value"]
+            if query.device.type != "meta" or query.dim() != 4:
+                return func(*args, **kwargs)
+            if key.shape[1] != query.shape[1]:  # grouped-query attention: as the math path does
+                repeat = query.shape[1] // key.shape[1]
+                key = key.repeat_interleave(repeat, dim=1)
+                value = value.repeat_interleave(repeat, dim=1)
+            mask = bound.get("attn_mask")
+            if mask is not None and mask.dtype == torch.bool:  # the kernel takes an additive mask
+                mask = torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+                    mask.logical_not(), float("-inf")
+                )
+            return fused(
+                query,
+                key,
+                value,
+                bound.get("dropout_p", 0.0),
+                bool(bound.get("is_causal", False)),
+                attn_mask=mask,
+                scale=bound.get("scale"),
+            )[0]
+
+    return _Fused()
 
 
 def _scoped_params(call: ReferenceCall) -> int:
     """Parameters of the scope's submodules (or single named parameters), each parameter once
     (shared or nested ones too)."""
+    return sum(parameter.numel() for parameter in _scoped_parameters(call))
+
+
+def _scoped_parameters(call: ReferenceCall) -> list[Any]:
+    """The parameters the stage uses: the scope's, or the whole module's; each once."""
+    if not call.scope:
+        return list(call.module.parameters())
     named = dict(call.module.named_modules())
     parameters = dict(call.module.named_parameters())
     missing = [name for name in call.scope if name not in named and name not in parameters]
@@ -262,37 +399,67 @@ def _scoped_params(call: ReferenceCall) -> int:
             f"the reference's scope names {missing}, which are not submodules or parameters of the reference "
             "module"
         )
-    seen: dict[int, int] = {}
+    seen: dict[int, Any] = {}
     for name in call.scope:
         for parameter in named[name].parameters() if name in named else [parameters[name]]:
-            seen[id(parameter)] = parameter.numel()
-    return sum(seen.values())
+            seen[id(parameter)] = parameter
+    return list(seen.values())
 
 
-def _module_counts(module: Any, module_ops: Mapping[str, Mapping[str, int]]) -> dict[str, ModuleCount]:
-    """Per-module counts, per operator. A module that was never called itself (a ModuleList,
-    say) counts what its children counted, so that own work is never inflated by a container."""
+def _inclusive(module: Any, per_module: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Per-operator values of every module, children included. A module that was never called
+    itself (a ModuleList, say) has what its children had, so that own work is never inflated by a
+    container."""
     named = dict(module.named_modules())
     inclusive: dict[str, dict[str, int]] = {}
     # named_modules lists parents before children: walk it backwards to have children first.
     for name in reversed(named):
-        if name in module_ops:
-            inclusive[name] = dict(module_ops[name])
+        if name in per_module:
+            inclusive[name] = dict(per_module[name])
         else:
             inclusive[name] = _sum_ops(
                 inclusive.get(_child(name, c), {}) for c, _ in named[name].named_children()
             )
+    return inclusive
+
+
+def _own(module: Any, name: str, inclusive: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    children = _sum_ops(inclusive.get(_child(name, c), {}) for c, _ in module.named_children())
+    own = {op: n - children.get(op, 0) for op, n in inclusive[name].items()}
+    return dict(sorted((op, n) for op, n in own.items() if n))
+
+
+def _module_counts(
+    module: Any,
+    module_ops: Mapping[str, Mapping[str, int]],
+    *,
+    io: Mapping[str, Mapping[str, int]] | None = None,
+    other_io: Mapping[str, int] | None = None,
+    peaks: Mapping[str, int] | None = None,
+) -> dict[str, ModuleCount]:
+    """Per-module counts, per operator (FLOPs, and with ``io`` bytes of the counted ops)."""
+    named = dict(module.named_modules())
+    flops = _inclusive(module, module_ops)
+    moved = _inclusive(module, io or {})
+    other = _inclusive(module, {name: {"": n} for name, n in (other_io or {}).items()})
+    peak = dict(peaks or {})
+    for name in reversed(named):  # a container that never ran itself: its children's largest peak
+        if name not in peak:
+            peak[name] = max((peak.get(_child(name, c), 0) for c, _ in named[name].named_children()), default=0)
     counts: dict[str, ModuleCount] = {}
     for name, mod in named.items():
-        children = _sum_ops(inclusive.get(_child(name, c), {}) for c, _ in mod.named_children())
-        own = {op: n - children.get(op, 0) for op, n in inclusive[name].items() if n - children.get(op, 0)}
+        own = _own(mod, name, flops)
         counts[name] = ModuleCount(
-            flops=sum(inclusive[name].values()),
-            own_flops=sum(inclusive[name].values()) - sum(children.values()),
+            flops=sum(flops[name].values()),
+            own_flops=sum(own.values()),
             params=sum(p.numel() for p in mod.parameters()),
             own_params=sum(p.numel() for p in mod.parameters(recurse=False)),
             ops=dict(sorted(module_ops.get(name, {}).items())),
-            own_ops=dict(sorted(own.items())),
+            own_ops=own,
+            io_ops=dict(sorted(moved[name].items())),
+            own_io_ops=_own(mod, name, moved),
+            other_io=other[name].get("", 0),
+            peak_bytes=peak[name],
         )
     return counts
 

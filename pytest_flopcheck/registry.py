@@ -43,7 +43,7 @@ class Stage:
     """A stage of a model's pipeline (text encoder, diffusion core, ...) and its tolerance.
 
     ``tolerance`` is the largest allowed relative error ``|analytic - reference| / reference``
-    for each layer and for the stage total. ``weights_of`` names an earlier stage whose weights
+    for each layer's FLOPs and for the stage total (I/O bytes of layers are compared exactly). ``weights_of`` names an earlier stage whose weights
     this one runs with (decode after prefill, say): pipeline parameter and weight totals then
     count those weights once.
     """
@@ -52,6 +52,13 @@ class Stage:
     tolerance: float = attrs.field(validator=_check_tolerance)
     description: str = ""
     weights_of: str | None = None
+    memory_tolerance: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_check_tolerance)
+    )
+    """The largest allowed relative error of the stage's analytic memory peak (weights plus
+    :func:`~pytest_flopcheck.tree.live_peak`) against the live peak measured on the reference; with
+    it each workload gets a ``test_memory`` check. None: the peak is not verified (and reports say
+    so)."""
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from pytest_flopcheck.compare import Comparison, check_path
 from pytest_flopcheck.names import shorten
 from pytest_flopcheck.reference import (
     CoverageGap,
+    COUNTS_FORMAT,
     ReferenceCounts,
     ReferenceSkipped,
     count_reference,
@@ -33,7 +34,7 @@ from pytest_flopcheck.reference import (
 )
 from pytest_flopcheck.registry import Generation, ModelRegistration, Registry
 from pytest_flopcheck.store import COUNTED, CountFailed, ReferenceStore, cache_key
-from pytest_flopcheck.tree import CostNode, TreeError, check_tree
+from pytest_flopcheck.tree import CostNode, TreeError, check_tree, live_peak, live_path
 
 PIPELINE = "pipeline"
 
@@ -41,7 +42,12 @@ LAYER = "test_layer"
 PARAMS = "test_params"
 END_TO_END = "test_end_to_end"
 GENERATION = "test_generation"
-KINDS = (LAYER, PARAMS, END_TO_END, GENERATION)
+IO = "test_io"
+MEMORY = "test_memory"
+KINDS = (LAYER, PARAMS, IO, END_TO_END, MEMORY, GENERATION)
+
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "float8"}
+"""Workload dtype names and the torch dtype a reference must be built in to measure them."""
 GENERATION_STAGE = "generation"
 """The stage name under which a tiny end-to-end generation is recorded."""
 
@@ -322,7 +328,11 @@ class FlopcheckSession:
                             if node.id:
                                 yield Case(LAYER, model, workload, stage.name, node.id)
                             yield Case(PARAMS, model, workload, stage.name, node.id)
+                            if node.id and not node.children and node.total.flops and node.io_exact:
+                                yield Case(IO, model, workload, stage.name, node.id)
                     yield Case(END_TO_END, model, workload, stage.name)
+                    if stage.memory_tolerance is not None:
+                        yield Case(MEMORY, model, workload, stage.name)
                 if reg.multiplicities is not None:
                     yield Case(END_TO_END, model, workload, PIPELINE)
             for name in reg.generations:  # selected like workloads: all, or those named
@@ -354,6 +364,7 @@ class FlopcheckSession:
                 "stage": stage,
                 "device": self.device,
                 "versions": {p: _version(p) for p in packages},
+                "counts_format": COUNTS_FORMAT,
                 "reference_source": _source_digest(reg.reference),
                 "reference_config": reg.reference_config(wl, stage) if reg.reference_config else None,
                 "op_policy": reg.op_policy.describe(),
@@ -431,6 +442,7 @@ class FlopcheckSession:
                 "generation": name,
                 "device": "cpu",
                 "versions": {p: _version(p) for p in packages},
+                "counts_format": COUNTS_FORMAT,
                 "source": _source_digest(generation.build),
                 "op_policy": reg.op_policy.describe(),
             }
@@ -478,6 +490,8 @@ class FlopcheckSession:
         reg = self.registration(case.model)
         tolerance = reg.stage(case.stage).tolerance
         counts = self.reference(case.model, case.workload, case.stage)
+        if case.kind == MEMORY:
+            return self._memory(case, counts)
         if case.kind == END_TO_END:
             tree = self.tree(case.model, case.workload, case.stage)
             comparison = Comparison(
@@ -495,9 +509,11 @@ class FlopcheckSession:
             return Outcome((comparison,), tuple(coverage_gaps(tree, counts)))
         node = self.node(case.model, case.workload, case.stage, case.layer)
         assert node.reference is not None
-        metric = "flops" if case.kind == LAYER else "params"
+        metric = {LAYER: "flops", PARAMS: "params", IO: "io_bytes"}[case.kind]
+        if metric == "io_bytes":
+            tolerance = 0.0  # the bytes of the ops the layer claims: exact
         module = counts.module(node.reference)
-        ops = node.reference_ops if metric == "flops" else ()
+        ops = node.reference_ops if metric != "params" else ()
         reference_value = counts.value(node.reference, node.reference_own, metric, ops)
         whole = (
             f"(stage scope: {', '.join(counts.scope)})"
@@ -506,8 +522,9 @@ class FlopcheckSession:
         )
         label = (node.reference or whole) + (" (own work)" if node.reference_own else "")
         label += f" [{', '.join(ops)}]" if ops else ""
-        analytic_value = node.total.flops if metric == "flops" else node.total.params
-        shown = dict(module.ops) if metric == "flops" and not node.reference_own else {}
+        analytic_value = getattr(node.total, metric)
+        shown = {"flops": module.ops, "io_bytes": module.io_ops}.get(metric, {})
+        shown = dict(shown) if not node.reference_own else {}
         comparison = Comparison(
             case.model,
             case.workload,
@@ -521,6 +538,33 @@ class FlopcheckSession:
             shown,
         )
         return Outcome((comparison,))
+
+    def _memory(self, case: Case, counts: ReferenceCounts) -> Outcome:
+        """The stage's weights (exact) and its memory peak (within the stage's memory tolerance)
+        against the reference's parameters and live tensor bytes, measured in the sized dtype."""
+        reg = self.registration(case.model)
+        tolerance = reg.stage(case.stage).memory_tolerance
+        assert tolerance is not None
+        sized = DTYPE_NAMES.get(str(getattr(reg.workloads[case.workload], "dtype", "")))
+        if sized is not None and counts.dtype != sized:
+            raise CheckSkipped(
+                f"the reference was built in {counts.dtype or 'an unknown dtype'} on {counts.device}, not in the "
+                f"sized {sized}: its memory is not comparable (count on meta to measure it)"
+            )
+        tree = self.tree(case.model, case.workload, case.stage)
+        peak = tree.total.weight_bytes + live_peak(tree)
+        path = " > ".join(node.id or "(stage)" for node in live_path(tree)[-3:])
+        comparisons = (
+            Comparison(
+                case.model, case.workload, case.stage, "", "parameters of the stage", "weight_bytes",
+                tree.total.weight_bytes, counts.weight_bytes, 0.0,
+            ),
+            Comparison(
+                case.model, case.workload, case.stage, "", f"live tensor bytes (analytic peak at {path})",
+                "peak_bytes", peak, counts.peak_bytes, tolerance,
+            ),
+        )  # fmt: skip
+        return Outcome(comparisons)
 
     def _generation(self, case: Case) -> Outcome:
         """The whole tiny run, counted, against the analytic total: exact, and no uncounted op."""

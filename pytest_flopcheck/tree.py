@@ -105,6 +105,17 @@ class CostNode:
     reference_ops: tuple[str, ...] = ()
     """With ``reference_own``: only these operators of the module's own work (``aten.bmm``), so
     that several leaves can split one module's own work by op."""
+    held_bytes: int = 0
+    """Bytes this node keeps alive while its children run, beyond what they hold themselves (a
+    block's residual stream, a decoder's feature cache, a stage's inputs): see :func:`live_peak`."""
+    scratch_bytes: int = 0
+    """For a leaf: bytes live at the peak of one call beyond its inputs and outputs (an
+    activation's temporaries, an fp32 upcast)."""
+    io_exact: bool = True
+    """For a leaf with FLOPs: its ``io_bytes`` are the bytes its counted ops read and write (each
+    tensor argument and output whole), checked exactly by ``test_io``. False where the model
+    deliberately counts physical traffic that differs (a grouped GEMM reading only the experts
+    that received rows); its ``note`` says why."""
 
     @property
     def per_call(self) -> Metrics:
@@ -148,6 +159,25 @@ class CostNode:
         raise KeyError(node_id)
 
 
+def live_peak(node: CostNode) -> int:
+    """The peak of live activation bytes over one run of ``node`` (weights not included).
+
+    Layers run one after another: a leaf's call holds its inputs, its outputs and its scratch
+    (the largest call, for a node of several calls); a group adds what it holds while its
+    children run to the largest of their peaks."""
+    if not node.children:
+        return max(node.per_call.io_bytes - node.per_call.weight_bytes, 0) + node.scratch_bytes + node.held_bytes
+    return node.held_bytes + max(live_peak(child) for child in node.children)
+
+
+def live_path(node: CostNode) -> list[CostNode]:
+    """The nodes from ``node`` down to the leaf whose call sets :func:`live_peak`."""
+    path = [node]
+    while path[-1].children:
+        path.append(max(path[-1].children, key=live_peak))
+    return path
+
+
 def join(prefix: str, name: str) -> str:
     """Dotted id of ``name`` under ``prefix``."""
     return f"{prefix}.{name}" if prefix else name
@@ -161,8 +191,10 @@ def group(
     repeat: int = 1,
     reference: str | None = None,
     note: str = "",
+    held_bytes: int = 0,
 ) -> CostNode:
-    """A parent node whose metrics are the sum of its children's totals."""
+    """A parent node whose metrics are the sum of its children's totals (``held_bytes``: what it
+    keeps alive while they run, see :func:`live_peak`)."""
     kids = tuple(children)
     # Summed field by field in locals: groups are built by the thousand in sweeps.
     flops = params = weight = activation = io = cache = 0
@@ -175,7 +207,7 @@ def group(
         io += m.io_bytes * times
         cache += m.cache_bytes
     total = Metrics(flops, params, weight, activation, io, cache)
-    return CostNode(node_id, category, total, kids, repeat, reference, False, note)
+    return CostNode(node_id, category, total, kids, repeat, reference, False, note, held_bytes=held_bytes)
 
 
 def with_repeat(node: CostNode, repeat: int) -> CostNode:
@@ -216,7 +248,19 @@ def merge_calls(
     )
     largest = max(work, key=_working_set)
     return CostNode(
-        node_id, category, metrics, (), 1, reference, reference_own, note, len(calls), largest, reference_ops
+        node_id,
+        category,
+        metrics,
+        (),
+        1,
+        reference,
+        reference_own,
+        note,
+        len(calls),
+        largest,
+        reference_ops,
+        held_bytes=max(call.held_bytes for call in calls),
+        scratch_bytes=max(call.scratch_bytes for call in calls),
     )
 
 
@@ -246,7 +290,13 @@ def merge_call_trees(trees: list[CostNode] | tuple[CostNode, ...]) -> CostNode:
         )
     children = [merge_call_trees([tree.children[i] for tree in trees]) for i in range(len(first.children))]
     return group(
-        first.id, first.category, children, repeat=first.repeat, reference=first.reference, note=first.note
+        first.id,
+        first.category,
+        children,
+        repeat=first.repeat,
+        reference=first.reference,
+        note=first.note,
+        held_bytes=max(tree.held_bytes for tree in trees),
     )
 
 

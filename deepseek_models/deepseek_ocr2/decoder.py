@@ -89,6 +89,7 @@ def _layer(
             shared_intermediate=cfg.shared_intermediate,
             dtype_bytes=dtype_bytes,
             reference=f"{prefix}.mlp",
+            router_dtype_bytes=4,  # transformers' DeepSeek-V2 router computes in fp32
         )
     children = [
         _norm(f"{prefix}.input_layernorm", rows, cfg, dtype_bytes),

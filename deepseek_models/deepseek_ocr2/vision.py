@@ -62,17 +62,20 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
         head_dim=head_dim,
         dtype_bytes=db,
         reference=f"{prefix}.attn",
+        mask_elements=windows * cfg.heads * (side * side) ** 2,  # the relative-position bias, materialised
     )
+    # Each product is one bmm over the grid side: (side, windows·heads·side, head_dim) times the
+    # gathered table (side, head_dim, side).
     relative = layers.bmm(
         f"{prefix}.attn.rel_pos",
         "vision_attention_core",
-        batch=2 * windows * cfg.heads * side,
-        m=side,
+        batch=side,
+        m=windows * cfg.heads * side,
         k=head_dim,
         n=side,
         dtype_bytes=db,
         reference=None,
-    )
+    ).metrics.scaled(2)
     tables = layers.parameter(
         f"{prefix}.attn.rel_pos",
         "vision_attention_core",
@@ -81,9 +84,11 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
     )
     # The attention module's own work: QKᵀ and PV, the relative-position products, and its own
     # parameters (the two relative-position tables).
+    # The tables' bytes are read by gathers, not by a counted op: no I/O of the core's.
+    own = attention.metrics + relative + tables.metrics
     core = attrs.evolve(
         attention,
-        metrics=attention.metrics + relative.metrics + tables.metrics,
+        metrics=attrs.evolve(own, io_bytes=own.io_bytes - tables.metrics.weight_bytes),
         note="QKᵀ, PV and the two decomposed relative-position products; the rel-pos tables",
     )
     attn = group(
@@ -228,9 +233,12 @@ def _encoder_layer(base: str, index: int, batch: int, tokens: int, cfg: EncoderC
         q_len=tokens,
         kv_len=tokens,
         head_dim=cfg.head_dim,
-        kv_heads=cfg.kv_heads,
         dtype_bytes=db,
         reference=f"{prefix}.self_attn",
+        # With a mask, transformers repeats the key/value heads up to the query heads before SDPA
+        # (on every device): the kernel reads them at the query heads. The mask: image tokens see
+        # each other, queries causally.
+        mask_elements=batch * tokens * tokens,
     )
     attn = group(
         f"{prefix}.self_attn",
@@ -340,6 +348,13 @@ def _view_call(
         dtype_bytes=db,
         reference="multi_modal_projector",
     )
+    if batch > 1:
+        # Several views' queries are a strided slice of the encoder output: torch's linear then
+        # runs a matmul and adds the bias apart, so the counted op does not read the bias.
+        projector = attrs.evolve(
+            projector,
+            metrics=attrs.evolve(projector.metrics, io_bytes=projector.metrics.io_bytes - decoder.hidden * db),
+        )
     separator = layers.parameter(
         "view_separator",
         "vision_projector",

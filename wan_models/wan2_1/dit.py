@@ -6,10 +6,12 @@ diffusers' ``WanTransformer3DModel`` it corresponds to (``blocks.12.attn1.to_q``
 
 from __future__ import annotations
 
+import attrs
+
 from math import prod
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join
+from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join, merge_calls
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -18,6 +20,9 @@ KV_CACHE_NOTE = (
     "video tokens (no autoregressive decoding), and the text keys/values are recomputed in each "
     "block each step by the reference implementation"
 )
+
+
+FP32_BYTES = 4
 
 
 def attention(
@@ -127,20 +132,28 @@ def cross_attention(prefix: str, ref: str, cfg: DiTConfig, w: Workload) -> CostN
         ),
     ]
     # Both attention cores are the module's own work: one leaf claims both (text and image keys).
-    core, out = text.children[-2], text.children[-1]
-    image_core = layers.attention_core(
+    out = text.children[-1]
+    image_core = merge_calls(
         join(base, "core"),
         "cross_attention_core",
-        batch=b,
-        heads=cfg.num_heads,
-        q_len=tokens,
-        kv_len=w.text_len + cfg.image_tokens,
-        head_dim=cfg.head_dim,
-        dtype_bytes=db,
+        [
+            layers.attention_core(
+                join(base, "core"),
+                "cross_attention_core",
+                batch=b,
+                heads=cfg.num_heads,
+                q_len=tokens,
+                kv_len=kv_len,
+                head_dim=cfg.head_dim,
+                dtype_bytes=db,
+                reference=f"{ref}.attn2",
+            )
+            for kv_len in (cfg.image_tokens, w.text_len)
+        ],
         reference=f"{ref}.attn2",
+        reference_own=True,
         note="the text core and the image core: the same queries over text keys, then over image keys",
     )
-    del core
     return group(
         base, "cross_attention", [*text.children[:-2], *image, image_core, out], reference=f"{ref}.attn2"
     )
@@ -151,18 +164,21 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
     prefix = f"blocks.{index}"
     ref = prefix
     b, tokens, db, d = w.batch_size, w.tokens, w.dtype_bytes, cfg.dim
-    children = [
-        attention(
-            join(prefix, "self_attn"),
-            f"{ref}.attn1",
-            "self_attention",
-            cfg,
-            batch=b,
-            q_rows=tokens,
-            kv_rows=tokens,
-            dtype_bytes=db,
-        ),
-    ]
+    stream = b * tokens * d  # one token-by-width tensor
+    self_attn = attention(
+        join(prefix, "self_attn"),
+        f"{ref}.attn1",
+        "self_attention",
+        cfg,
+        batch=b,
+        q_rows=tokens,
+        kv_rows=tokens,
+        dtype_bytes=db,
+    )
+    # After the output projection diffusers adds the gated output to the residual in fp32: the
+    # upcast residual, the gated output and their sum live beside the projection's output.
+    out = attrs.evolve(self_attn.children[-1], scratch_bytes=3 * stream * FP32_BYTES)
+    children = [attrs.evolve(self_attn, children=(*self_attn.children[:-1], out))]
     if cfg.cross_attn_norm:
         children.append(
             layers.norm(
@@ -190,6 +206,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
                     bias=True,
                     dtype_bytes=db,
                     reference=f"{ref}.ffn.net.0.proj",
+                    scratch_bytes=b * tokens * cfg.ffn_dim * db,  # the GELU output beside its input
                 ),
                 layers.linear(
                     join(prefix, "ffn.2"),
@@ -212,7 +229,12 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             note="shift/scale/gate table added to the time projection; elementwise",
         ),
     ]
-    return group(prefix, "block", children, reference=ref)
+    # While a sublayer runs, the block holds the caller's input, its residual stream and the
+    # previous sublayer's output (diffusers rebinds it only when the next one returns).
+    held = 3 * stream * db
+    if cfg.expand_timesteps:  # the per-token shift/scale/gate table plus time projection, in fp32
+        held += 6 * stream * FP32_BYTES
+    return group(prefix, "block", children, reference=ref, held_bytes=held)
 
 
 def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
@@ -221,7 +243,10 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
     embed, first, head = _parts(w, cfg)
     rename = Renamer(first, "blocks.0", "blocks.0")
     blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
-    return group("", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE)
+    # With one timestep per token the time embedding and its six projections are per token too,
+    # held through every block.
+    held = 7 * w.batch_size * w.tokens * cfg.dim * w.dtype_bytes if cfg.expand_timesteps else 0
+    return group("", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE, held_bytes=held)
 
 
 def dit_totals(w: Workload, cfg: DiTConfig | None = None) -> Metrics:

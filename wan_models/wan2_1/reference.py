@@ -27,18 +27,19 @@ from wan_models.wan2_1.workload import Workload
 PACKAGES = ("torch", "diffusers", "transformers")
 
 
-def _on_device(module: Any, device: str) -> Any:
-    """Random weights stay fp32 on meta and CPU (where bf16 matmuls are slow); a GPU runs bf16,
-    as the model does in production."""
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
+
+
+def _dtype(w: Workload, device: str) -> Any:
+    """The dtype the reference is built in: the sized one on meta (free) and on a GPU; fp32 on
+    CPU, where bf16 matmuls are slow. fp8 builds bf16 (matmuls cannot run in it here)."""
     import torch
 
-    return module.to(torch.bfloat16) if device == "cuda" else module
+    return getattr(torch, _TORCH_DTYPES[w.dtype]) if device != "cpu" else torch.float32
 
 
-def _dtype(device: str) -> Any:
-    import torch
-
-    return torch.bfloat16 if device == "cuda" else torch.float32
+def _on_device(module: Any, w: Workload, device: str) -> Any:
+    return module.to(_dtype(w, device))
 
 
 def diffusion_core(w: Workload, device: str) -> ReferenceCall:
@@ -47,7 +48,7 @@ def diffusion_core(w: Workload, device: str) -> ReferenceCall:
     from diffusers import WanTransformer3DModel
 
     cfg = w.dit
-    dtype = _dtype(device)
+    dtype = _dtype(w, device)
     with torch.device(device):
         model = WanTransformer3DModel(  # type: ignore[no-untyped-call]
             patch_size=cfg.patch_size,
@@ -66,7 +67,7 @@ def diffusion_core(w: Workload, device: str) -> ReferenceCall:
             added_kv_proj_dim=cfg.dim if cfg.image_dim is not None else None,
             pos_embed_seq_len=cfg.pos_embed_seq_len,
         )
-        model = _on_device(model, device)
+        model = _on_device(model, w, device)
         latents = torch.randn(
             w.batch_size, cfg.in_channels, w.latent_frames, w.latent_height, w.latent_width, dtype=dtype
         )
@@ -103,8 +104,8 @@ def image_encoder(w: Workload, device: str) -> ReferenceCall:
         hidden_act="gelu",
     )
     with torch.device(device):
-        model = _on_device(CLIPVisionModel(config), device)
-        pixels = torch.randn(w.dit.image_frames, 3, c.image_size, c.image_size, dtype=_dtype(device))
+        model = _on_device(CLIPVisionModel(config), w, device)
+        pixels = torch.randn(w.dit.image_frames, 3, c.image_size, c.image_size, dtype=_dtype(w, device))
     return ReferenceCall(model, lambda: model(pixel_values=pixels, output_hidden_states=True))
 
 
@@ -130,7 +131,7 @@ def text_encoder(w: Workload, device: str) -> ReferenceCall:
         feed_forward_proj="gated-gelu",
     )
     with torch.device(device):
-        model = _on_device(UMT5EncoderModel(config), device)
+        model = _on_device(UMT5EncoderModel(config), w, device)
         ids = torch.zeros(w.batch_size, w.text_len, dtype=torch.long)
     return ReferenceCall(model, lambda: model(input_ids=ids))
 
@@ -140,13 +141,13 @@ def vae_decode(w: Workload, device: str) -> ReferenceCall:
     import torch
 
     c = w.vae
-    dtype = _dtype(device)
+    dtype = _dtype(w, device)
     with torch.device(device):
-        vae = _on_device(_autoencoder(c), device)
+        vae = _on_device(_autoencoder(c), w, device)
         latents = torch.randn(
             w.batch_size, c.z_dim, w.latent_frames, w.latent_height, w.latent_width, dtype=dtype
         )
-    return ReferenceCall(vae, lambda: vae.decode(latents, return_dict=False))
+    return ReferenceCall(vae, lambda: vae.decode(latents, return_dict=False), scope=("post_quant_conv", "decoder"))
 
 
 def _autoencoder(c: VAEConfig) -> Any:
@@ -179,11 +180,11 @@ def vae_encode(w: Workload, device: str) -> ReferenceCall:
     (image-to-video pipelines encode it once and repeat its latent over the batch)."""
     import torch
 
-    dtype = _dtype(device)
+    dtype = _dtype(w, device)
     with torch.device(device):
-        vae = _on_device(_autoencoder(w.vae), device)
+        vae = _on_device(_autoencoder(w.vae), w, device)
         video = torch.randn(1, 3, w.output_frames, w.height, w.width, dtype=dtype)
-    return ReferenceCall(vae, lambda: vae.encode(video, return_dict=False))
+    return ReferenceCall(vae, lambda: vae.encode(video, return_dict=False), scope=("encoder", "quant_conv"))
 
 
 BUILDERS = {

@@ -62,6 +62,7 @@ def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
                 head_dim=cfg.d_kv,
                 dtype_bytes=db,
                 reference=attn_ref,
+                mask_elements=cfg.num_heads * t * t,  # the relative position bias, shared by the batch
             ),
             linear("attn.o", "attention_projection", f"{attn_ref}.o", inner, d),
         ],

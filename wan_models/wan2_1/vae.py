@@ -15,9 +15,11 @@ from itertools import pairwise
 import attrs
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, closed_form_calls, group, join
+from pytest_flopcheck.tree import CostNode, Metrics, closed_form_calls, group, join
 from wan_models.wan2_1.config import VAEConfig
 from wan_models.wan2_1.workload import Workload
+
+FP32_BYTES = 4
 
 CACHE_FRAMES = 2
 """Frames of each cached conv's input kept between chunks (diffusers' CACHE_T)."""
@@ -51,8 +53,11 @@ class _Builder:
     def causal_conv(
         self, node_id: str, ref: str, level: Level, c_in: int, c_out: int, kernel: int, *, cached: bool = True
     ) -> CostNode:
-        """A WanCausalConv3d: same frames out as in per chunk (causal padding plus cache)."""
+        """A WanCausalConv3d: same frames out as in per chunk. A 3×3×3 conv reads each chunk's
+        frames after 2 more (cached frames, or zeros), padded by 1 on each side."""
         spatial = (level.frames, level.height, level.width)
+        pad = kernel // 2
+        read = (level.frames + 2 * pad * _calls(level), level.height + 2 * pad, level.width + 2 * pad)
         return layers.conv(
             node_id,
             "vae_conv3d",
@@ -60,7 +65,7 @@ class _Builder:
             in_channels=c_in,
             out_channels=c_out,
             kernel=(kernel,) * 3,
-            in_spatial=spatial,
+            in_spatial=read,
             out_spatial=spatial,
             bias=True,
             dtype_bytes=self.db,
@@ -134,6 +139,17 @@ class _Builder:
         ]
         return group(prefix, "vae_attention", children, reference=prefix)
 
+    def nearest(self, node_id: str, ref: str, level: Level, dim: int) -> CostNode:
+        """diffusers' nearest-exact ×2 upsample of every frame, in fp32 (0 FLOPs): at its peak the
+        input, its fp32 copy, the fp32 upsampled frames and their contiguous copy are live."""
+        pixels = self.b * dim * level.frames * level.height * level.width
+        metrics = Metrics(activation_bytes=4 * pixels * self.db, io_bytes=5 * pixels * self.db)
+        scratch = pixels * FP32_BYTES + 2 * 4 * pixels * FP32_BYTES - 4 * pixels * self.db
+        return CostNode(
+            node_id, "vae_upsample_nearest", metrics, reference=ref, scratch_bytes=scratch,
+            note="nearest ×2 in fp32; elementwise, 0 FLOPs",
+        )  # fmt: skip
+
     def upsample(
         self, prefix: str, level: Level, dim: int, out_dim: int, temporal: bool
     ) -> tuple[CostNode, Level]:
@@ -143,6 +159,7 @@ class _Builder:
         if temporal:
             later = attrs.evolve(level, first=0)  # the time conv skips the first chunk
             spatial = (later.frames, level.height, level.width)
+            calls = _calls(level) - 1 if level.first else _calls(level)
             children.append(
                 layers.conv(
                     join(prefix, "time_conv"),
@@ -151,7 +168,7 @@ class _Builder:
                     in_channels=dim,
                     out_channels=2 * dim,
                     kernel=(3, 1, 1),
-                    in_spatial=spatial,
+                    in_spatial=(later.frames + 2 * calls, level.height, level.width),  # after 2 cached frames
                     out_spatial=spatial,
                     bias=True,
                     dtype_bytes=self.db,
@@ -160,6 +177,7 @@ class _Builder:
                 )
             )
             level = attrs.evolve(level, later=2 * level.later)
+        children.append(self.nearest(join(prefix, "resample.0"), f"{prefix}.resample.0", level, dim))
         level = attrs.evolve(level, height=2 * level.height, width=2 * level.width)
         children.append(
             layers.conv(
@@ -193,7 +211,35 @@ def vae_decode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
     post_quant = build.causal_conv(
         "post_quant_conv", "post_quant_conv", whole, cfg.z_dim, cfg.z_dim, 1, cached=False
     )
-    return group("", "vae_decode", [post_quant, decoder], note=FEATURE_CACHE_NOTE)
+    # Held through the last chunk's decode (where the peak is): the feature cache, full after the
+    # first chunk, and the frames decoded so far, which diffusers concatenates chunk by chunk. A
+    # single chunk holds neither (its cache fills as it goes and is left out).
+    last = 2 ** sum(cfg.temporal_downsample)
+    video = w.batch_size * cfg.out_channels * (w.output_frames - last) * w.height * w.width * w.dtype_bytes
+    if n > 1:
+        held = decoder.total.cache_bytes + video
+    else:
+        held, decoder = 0, _filling_cache(decoder)
+    return group("", "vae_decode", [post_quant, decoder], note=FEATURE_CACHE_NOTE, held_bytes=held)
+
+
+def _filling_cache(node: CostNode) -> CostNode:
+    """``node`` run as a single one-frame chunk: each layer's cache entry (one frame: the chunk's
+    last frames, of which it has one), written when it runs, stays live while every later layer
+    runs (held by the later siblings)."""
+    if not node.children:
+        return node
+    children, written = [], 0
+    for child in node.children:
+        filled = _filling_cache(child)
+        children.append(attrs.evolve(filled, held_bytes=filled.held_bytes + written))
+        written += child.total.cache_bytes // CACHE_FRAMES
+    return attrs.evolve(node, children=tuple(children))
+
+
+def _calls(level: Level) -> int:
+    """Chunks of ``level`` that produce frames (the decoder's per-chunk calls)."""
+    return (1 if level.first else 0) + (level.chunks - 1 if level.later else 0)
 
 
 def _one_chunk(height: int, width: int, chunks: int) -> Level:
@@ -218,17 +264,20 @@ def _per_chunk(every: CostNode, one: CostNode, chunks: int) -> CostNode:
         )
     calls = chunks - 1 if every.category == "vae_time_conv" else chunks
     if calls < 2:
-        return every
-    return closed_form_calls(
+        return attrs.evolve(every, scratch_bytes=one.scratch_bytes)
+    # every call reads the layer's weights again
+    total = attrs.evolve(every.metrics, io_bytes=every.metrics.io_bytes + (calls - 1) * every.metrics.weight_bytes)
+    node = closed_form_calls(
         every.id,
         every.category,
-        total=every.metrics,
+        total=total,
         calls=calls,
         largest=one.metrics,
         reference=every.reference,
         reference_own=every.reference_own,
         note=every.note,
     )
+    return attrs.evolve(node, scratch_bytes=one.scratch_bytes)
 
 
 def _decoder(build: _Builder, cfg: VAEConfig, level: Level) -> CostNode:
