@@ -186,8 +186,16 @@ def _outcome_cells(outcomes: Mapping[str, int]) -> str:
 
 
 def _worst(row: StageSummary) -> str:
-    """The stage's largest relative error, or a dash when it compared nothing."""
+    """The stage's largest relative error of FLOPs, parameters and layer I/O (its memory peak
+    apart), or a dash when it compared nothing."""
     return fmt_error(row.max_rel_error) if row.comparisons else "–"
+
+
+def _memory(row: StageSummary) -> str:
+    """The memory peak's error against its tolerance, or a dash when it was not compared."""
+    if row.memory_tolerance is None:
+        return "–"
+    return f"{fmt_error(row.memory_rel_error)} (≤ {row.memory_tolerance:.0%})"
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -208,8 +216,10 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
     if summaries:
         lines += [
             "",
-            "| model | workload | stage | checks | layers | params | max rel. error | result |",
-            "|---|---|---|---|---:|---:|---:|---|",
+            "| model | workload | stage | checks | layers | params | layer I/O | max rel. error "
+            "| memory peak "
+            "error | result |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---|",
         ]
         for row in summaries:
             result = "pass" if row.status == "pass" else f"**{row.status}**"
@@ -220,7 +230,9 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
                 md(_outcome_cells(row.outcomes)),
                 f"{row.layers_compared:,}",
                 f"{row.params_compared:,}",
+                f"{row.io_compared:,}",
                 _worst(row),
+                _memory(row),
                 result,
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -288,7 +300,9 @@ def summary_html(record: RunRecord) -> str:
         f"<td>{esc(_outcome_cells(r.outcomes))}</td>"
         f"<td style='text-align:right'>{r.layers_compared:,}</td>"
         f"<td style='text-align:right'>{r.params_compared:,}</td>"
+        f"<td style='text-align:right'>{r.io_compared:,}</td>"
         f"<td style='text-align:right'>{_worst(r)}</td>"
+        f"<td style='text-align:right'>{esc(_memory(r))}</td>"
         f"<td style='color:{_STATUS_COLOURS.get(r.status, '#000')};font-weight:bold'>"
         f"{esc(r.status)}</td></tr>"
         for r in record.stage_summaries()
@@ -303,7 +317,8 @@ def summary_html(record: RunRecord) -> str:
         parts.append(
             "<table style='border-collapse:collapse' border='1' cellpadding='4'>"
             "<tr><th>model</th><th>workload</th><th>stage</th><th>checks</th><th>layers</th><th>params</th>"
-            f"<th>max rel. error</th><th>result</th></tr>{rows}</table>"
+            "<th>layer I/O</th><th>max rel. error</th><th>memory peak error</th><th>result</th></tr>"
+            f"{rows}</table>"
         )
     if record.errors:
         parts.append("<h3>Errors</h3><ul>")
@@ -353,7 +368,9 @@ def terminal_lines(record: RunRecord) -> list[str]:
         lines.append(
             f"{row.model}/{row.workload}/{row.stage}: {_outcome_cells(row.outcomes)}; "
             f"{row.layers_compared:,} layers, {row.params_compared:,} parameter counts, "
-            f"max rel. error {_worst(row)} — {row.status}"
+            f"{row.io_compared:,} layer I/O, max rel. error {_worst(row)}"
+            + (f", memory peak {_memory(row)}" if row.memory_tolerance is not None else "")
+            + f" — {row.status}"
         )
     for error in record.errors:
         lines.append(f"error ({error.tests:,} dependent checks): {error.message}")

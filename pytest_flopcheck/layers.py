@@ -16,7 +16,6 @@ import attrs
 from pytest_flopcheck import ops
 from pytest_flopcheck.tree import CostNode, Metrics, group
 
-
 GROUP_OFFSET_BYTES = 4
 """Bytes of one group offset (int32) a grouped GEMM reads."""
 

@@ -18,7 +18,7 @@ import attrs
 
 from pytest_flopcheck.compare import Comparison
 from pytest_flopcheck.reference import CoverageGap
-from pytest_flopcheck.session import END_TO_END, GENERATION, LAYER, PARAMS, PIPELINE
+from pytest_flopcheck.session import END_TO_END, GENERATION, IO, LAYER, PARAMS, PIPELINE
 
 SCHEMA_VERSION: Final = 2
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -139,6 +139,9 @@ class StageSummary:
     coverage_gaps: int
     counted: bool  # its end-to-end check compared numbers, so coverage was judged
     status: str  # "pass", "FAIL", "skipped" or "incomplete"
+    io_compared: int = 0
+    memory_rel_error: float | None = None  # the memory peak's error, when test_memory compared it
+    memory_tolerance: float | None = None
 
 
 @attrs.frozen
@@ -231,7 +234,8 @@ class RunRecord:
             end_to_end = [c for c in checks if c.kind in (END_TO_END, GENERATION)]
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
-            errors = [cmp.rel_error for c in checks for cmp in c.comparisons]
+            errors = [cmp.rel_error for c in checks for cmp in c.comparisons if cmp.metric != "peak_bytes"]
+            peaks = [cmp for c in checks for cmp in c.comparisons if cmp.metric == "peak_bytes"]
             if outcomes["failed"] or outcomes["error"]:
                 status = "FAIL"
             elif outcomes["skipped"] == len(checks):
@@ -248,6 +252,9 @@ class RunRecord:
                     outcomes={o: outcomes.get(o, 0) for o in OUTCOMES},
                     layers_compared=sum(1 for c in checks if c.kind == LAYER and c.ran),
                     params_compared=sum(1 for c in checks if c.kind == PARAMS and c.ran),
+                    io_compared=sum(1 for c in checks if c.kind == IO and c.ran),
+                    memory_rel_error=peaks[0].rel_error if peaks else None,
+                    memory_tolerance=peaks[0].tolerance if peaks else None,
                     comparisons=len(errors),
                     max_rel_error=_max_error(errors) if errors else 0.0,
                     coverage_gaps=gaps,

@@ -292,7 +292,9 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     seconds = time.perf_counter() - start
 
     raw = counter.get_flop_counts()
-    module_ops = _by_module({key: {str(op): int(n) for op, n in per_op.items()} for key, per_op in raw.items()})
+    module_ops = _by_module(
+        {key: {str(op): int(n) for op, n in per_op.items()} for key, per_op in raw.items()}
+    )
     total_ops = {str(op): int(n) for op, n in raw.get("Global", {}).items()}
     modules = _module_counts(
         call.module,
@@ -302,7 +304,9 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         peaks=_by_module(peaks),
     )
     total = sum(total_ops.values())
-    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in call.module.parameters() if p.is_floating_point()})
+    dtypes = sorted(
+        {str(p.dtype).removeprefix("torch.") for p in call.module.parameters() if p.is_floating_point()}
+    )
     return ReferenceCounts(
         device=device,
         total_flops=total,
@@ -335,7 +339,7 @@ def _fused_attention(device: str) -> Any:
     """On meta, SDPA runs as one fused kernel, as it does on CPU and GPU.
 
     torch has no fused attention for meta tensors and falls back to the math path, which
-    materialises the full score matrix (110 GB at Wan2.1 1.3B's 32,760 tokens) and would make the
+    materialises the full score matrix (110 GB at 32,760 tokens and 12 heads) and would make the
     live-bytes peak a property of the meta device. The CPU flash kernel has a meta implementation
     with the real kernels' inputs and outputs (the output and its log-sum-exp), and its FLOPs are
     the same. Elsewhere nothing changes."""
@@ -445,7 +449,9 @@ def _module_counts(
     peak = dict(peaks or {})
     for name in reversed(named):  # a container that never ran itself: its children's largest peak
         if name not in peak:
-            peak[name] = max((peak.get(_child(name, c), 0) for c, _ in named[name].named_children()), default=0)
+            peak[name] = max(
+                (peak.get(_child(name, c), 0) for c, _ in named[name].named_children()), default=0
+            )
     counts: dict[str, ModuleCount] = {}
     for name, mod in named.items():
         own = _own(mod, name, flops)

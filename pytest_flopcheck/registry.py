@@ -43,9 +43,9 @@ class Stage:
     """A stage of a model's pipeline (text encoder, diffusion core, ...) and its tolerance.
 
     ``tolerance`` is the largest allowed relative error ``|analytic - reference| / reference``
-    for each layer's FLOPs and for the stage total (I/O bytes of layers are compared exactly). ``weights_of`` names an earlier stage whose weights
-    this one runs with (decode after prefill, say): pipeline parameter and weight totals then
-    count those weights once.
+    for each layer's FLOPs and for the stage total (I/O bytes of layers are compared exactly).
+    ``weights_of`` names an earlier stage whose weights this one runs with (decode after prefill,
+    say): pipeline parameter and weight totals then count those weights once.
     """
 
     name: str = attrs.field(validator=_check_name("stage"))

@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 import attrs
 
-from pytest_flopcheck.compare import Comparison, check_path
+from pytest_flopcheck.compare import Comparison, check_path, relative_error
 from pytest_flopcheck.names import shorten
 from pytest_flopcheck.reference import (
-    CoverageGap,
     COUNTS_FORMAT,
+    CoverageGap,
     ReferenceCounts,
     ReferenceSkipped,
     count_reference,
@@ -34,7 +34,7 @@ from pytest_flopcheck.reference import (
 )
 from pytest_flopcheck.registry import Generation, ModelRegistration, Registry
 from pytest_flopcheck.store import COUNTED, CountFailed, ReferenceStore, cache_key
-from pytest_flopcheck.tree import CostNode, TreeError, check_tree, live_peak, live_path
+from pytest_flopcheck.tree import CostNode, TreeError, check_tree, live_path, live_peak
 
 PIPELINE = "pipeline"
 
@@ -548,19 +548,25 @@ class FlopcheckSession:
         sized = DTYPE_NAMES.get(str(getattr(reg.workloads[case.workload], "dtype", "")))
         if sized is not None and counts.dtype != sized:
             raise CheckSkipped(
-                f"the reference was built in {counts.dtype or 'an unknown dtype'} on {counts.device}, not in the "
-                f"sized {sized}: its memory is not comparable (count on meta to measure it)"
+                f"the reference was built in {counts.dtype or 'an unknown dtype'} on {counts.device}, not in "
+                f"the sized {sized}: its memory is not comparable (count on meta to measure it)"
             )
         tree = self.tree(case.model, case.workload, case.stage)
-        peak = tree.total.weight_bytes + live_peak(tree)
-        path = " > ".join(node.id or "(stage)" for node in live_path(tree)[-3:])
+        live = live_peak(tree)
+        peak = tree.total.weight_bytes + live
+        path = live_path(tree)[-1].id or "(stage)"
+        measured = counts.peak_bytes - counts.weight_bytes
+        error = relative_error(live, measured)
+        share = "n/a" if error is None else f"{error:.1%}"
         comparisons = (
             Comparison(
                 case.model, case.workload, case.stage, "", "parameters of the stage", "weight_bytes",
                 tree.total.weight_bytes, counts.weight_bytes, 0.0,
             ),
             Comparison(
-                case.model, case.workload, case.stage, "", f"live tensor bytes (analytic peak at {path})",
+                case.model, case.workload, case.stage, "",
+                f"live tensor bytes; analytic peak at {path}; beyond the weights: analytic {live:,}, "
+                f"measured {measured:,} (off by {share})",
                 "peak_bytes", peak, counts.peak_bytes, tolerance,
             ),
         )  # fmt: skip

@@ -166,7 +166,9 @@ def live_peak(node: CostNode) -> int:
     (the largest call, for a node of several calls); a group adds what it holds while its
     children run to the largest of their peaks."""
     if not node.children:
-        return max(node.per_call.io_bytes - node.per_call.weight_bytes, 0) + node.scratch_bytes + node.held_bytes
+        return (
+            max(node.per_call.io_bytes - node.per_call.weight_bytes, 0) + node.scratch_bytes + node.held_bytes
+        )
     return node.held_bytes + max(live_peak(child) for child in node.children)
 
 

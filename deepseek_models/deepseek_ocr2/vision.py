@@ -353,7 +353,9 @@ def _view_call(
         # runs a matmul and adds the bias apart, so the counted op does not read the bias.
         projector = attrs.evolve(
             projector,
-            metrics=attrs.evolve(projector.metrics, io_bytes=projector.metrics.io_bytes - decoder.hidden * db),
+            metrics=attrs.evolve(
+                projector.metrics, io_bytes=projector.metrics.io_bytes - decoder.hidden * db
+            ),
         )
     separator = layers.parameter(
         "view_separator",

@@ -113,7 +113,8 @@ def test_attention_with_kv_heads_value_width_and_cache_matches_the_counter(
     assert node.metrics.flops == counter.get_total_flops()
     kv_bytes = 2 * batch * kv_heads * kv_len * (head_dim + v_head_dim)
     assert node.metrics.cache_bytes == kv_bytes  # the cache grows with the sequence it holds
-    assert node.metrics.io_bytes == 2 * batch * heads * q_len * (head_dim + v_head_dim) + kv_bytes
+    lse_bytes = 4 * batch * heads * q_len  # the fused kernel's fp32 log-sum-exp
+    assert node.metrics.io_bytes == 2 * batch * heads * q_len * (head_dim + v_head_dim) + kv_bytes + lse_bytes
 
 
 def test_kv_heads_must_divide_heads() -> None:

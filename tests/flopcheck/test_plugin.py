@@ -84,14 +84,18 @@ def test_generated_tests_pass_in_a_deterministic_order(toy: pytest.Pytester) -> 
         "flopcheck::test_params[toy/small/core]",
         "flopcheck::test_layer[toy/small/core/proj]",
         "flopcheck::test_params[toy/small/core/proj]",
+        "flopcheck::test_io[toy/small/core/proj]",
         "flopcheck::test_layer[toy/small/core/attention]",
         "flopcheck::test_params[toy/small/core/attention]",
         "flopcheck::test_layer[toy/small/core/attention.core]",
         "flopcheck::test_params[toy/small/core/attention.core]",
+        "flopcheck::test_io[toy/small/core/attention.core]",
         "flopcheck::test_layer[toy/small/core/attention.out]",
         "flopcheck::test_params[toy/small/core/attention.out]",
+        "flopcheck::test_io[toy/small/core/attention.out]",
         "flopcheck::test_layer[toy/small/core/conv]",
         "flopcheck::test_params[toy/small/core/conv]",
+        "flopcheck::test_io[toy/small/core/conv]",
         "flopcheck::test_end_to_end[toy/small/core]",
         "flopcheck::test_end_to_end[toy/small/pipeline]",
     ]
@@ -102,7 +106,7 @@ def test_generated_tests_pass_in_a_deterministic_order(toy: pytest.Pytester) -> 
 def test_a_wrong_analytic_value_fails_exactly_the_affected_tests(toy: pytest.Pytester) -> None:
     toy.makeconftest(TOY.replace("FUDGE = 0", "FUDGE = 7"))
     result = toy.runpytest("--flopcheck=toy", "-rf", *NO_CACHE)
-    result.assert_outcomes(passed=21, failed=6)
+    result.assert_outcomes(passed=29, failed=6)
     failed = sorted(line.split(" ")[1] for line in result.stdout.lines if line.startswith("FAILED"))
     assert failed == sorted(
         f"flopcheck::{kind}[toy/{w}/{path}]"
@@ -155,7 +159,7 @@ def test_bad_options_are_usage_errors(toy: pytest.Pytester, args: tuple[str, ...
 def test_ini_keys(toy: pytest.Pytester) -> None:
     toy.makeini("[pytest]\nflopcheck = toy\nflopcheck_workloads = large\nflopcheck_output = out\n")
     result = toy.runpytest(*NO_CACHE)
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=18)
     assert len(list((toy.path / "out").iterdir())) == 1
 
 
@@ -192,8 +196,8 @@ def test_missing_reference_dependency_skips_with_reason_or_fails_under_strict(
 
 
 def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
-    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=27)
-    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=35)
+    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=35)
     first, _second = run_dirs(toy)  # a second run never overwrites the first
     assert sorted(p.name for p in (first / "flopcheck").iterdir()) == [
         "evidence.json",
@@ -204,12 +208,12 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
     assert evidence["schema_version"] == 2
     assert evidence["run_id"] == first.name
     assert evidence["status"] == "complete"
-    assert evidence["headline"] == "✅ all 26 checks passed"
+    assert evidence["headline"] == "✅ all 34 checks passed"
     assert {"python", "torch", "git_sha", "git_dirty", "device"} <= set(evidence["environment"])
     assert evidence["tests"] == {
-        "selected": 26,
-        "finished": 26,
-        "passed": 26,
+        "selected": 34,
+        "finished": 34,
+        "passed": 34,
         "failed": 0,
         "error": 0,
         "skipped": 0,
@@ -244,7 +248,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
     summary = (first / "flopcheck" / "summary.md").read_text()
     assert "| toy | small | core | 12 passed | 5 | 6 | 0.00e+00 | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
-    assert "<h2>flopcheck: ✅ all 26 checks passed</h2>" in report
+    assert "<h2>flopcheck: ✅ all 34 checks passed</h2>" in report
     assert "leaves out the rows of the 26 passed and 0 skipped generated checks" in report
     assert "test_layer[toy/small/core/proj]" not in report
     assert "test_plain.py::test_plain" in report  # ordinary tests keep their rows
@@ -253,8 +257,8 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
 
 
 def test_serial_and_xdist_runs_give_the_same_evidence(toy: pytest.Pytester) -> None:
-    toy.runpytest_subprocess("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=27)
-    toy.runpytest_subprocess("--flopcheck=toy", "-n", "2", *NO_CACHE).assert_outcomes(passed=27)
+    toy.runpytest_subprocess("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=35)
+    toy.runpytest_subprocess("--flopcheck=toy", "-n", "2", *NO_CACHE).assert_outcomes(passed=35)
     serial, parallel = (load_evidence(d) for d in run_dirs(toy))
     for document in (serial, parallel):
         for field in VOLATILE_FIELDS:
@@ -265,7 +269,7 @@ def test_serial_and_xdist_runs_give_the_same_evidence(toy: pytest.Pytester) -> N
 
 def test_keyword_selection_applies_to_generated_tests(toy: pytest.Pytester) -> None:
     result = toy.runpytest("--flopcheck=toy", "-k", "end_to_end and small", *NO_CACHE)
-    result.assert_outcomes(passed=2, deselected=25)
+    result.assert_outcomes(passed=2, deselected=33)
 
 
 # -- evidence that cannot lie ---------------------------------------------------------------------
@@ -286,17 +290,17 @@ def test_an_all_skipped_run_verifies_nothing_and_exits_non_zero(
     result = toy.runpytest("--flopcheck=toy", "-m", "flopcheck", "--flopcheck-device=cuda", *mode, *NO_CACHE)
     if "no CUDA GPU" not in result.stdout.str():
         pytest.skip("a GPU is present")
-    result.assert_outcomes(skipped=26)
+    result.assert_outcomes(skipped=34)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
-        ["⚠️ nothing verified: all 26 checks were skipped", "skipped 26: *no CUDA GPU*"]
+        ["⚠️ nothing verified: all 34 checks were skipped", "skipped 34: *no CUDA GPU*"]
     )
     assert_no_false_claims(toy, result)
     assert "every counted FLOP" not in result.stdout.str() + published_text(run_dirs(toy)[0])
     evidence = load_evidence(run_dirs(toy)[0])
     assert evidence["verdict"] == "nothing verified"
     assert evidence["coverage"] == []
-    assert list(evidence["skipped"].values()) == [26]
+    assert list(evidence["skipped"].values()) == [34]
 
 
 def test_a_keyboard_interrupt_publishes_an_interrupted_run(toy: pytest.Pytester) -> None:
@@ -311,7 +315,7 @@ def test_a_keyboard_interrupt_publishes_an_interrupted_run(toy: pytest.Pytester)
     assert_no_false_claims(toy, result)
     evidence = load_evidence(run_dirs(toy)[0])
     assert evidence["status"] == "interrupted"
-    assert evidence["headline"] == "⚠️ interrupted: 9 of 26 checks finished (9 passed, 17 not run)"
+    assert evidence["headline"] == "⚠️ interrupted: 12 of 34 checks finished (12 passed, 22 not run)"
 
 
 def test_stopping_at_the_first_failure_is_an_interrupted_run(toy: pytest.Pytester) -> None:
@@ -343,21 +347,21 @@ def test_a_reference_that_cannot_be_built_is_one_error_built_once(
     log = toy.path / "builds.log"
     toy.makeconftest(toy_source(REFERENCE_ERROR='RuntimeError("no such kernel")', BUILD_LOG=repr(str(log))))
     result = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *mode, *NO_CACHE)
-    result.assert_outcomes(errors=13, passed=1)
+    result.assert_outcomes(errors=17, passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     out = result.stdout.str()
     assert "INTERNALERROR" not in out
     assert "Traceback" not in out
     result.stdout.fnmatch_lines(
         [
-            "error (13 dependent checks): the reference of toy/small/core on meta (plugin '*conftest.py') "
+            "error (17 dependent checks): the reference of toy/small/core on meta (plugin '*conftest.py') "
             "could not be built or run: RuntimeError: no such kernel"
         ]
     )
     assert len(log.read_text().splitlines()) == 1  # built once, for all 13 checks (on every worker)
     evidence = load_evidence(run_dirs(toy)[0])
     (error,) = evidence["errors"]
-    assert error["tests"] == 13
+    assert error["tests"] == 17
     assert error["kind"] == "reference"
     assert "RuntimeError: no such kernel" in error["traceback"]
     assert_no_false_claims(toy, result)
@@ -508,7 +512,7 @@ pathlib.Path.open = _full
 
 
 def test_a_full_disk_publishes_nothing_and_keeps_earlier_runs(toy: pytest.Pytester) -> None:
-    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy", *NO_CACHE).assert_outcomes(passed=35)
     (earlier,) = run_dirs(toy)
     before = {p.name: p.read_bytes() for p in (earlier / "flopcheck").iterdir()}
     toy.makeconftest(TOY + FULL_DISK)
@@ -534,15 +538,15 @@ def test_each_reference_is_counted_once_with_xdist_and_reused_from_the_cache(toy
         evidence = load_evidence(run_dirs(toy)[-1])
         return {f"{r['workload']}/{r['stage']}": r["source"] for r in evidence["timing"]["reference_runs"]}
 
-    toy.runpytest("--flopcheck=toy", "-n", "2").assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy", "-n", "2").assert_outcomes(passed=35)
     assert len(log.read_text().splitlines()) == 2  # two references, two builds across both workers
     assert counted() == {"large/core": "counted", "small/core": "counted"}
-    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=35)
     assert len(log.read_text().splitlines()) == 2  # nothing changed: both counts come from the cache
     assert counted() == {"large/core": "cache", "small/core": "cache"}
-    toy.runpytest("--flopcheck=toy", "-n", "2", "--flopcheck-recount").assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy", "-n", "2", "--flopcheck-recount").assert_outcomes(passed=35)
     assert len(log.read_text().splitlines()) == 4
-    toy.runpytest("--flopcheck=toy", "--cache-clear").assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy", "--cache-clear").assert_outcomes(passed=35)
     assert len(log.read_text().splitlines()) == 6
     documents = [load_evidence(d) for d in run_dirs(toy)]
     for document in documents:
@@ -554,9 +558,9 @@ def test_each_reference_is_counted_once_with_xdist_and_reused_from_the_cache(toy
 def test_editing_the_reference_forces_a_recount(toy: pytest.Pytester) -> None:
     log = toy.path / "builds.log"
     toy.makeconftest(toy_source(BUILD_LOG=repr(str(log))))
-    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=35)
     toy.makeconftest(toy_source(BUILD_LOG=repr(str(log))) + "\n# an edit to the reference module\n")
-    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=27)
+    toy.runpytest("--flopcheck=toy").assert_outcomes(passed=35)
     assert len(log.read_text().splitlines()) == 4
 
 
@@ -614,7 +618,7 @@ def test_bad_diff_options(
 
 def test_runs_without_pytest_html(toy: pytest.Pytester) -> None:
     result = toy.runpytest("--flopcheck=toy", "-p", "no:html", *NO_CACHE)
-    result.assert_outcomes(passed=27)
+    result.assert_outcomes(passed=35)
     (run_dir,) = run_dirs(toy)
     assert sorted(p.name for p in (run_dir / "flopcheck").iterdir()) == ["evidence.json", "summary.md"]
     assert "Generated html report" not in result.stdout.str()

@@ -286,3 +286,57 @@ def test_leaves_split_a_modules_own_work_by_op() -> None:
     (gap,) = coverage_gaps(group("", "root", [mm]), counts)
     assert gap.name == "(root)"
     assert "(aten.bmm 840) are not claimed" in gap.detail
+
+
+# -- the memory reference ---------------------------------------------------------------------------
+
+
+class _TwoLinears(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.Linear(8, 32)
+        self.down = torch.nn.Linear(32, 8, bias=False)
+
+    def forward(self, x: object) -> object:
+        return self.down(torch.relu(self.up(x)))
+
+
+def test_counted_ops_traffic_and_live_bytes_are_measured_per_module(device: str) -> None:
+    with torch.device(device):
+        model = _TwoLinears().to(torch.bfloat16)
+        x = torch.empty(4, 8, dtype=torch.bfloat16)
+    counts = count_reference(ReferenceCall(model, lambda: model(x)), device)
+    up = counts.module("up")
+    # addmm reads the bias, the input and the weight and writes the output, each whole, in bf16
+    assert up.io_ops == {"aten.addmm": 2 * (32 + 4 * 8 + 8 * 32 + 4 * 32)}
+    assert counts.module("down").io_ops == {"aten.mm": 2 * (4 * 32 + 32 * 8 + 4 * 8)}
+    assert counts.module("").other_io == 2 * (4 * 32 + 4 * 32)  # relu: elementwise, claimed by no layer
+    assert counts.dtype == "bfloat16"
+    weights = 2 * (8 * 32 + 32 + 32 * 8)
+    assert counts.weight_bytes == weights
+    assert counts.baseline_bytes == weights + 2 * 4 * 8  # the input the call holds
+    # the peak: weights, the input, up's output and relu's output (live together), then down's
+    assert counts.peak_bytes == weights + 2 * (4 * 8 + 4 * 32 + 4 * 32)
+    assert counts.value("up", False, "io_bytes") == sum(up.io_ops.values())
+
+
+def test_weights_outside_the_stage_scope_are_left_out_of_its_memory() -> None:
+    model = _TwoLinears().to(device="meta", dtype=torch.bfloat16)
+    x = torch.empty(4, 8, dtype=torch.bfloat16, device="meta")
+    whole = count_reference(ReferenceCall(model, lambda: model.up(x)), "meta")
+    scoped = count_reference(ReferenceCall(model, lambda: model.up(x), scope=("up",)), "meta")
+    down = 2 * 32 * 8
+    assert whole.weight_bytes - scoped.weight_bytes == down
+    assert whole.peak_bytes - scoped.peak_bytes == down
+
+
+def test_sdpa_runs_as_one_fused_kernel_on_meta() -> None:
+    q = torch.empty(1, 2, 1024, 16, dtype=torch.bfloat16, device="meta")
+    model = torch.nn.Identity()
+    counts = count_reference(
+        ReferenceCall(model, lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)), "meta"
+    )
+    assert counts.total_flops == 4 * 2 * 1024 * 1024 * 16
+    # the math path would hold the 2 × 1024 × 1024 score matrix; the fused kernel holds q (shared
+    # by q, k and v), the output and its fp32 log-sum-exp
+    assert counts.peak_bytes == 2 * (2 * 1024 * 16) * 2 + 4 * 2 * 1024

@@ -119,3 +119,15 @@ def test_calls_survive_renaming_and_are_validated() -> None:
     with pytest.raises(ValueError, match="its largest call exceeds the total"):
         closed_form_calls("x", "c", total=Metrics(flops=1), calls=2, largest=Metrics(flops=2))
     check_tree(group("", "root", [leaf]))
+
+
+def test_live_peak_adds_what_groups_hold_to_the_largest_call_and_its_scratch() -> None:
+    from pytest_flopcheck.tree import live_path, live_peak
+
+    a = CostNode("a", "x", Metrics(io_bytes=110, weight_bytes=10), scratch_bytes=5)  # 100 + 5
+    b = CostNode("b", "x", Metrics(io_bytes=90))
+    block = group("block", "x", [a, b], held_bytes=7)
+    root = group("", "x", [block, CostNode("c", "x", Metrics(io_bytes=111))], held_bytes=3)
+    assert live_peak(block) == 7 + 105
+    assert live_peak(root) == 3 + 112
+    assert [node.id for node in live_path(root)] == ["", "block", "a"]

@@ -6,9 +6,9 @@ diffusers' ``WanTransformer3DModel`` it corresponds to (``blocks.12.attn1.to_q``
 
 from __future__ import annotations
 
-import attrs
-
 from math import prod
+
+import attrs
 
 from pytest_flopcheck import layers
 from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join, merge_calls
@@ -246,7 +246,9 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
     # With one timestep per token the time embedding and its six projections are per token too,
     # held through every block.
     held = 7 * w.batch_size * w.tokens * cfg.dim * w.dtype_bytes if cfg.expand_timesteps else 0
-    return group("", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE, held_bytes=held)
+    return group(
+        "", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE, held_bytes=held
+    )
 
 
 def dit_totals(w: Workload, cfg: DiTConfig | None = None) -> Metrics:

@@ -147,7 +147,9 @@ def vae_decode(w: Workload, device: str) -> ReferenceCall:
         latents = torch.randn(
             w.batch_size, c.z_dim, w.latent_frames, w.latent_height, w.latent_width, dtype=dtype
         )
-    return ReferenceCall(vae, lambda: vae.decode(latents, return_dict=False), scope=("post_quant_conv", "decoder"))
+    return ReferenceCall(
+        vae, lambda: vae.decode(latents, return_dict=False), scope=("post_quant_conv", "decoder")
+    )
 
 
 def _autoencoder(c: VAEConfig) -> Any:

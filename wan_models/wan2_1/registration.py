@@ -95,7 +95,9 @@ def registration() -> ModelRegistration:
         name=NAME,
         description="Wan2.1 text-, image- and first-last-frame-to-video: UMT5-XXL, CLIP ViT-H, DiT, Wan-VAE",
         stages=(
-            Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens", memory_tolerance=0.05),
+            Stage(
+                "text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens", memory_tolerance=0.05
+            ),
             Stage(
                 "image_encoder",
                 1e-6,
@@ -103,7 +105,9 @@ def registration() -> ModelRegistration:
                 memory_tolerance=0.05,
             ),
             Stage("vae_encode", 1e-6, "image-to-video: Wan-VAE encode of the conditioning video"),
-            Stage("diffusion_core", 0.05, "Wan2.1 DiT, one forward (one guidance branch)", memory_tolerance=0.02),
+            Stage(
+                "diffusion_core", 0.05, "Wan2.1 DiT, one forward (one guidance branch)", memory_tolerance=0.02
+            ),
             Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode", memory_tolerance=0.15),
         ),
         workloads=STANDARD_WORKLOADS,

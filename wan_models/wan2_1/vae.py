@@ -266,7 +266,9 @@ def _per_chunk(every: CostNode, one: CostNode, chunks: int) -> CostNode:
     if calls < 2:
         return attrs.evolve(every, scratch_bytes=one.scratch_bytes)
     # every call reads the layer's weights again
-    total = attrs.evolve(every.metrics, io_bytes=every.metrics.io_bytes + (calls - 1) * every.metrics.weight_bytes)
+    total = attrs.evolve(
+        every.metrics, io_bytes=every.metrics.io_bytes + (calls - 1) * every.metrics.weight_bytes
+    )
     node = closed_form_calls(
         every.id,
         every.category,

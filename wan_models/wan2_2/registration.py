@@ -91,7 +91,9 @@ def registration() -> ModelRegistration:
         name=NAME,
         description="Wan2.2: A14B (two 14B expert DiTs, Wan-VAE) and TI2V-5B (Wan2.2 VAE), UMT5-XXL",
         stages=(
-            Stage("text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens", memory_tolerance=0.05),
+            Stage(
+                "text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens", memory_tolerance=0.05
+            ),
             Stage(
                 "vae_encode", 1e-6, "image-to-video: Wan-VAE encode of the conditioning video (image, zeros)"
             ),
