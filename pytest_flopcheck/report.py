@@ -16,7 +16,7 @@ import attrs
 
 from pytest_flopcheck.hardware import GPUS, ZERO_TIME, Gpu, roofline
 from pytest_flopcheck.registry import RUNTIME_DTYPES, ModelRegistration
-from pytest_flopcheck.tree import ZERO, CostNode
+from pytest_flopcheck.tree import ZERO, CostNode, live_peak
 
 SCHEMA_VERSION = 1
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
@@ -31,8 +31,11 @@ TIME_CAVEAT = (
     "real runs are slower."
 )
 MEMORY_CAVEAT = (
-    "Peak activation is the largest single layer's inputs plus outputs (earlier activations freed); "
-    "framework workspace, allocator fragmentation and the elementwise kernels' temporaries are not included."
+    "A stage's peak is its weights plus its live set: what the model package declares its implementation "
+    "holds (residual streams, caches, decoded frames) plus the largest layer call's inputs, outputs and "
+    "temporaries, checked by test_memory against the live tensor bytes of the real module where the "
+    "stage declares a memory tolerance; allocator rounding, caching and kernel workspaces are not "
+    "included."
 )
 
 SERVING_CAVEAT = (
@@ -86,6 +89,13 @@ def peak_activation_bytes(tree: CostNode) -> int:
     return max(
         (max(leaf.per_call.io_bytes - leaf.per_call.weight_bytes, 0) for leaf in tree.leaves()), default=0
     )
+
+
+def working_bytes(tree: CostNode) -> int:
+    """What a stage holds beyond its weights at its peak: the model's live set
+    (:func:`~pytest_flopcheck.tree.live_peak`, the figure ``test_memory`` checks), or the largest
+    layer call plus every cache where that is larger (a live set that does not model its caches)."""
+    return max(live_peak(tree), peak_activation_bytes(tree) + tree.total.cache_bytes)
 
 
 def _share(part: int, whole: int) -> float:
@@ -193,8 +203,8 @@ ACTIVATION_DTYPE = {"tf32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp8": "bf16
 RUNTIME_NOTE = (
     "Weights at the runtime's dtype; activations at its compute precision (fp8 matmuls keep bf16 "
     "activations); stages on the CPU take no GPU memory and their time is not estimated; stages the "
-    "workload does not run are not loaded. The working set is the largest layer call's inputs and outputs "
-    "plus caches, as in the memory section: an estimate, not yet checked against a measured peak."
+    "workload does not run are not loaded. The working set is the stage's live set beyond its weights, "
+    "as in the memory section."
 )
 
 
@@ -230,7 +240,7 @@ def runtime_section(
             "compute": sr.compute,
             "device": sr.device,
             "weight_bytes": tree.total.params * RUNTIME_DTYPES[sr.weights],
-            "working_bytes": peak_activation_bytes(tree) + tree.total.cache_bytes,
+            "working_bytes": working_bytes(tree),
             "runs_per_generation": runs[stage.name],
         }
     on_gpu = [n for n, s in stages.items() if s["device"] == "gpu" and runs[n]]
@@ -372,13 +382,12 @@ def _memory(
             "weight_bytes": tree.total.weight_bytes,
             "weight_bytes_by_dtype": {d: params * b for d, b in DTYPE_BYTES.items()},
             "peak_activation_bytes": peak_activation_bytes(tree),
+            "working_bytes": working_bytes(tree),
             "cache_bytes": tree.total.cache_bytes,
             "cache_note": tree.note,
         }
     weights = sum(s["weight_bytes"] for name, s in stages.items() if name in loaded)
-    working = {
-        name: s["peak_activation_bytes"] + s["cache_bytes"] for name, s in stages.items() if runs[name]
-    }
+    working = {name: s["working_bytes"] for name, s in stages.items() if runs[name]}
     alone = {name: stages[name]["weight_bytes"] + working[name] for name in working}
     return {
         "dtype": dtype,
@@ -479,7 +488,7 @@ def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 percent(stage["flops_share"]),
                 human(memory[name]["params"]),
                 human(memory[name]["weight_bytes"], "B"),
-                human(memory[name]["peak_activation_bytes"], "B"),
+                human(memory[name]["working_bytes"], "B"),
                 human(memory[name]["cache_bytes"], "B"),
             ]
         )
@@ -508,7 +517,7 @@ STAGE_HEADER = [
     "share",
     "params",
     "weights",
-    "peak activation",
+    "live set",
     "cache",
 ]
 

@@ -328,7 +328,13 @@ class FlopcheckSession:
                             if node.id:
                                 yield Case(LAYER, model, workload, stage.name, node.id)
                             yield Case(PARAMS, model, workload, stage.name, node.id)
-                            if node.id and not node.children and node.total.flops and node.io_exact:
+                            if (  # a leaf that states its ops' I/O (a model may leave it 0)
+                                node.id
+                                and not node.children
+                                and node.total.flops
+                                and node.total.io_bytes
+                                and node.io_exact
+                            ):
                                 yield Case(IO, model, workload, stage.name, node.id)
                     yield Case(END_TO_END, model, workload, stage.name)
                     if stage.memory_tolerance is not None:

@@ -334,7 +334,20 @@ class Renamer:
 
     def __init__(self, template: CostNode, old_id: str, old_reference: str) -> None:
         self._program: list[
-            tuple[str, str, Metrics, int, int, str | None, bool, str, int, Metrics | None, tuple[str, ...]]
+            tuple[
+                str,
+                str,
+                Metrics,
+                int,
+                int,
+                str | None,
+                bool,
+                str,
+                int,
+                Metrics | None,
+                tuple[str, ...],
+                tuple[int, int, bool],
+            ]
         ] = []
 
         def flatten(node: CostNode) -> None:
@@ -359,6 +372,7 @@ class Renamer:
                     node.calls,
                     node.largest_call,
                     node.reference_ops,
+                    (node.held_bytes, node.scratch_bytes, node.io_exact),
                 )
             )
 
@@ -378,6 +392,7 @@ class Renamer:
             calls,
             largest,
             ops,
+            (held, scratch, io_exact),
         ) in self._program:
             if n_children:
                 children = tuple(stack[-n_children:])
@@ -397,6 +412,9 @@ class Renamer:
                     calls,
                     largest,
                     ops,
+                    held,
+                    scratch,
+                    io_exact,
                 )
             )
         return stack[0]

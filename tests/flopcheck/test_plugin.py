@@ -246,10 +246,10 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         == 3 * evidence["totals"][0]["stages"]["core"]["reference_flops"]
     )
     summary = (first / "flopcheck" / "summary.md").read_text()
-    assert "| toy | small | core | 12 passed | 5 | 6 | 0.00e+00 | pass |" in summary
+    assert "| toy | small | core | 16 passed | 5 | 6 | 4 | 0.00e+00 | – | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
     assert "<h2>flopcheck: ✅ all 34 checks passed</h2>" in report
-    assert "leaves out the rows of the 26 passed and 0 skipped generated checks" in report
+    assert "leaves out the rows of the 34 passed and 0 skipped generated checks" in report
     assert "test_layer[toy/small/core/proj]" not in report
     assert "test_plain.py::test_plain" in report  # ordinary tests keep their rows
     assert '<title id="head-title">report.html · flopcheck ' in report
@@ -413,14 +413,14 @@ def test_bad_multiplicities_are_one_error_on_the_pipeline(
 ) -> None:
     pytester.makeconftest(toy_source(RUNS=runs))
     result = pytester.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
-    result.assert_outcomes(passed=12, errors=1)
+    result.assert_outcomes(passed=16, errors=1)
     result.stdout.fnmatch_lines([f"*the pipeline of toy/small (plugin '*conftest.py'): {message}*"])
 
 
 def test_a_stage_a_workload_never_runs_gets_no_checks(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(toy_source(STAGES='("core", "extra")', RUNS='{"core": 3, "extra": 0}'))
     result = pytester.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", "-v", *NO_CACHE)
-    result.assert_outcomes(passed=13)  # core's 12 checks and the pipeline; nothing of "extra"
+    result.assert_outcomes(passed=17)  # core's 16 checks and the pipeline; nothing of "extra"
     assert "toy/small/extra" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*test_end_to_end?toy/small/pipeline? PASSED*"])
 
@@ -443,7 +443,7 @@ def test_xfail_is_recorded_as_xfail_and_a_failed_stage_is_not_a_pass(toy: pytest
         + "            item.add_marker(pytest.mark.xfail(reason='known drift', strict=True))\n"
     )
     result = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
-    result.assert_outcomes(passed=11, xfailed=1, failed=2)
+    result.assert_outcomes(passed=15, xfailed=1, failed=2)
     evidence = load_evidence(run_dirs(toy)[0])
     assert evidence["tests"]["xfailed"] == 1
     assert evidence["tests"]["failed"] == 2
@@ -455,7 +455,7 @@ def test_xfail_is_recorded_as_xfail_and_a_failed_stage_is_not_a_pass(toy: pytest
     report = (run_dirs(toy)[0] / "flopcheck" / "report.html").read_text()
     for listed in ("test_end_to_end[toy/small/core]", "test_layer[toy/small/core/proj]"):
         assert listed in report  # the failures and the xfail keep their rows
-    assert "❌ 2 failed of 13 checks" in summary
+    assert "❌ 2 failed of 17 checks" in summary
 
 
 def test_unsafe_names_are_rejected_at_registration(pytester: pytest.Pytester) -> None:
@@ -674,7 +674,7 @@ def test_bad_pytest_input_is_one_sentence_and_exit_4(
 
 def test_a_model_named_twice_runs_each_check_once(toy: pytest.Pytester) -> None:
     result = toy.runpytest("--flopcheck=toy,toy", "--flopcheck-workloads=small,small", *NO_CACHE)
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=18)
 
 
 GROUPED = """
@@ -772,9 +772,9 @@ def reference(w, stage, device):
 
 
 def analytic(w, stage):
-    mm = layers.bmm("scores", "attention", batch=1, m=4, k=8, n=3, dtype_bytes=2, reference="",
+    mm = layers.bmm("scores", "attention", batch=1, m=4, k=8, n=3, dtype_bytes=4, reference="",
                     reference_ops=("aten.mm",))
-    bmm = layers.bmm("rel_pos", "attention", batch=2, m=5, k=6, n=7 + OFF, dtype_bytes=2, reference="",
+    bmm = layers.bmm("rel_pos", "attention", batch=2, m=5, k=6, n=7 + OFF, dtype_bytes=4, reference="",
                      reference_ops=("aten.bmm",))
     return group("", "model", [mm, bmm], reference="")
 
@@ -792,11 +792,11 @@ def flopcheck_register_models(register):
 def test_two_leaves_split_one_modules_own_work_through_the_plugin(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(SPLIT)
     result = pytester.runpytest("--flopcheck=split", "-rf", *NO_CACHE)
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=8)  # each leaf's FLOPs, parameters and I/O, the total's
     evidence = load_evidence(run_dirs(pytester)[0])
     labels = {r["layer"]: r["reference_module"] for r in evidence["results"] if r["metric"] == "flops"}
     assert labels["scores"] == "(whole module) (own work) [aten.mm]"
     pytester.makeconftest(SPLIT.replace("OFF = 0", "OFF = 1"))
     result = pytester.runpytest("--flopcheck=split", "-rf", *NO_CACHE)
-    result.assert_outcomes(passed=4, failed=2)  # only the bmm leaf and the total are off
+    result.assert_outcomes(passed=5, failed=3)  # only the bmm leaf (FLOPs, I/O) and the total are off
     result.stdout.fnmatch_lines(["FAILED flopcheck::test_layer[[]split/w/core/rel_pos[]]*"])
