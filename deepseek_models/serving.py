@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from deepseek_models.deepseek_ocr2.config import DecoderConfig
 from deepseek_models.validation import PageBatch
-from pytest_flopcheck import Serving
+from pytest_flopcheck import Serving, Stage
 
 
 def serving(decoder: DecoderConfig) -> Serving:
@@ -34,3 +34,22 @@ def serving(decoder: DecoderConfig) -> Serving:
         unit="page",
         max_context=decoder.max_positions,
     )
+
+
+DECODER_STAGES = (
+    Stage(
+        "prefill",
+        0.0,
+        "the decoder over prompt and image tokens, logits of the last position",
+        memory_tolerance=0.05,
+    ),
+    Stage(
+        "decode",
+        0.0,
+        "one step per further new token over the KV cache",
+        weights_of="prefill",
+        memory_tolerance=0.05,
+    ),
+)
+"""The shared decoder's stages, after each model's ``vision``: exact FLOPs, and a memory peak
+within 5% (weights dominate it; the part beyond them is not modelled yet)."""

@@ -36,17 +36,18 @@ def tensor_bytes(tensor: Any) -> int:
     return int(elements) * int(tensor.element_size())
 
 
-def _tensors(value: Any) -> Iterator[Any]:
+def tensors(value: Any) -> Iterator[Any]:
+    """The tensors in ``value`` (an op's arguments or outputs), through lists, tuples and dicts."""
     import torch
 
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _tensors(item)
+            yield from tensors(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _tensors(item)
+            yield from tensors(item)
 
 
 def reachable_tensors(root: Any, depth: int = 4) -> Iterator[Any]:
@@ -127,11 +128,6 @@ def op_traffic(func: Any, args: Any, kwargs: Any, out: Any) -> int:
     """Bytes one executed op reads and writes (0 for a view)."""
     if func.is_view:
         return 0
-    moved = sum(tensor_bytes(t) for t in _tensors(args))
-    moved += sum(tensor_bytes(t) for t in _tensors(kwargs))
-    return moved + sum(tensor_bytes(t) for t in _tensors(out))
-
-
-def outputs(out: Any) -> Iterator[Any]:
-    """The tensors an op returned."""
-    return _tensors(out)
+    moved = sum(tensor_bytes(t) for t in tensors(args))
+    moved += sum(tensor_bytes(t) for t in tensors(kwargs))
+    return moved + sum(tensor_bytes(t) for t in tensors(out))

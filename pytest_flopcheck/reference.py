@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from pytest_flopcheck.memory import LiveBytes, op_traffic, outputs, reachable_tensors
+from pytest_flopcheck.memory import LiveBytes, op_traffic, reachable_tensors, tensors
 from pytest_flopcheck.ops_policy import COMPUTE_OPS, OpPolicy
 from pytest_flopcheck.registry import ReferenceCall
 from pytest_flopcheck.tree import CostNode
@@ -265,7 +265,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             moved = op_traffic(func, args, kwargs, out)
-            live.add(outputs((args, kwargs, out)))
+            live.add(tensors((args, kwargs, out)))
             now = live.live
             for parent in tracker.parents:
                 if moved and packet in registry:

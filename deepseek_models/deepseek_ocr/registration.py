@@ -15,7 +15,7 @@ from deepseek_models.deepseek_ocr.config import CHECKPOINT
 from deepseek_models.deepseek_ocr.stages import runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
 from deepseek_models.deepseek_ocr2 import reference as ocr2_reference
-from deepseek_models.serving import serving
+from deepseek_models.serving import DECODER_STAGES, serving
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr"
@@ -63,19 +63,7 @@ def registration() -> ModelRegistration:
         description="DeepSeek-OCR (v1): SAM + CLIP-L vision, MoE language decoder (transformers parts)",
         stages=(
             Stage("vision", 0.0, "every page: its Gundam tiles (if any), then its view"),
-            Stage(
-                "prefill",
-                0.0,
-                "the decoder over prompt and image tokens, logits of the last position",
-                memory_tolerance=0.05,
-            ),
-            Stage(
-                "decode",
-                0.0,
-                "one step per further new token over the KV cache",
-                weights_of="prefill",
-                memory_tolerance=0.05,
-            ),
+            *DECODER_STAGES,
         ),
         workloads=STANDARD_WORKLOADS,
         analytic=stage_tree,

@@ -12,7 +12,7 @@ from deepseek_models.deepseek_ocr2 import reference
 from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM
 from deepseek_models.deepseek_ocr2.stages import runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.serving import serving
+from deepseek_models.serving import DECODER_STAGES, serving
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"
@@ -57,19 +57,7 @@ def registration() -> ModelRegistration:
         description="DeepSeek-OCR-2: SAM + Qwen2-style vision encoder, MoE language decoder (transformers)",
         stages=(
             Stage("vision", 0.0, "every view of every page: the global views, then the crops"),
-            Stage(
-                "prefill",
-                0.0,
-                "the decoder over prompt and image tokens, logits of the last position",
-                memory_tolerance=0.05,
-            ),
-            Stage(
-                "decode",
-                0.0,
-                "one step per further new token over the KV cache",
-                weights_of="prefill",
-                memory_tolerance=0.05,
-            ),
+            *DECODER_STAGES,
         ),
         workloads=STANDARD_WORKLOADS,
         analytic=stage_tree,

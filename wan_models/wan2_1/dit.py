@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from math import prod
 
-import attrs
-
 from pytest_flopcheck import layers
 from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join, merge_calls
 from wan_models.wan2_1.config import DiTConfig
@@ -35,12 +33,14 @@ def attention(
     q_rows: int,
     kv_rows: int,
     dtype_bytes: int,
+    out_scratch_bytes: int = 0,
 ) -> CostNode:
     """A WanAttention: q on ``q_rows`` tokens, k/v on ``kv_rows`` tokens, RMSNorm on q and k
-    across heads, the attention core, and the output projection."""
+    across heads, the attention core, and the output projection (``out_scratch_bytes``: what lives
+    beside its call)."""
     d = cfg.dim
 
-    def proj(name: str, ref_name: str, rows: int) -> CostNode:
+    def proj(name: str, ref_name: str, rows: int, scratch: int = 0) -> CostNode:
         return layers.linear(
             join(prefix, name),
             f"{kind}_projection",
@@ -50,6 +50,7 @@ def attention(
             bias=True,
             dtype_bytes=dtype_bytes,
             reference=f"{ref}.{ref_name}",
+            scratch_bytes=scratch,
         )
 
     def qk_norm(name: str, rows: int) -> CostNode:
@@ -81,7 +82,7 @@ def attention(
         qk_norm("norm_q", q_rows),
         qk_norm("norm_k", kv_rows),
         core,
-        proj("o", "to_out.0", q_rows),
+        proj("o", "to_out.0", q_rows, out_scratch_bytes),
     ]
     return group(prefix, kind, children, reference=ref)
 
@@ -165,20 +166,21 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
     ref = prefix
     b, tokens, db, d = w.batch_size, w.tokens, w.dtype_bytes, cfg.dim
     stream = b * tokens * d  # one token-by-width tensor
-    self_attn = attention(
-        join(prefix, "self_attn"),
-        f"{ref}.attn1",
-        "self_attention",
-        cfg,
-        batch=b,
-        q_rows=tokens,
-        kv_rows=tokens,
-        dtype_bytes=db,
-    )
     # After the output projection diffusers adds the gated output to the residual in fp32: the
     # upcast residual, the gated output and their sum live beside the projection's output.
-    out = attrs.evolve(self_attn.children[-1], scratch_bytes=3 * stream * FP32_BYTES)
-    children = [attrs.evolve(self_attn, children=(*self_attn.children[:-1], out))]
+    children = [
+        attention(
+            join(prefix, "self_attn"),
+            f"{ref}.attn1",
+            "self_attention",
+            cfg,
+            batch=b,
+            q_rows=tokens,
+            kv_rows=tokens,
+            dtype_bytes=db,
+            out_scratch_bytes=3 * stream * FP32_BYTES,
+        )
+    ]
     if cfg.cross_attn_norm:
         children.append(
             layers.norm(
