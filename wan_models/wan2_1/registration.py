@@ -104,11 +104,16 @@ def registration() -> ModelRegistration:
                 "image-to-video: CLIP ViT-H/14 on the conditioning image(s)",
                 memory_tolerance=0.05,
             ),
-            Stage("vae_encode", 1e-6, "image-to-video: Wan-VAE encode of the conditioning video"),
+            Stage(
+                "vae_encode",
+                1e-6,
+                "image-to-video: Wan-VAE encode of the conditioning video",
+                memory_tolerance=0.02,
+            ),
             Stage(
                 "diffusion_core", 0.05, "Wan2.1 DiT, one forward (one guidance branch)", memory_tolerance=0.02
             ),
-            Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode", memory_tolerance=0.15),
+            Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode", memory_tolerance=0.02),
         ),
         workloads=STANDARD_WORKLOADS,
         analytic=_analytic,

@@ -51,14 +51,36 @@ class _Builder:
         self.db = w.dtype_bytes
 
     def causal_conv(
-        self, node_id: str, ref: str, level: Level, c_in: int, c_out: int, kernel: int, *, cached: bool = True
+        self,
+        node_id: str,
+        ref: str,
+        level: Level,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        *,
+        cached: bool = True,
+        fresh_input: bool = False,
     ) -> CostNode:
         """A WanCausalConv3d: same frames out as in per chunk. A 3×3×3 conv reads each chunk's
-        frames after 2 more (cached frames, or zeros), padded by 1 on each side."""
+        frames after 2 more (cached frames, or zeros), padded by 1 on each side.
+
+        Beside one call (one chunk) are live: the unpadded input when only its caller holds it
+        (``fresh_input``), the caller's new cache entry (its input's last 2 frames), and while
+        the padded input is built, the input joined to the cached frames (later chunks)."""
         spatial = (level.frames, level.height, level.width)
         pad = kernel // 2
         read = (level.frames + 2 * pad * _calls(level), level.height + 2 * pad, level.width + 2 * pad)
-        return layers.conv(
+        frame = self.b * c_in * level.height * level.width * self.db
+        scratch = level.frames * frame if fresh_input else 0
+        if cached:
+            scratch += (min(level.frames, CACHE_FRAMES) if level.first else CACHE_FRAMES) * frame
+            if not level.first and pad:  # later chunk: cat(cached frames, input) before padding
+                joined = (level.frames + 2 * pad) * frame
+                scratch += max(
+                    joined - self.b * c_out * level.frames * level.height * level.width * self.db, 0
+                )
+        node = layers.conv(
             node_id,
             "vae_conv3d",
             batch=self.b,
@@ -72,19 +94,42 @@ class _Builder:
             reference=ref,
             cache_elements=self.b * c_in * CACHE_FRAMES * level.height * level.width if cached else 0,
         )
+        return attrs.evolve(node, scratch_bytes=scratch) if scratch else node
 
-    def rms_norm(self, node_id: str, ref: str, level: Level, dim: int) -> CostNode:
+    def rms_norm(
+        self, node_id: str, ref: str, level: Level, dim: int, *, input_held: bool = False
+    ) -> CostNode:
+        """WanRMS_norm: ``F.normalize`` of an fp32 copy of a half-precision input, so at its peak
+        the input, its fp32 copy and the fp32 quotient are live (the output is cast after the
+        copy is freed). ``input_held``: the input is the residual its block already holds."""
         rows = self.b * level.frames * level.height * level.width
-        return layers.norm(
+        node = layers.norm(
             node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=self.db, reference=ref
         )
+        if self.db >= FP32_BYTES:
+            return node
+        scratch = rows * dim * (2 * FP32_BYTES - self.db * (2 if input_held else 1))
+        return attrs.evolve(node, scratch_bytes=scratch)
 
-    def resnet(self, prefix: str, level: Level, c_in: int, c_out: int) -> CostNode:
+    def activation(self, level: Level, channels: int) -> int:
+        """Bytes of one call's ``channels``-channel activation at ``level`` (one chunk)."""
+        return self.b * channels * level.frames * level.height * level.width * self.db
+
+    def resnet(
+        self, prefix: str, level: Level, c_in: int, c_out: int, *, parent_holds_input: bool = False
+    ) -> CostNode:
+        """WanResidualBlock. Its input stays live through it (its caller holds it, unless
+        ``parent_holds_input`` counts it already), and so does the residual: the input itself, or
+        the shortcut conv's output."""
         children = [
-            self.rms_norm(join(prefix, "norm1"), f"{prefix}.norm1", level, c_in),
-            self.causal_conv(join(prefix, "conv1"), f"{prefix}.conv1", level, c_in, c_out, 3),
+            self.rms_norm(join(prefix, "norm1"), f"{prefix}.norm1", level, c_in, input_held=True),
+            self.causal_conv(
+                join(prefix, "conv1"), f"{prefix}.conv1", level, c_in, c_out, 3, fresh_input=True
+            ),
             self.rms_norm(join(prefix, "norm2"), f"{prefix}.norm2", level, c_out),
-            self.causal_conv(join(prefix, "conv2"), f"{prefix}.conv2", level, c_out, c_out, 3),
+            self.causal_conv(
+                join(prefix, "conv2"), f"{prefix}.conv2", level, c_out, c_out, 3, fresh_input=True
+            ),
         ]
         if c_in != c_out:
             children.append(
@@ -98,7 +143,10 @@ class _Builder:
                     cached=False,
                 )
             )
-        return group(prefix, "vae_resnet", children, reference=prefix)
+        held = (0 if parent_holds_input else self.activation(level, c_in)) + (
+            self.activation(level, c_out) if c_in != c_out else 0
+        )
+        return group(prefix, "vae_resnet", children, reference=prefix, held_bytes=held)
 
     def attention(self, prefix: str, level: Level, dim: int) -> CostNode:
         """Single-head self-attention over the h·w positions of each frame."""
@@ -137,14 +185,31 @@ class _Builder:
             core,
             conv1x1("proj", dim),
         ]
-        return group(prefix, "vae_attention", children, reference=prefix)
+        # the input is the residual, live through the block
+        return group(
+            prefix, "vae_attention", children, reference=prefix, held_bytes=self.activation(level, dim)
+        )
 
-    def nearest(self, node_id: str, ref: str, level: Level, dim: int) -> CostNode:
+    def mid_block(self, prefix: str, level: Level, dim: int) -> CostNode:
+        """WanMidBlock: resnet, attention, resnet; its input stays live through it."""
+        children = [
+            self.resnet(f"{prefix}.resnets.0", level, dim, dim, parent_holds_input=True),
+            self.attention(f"{prefix}.attentions.0", level, dim),
+            self.resnet(f"{prefix}.resnets.1", level, dim, dim),
+        ]
+        return group(
+            prefix, "vae_mid_block", children, reference=prefix, held_bytes=self.activation(level, dim)
+        )
+
+    def nearest(self, node_id: str, ref: str, level: Level, dim: int, *, input_held: bool) -> CostNode:
         """diffusers' nearest-exact ×2 upsample of every frame, in fp32 (0 FLOPs): at its peak the
-        input, its fp32 copy, the fp32 upsampled frames and their contiguous copy are live."""
+        input, its fp32 copy, the fp32 upsampled frames and their contiguous copy are live
+        (``input_held``: the input is one its parent already holds)."""
         pixels = self.b * dim * level.frames * level.height * level.width
         metrics = Metrics(activation_bytes=4 * pixels * self.db, io_bytes=5 * pixels * self.db)
-        scratch = pixels * FP32_BYTES + 2 * 4 * pixels * FP32_BYTES - 4 * pixels * self.db
+        scratch = (
+            pixels * FP32_BYTES + 2 * 4 * pixels * FP32_BYTES - (5 if input_held else 4) * pixels * self.db
+        )
         return CostNode(
             node_id, "vae_upsample_nearest", metrics, reference=ref, scratch_bytes=scratch,
             note="nearest ×2 in fp32; elementwise, 0 FLOPs",
@@ -156,6 +221,7 @@ class _Builder:
         """WanResample: optional time conv (doubling later chunks' frames), then nearest ×2
         and a 3×3 Conv2d on every frame."""
         children = []
+        held = self.activation(level, dim)
         if temporal:
             later = attrs.evolve(level, first=0)  # the time conv skips the first chunk
             spatial = (later.frames, level.height, level.width)
@@ -177,7 +243,11 @@ class _Builder:
                 )
             )
             level = attrs.evolve(level, later=2 * level.later)
-        children.append(self.nearest(join(prefix, "resample.0"), f"{prefix}.resample.0", level, dim))
+        # a time conv's output is a new tensor; otherwise the input is the one held above
+        node = self.nearest(
+            join(prefix, "resample.0"), f"{prefix}.resample.0", level, dim, input_held=not temporal
+        )
+        children.append(node)
         level = attrs.evolve(level, height=2 * level.height, width=2 * level.width)
         children.append(
             layers.conv(
@@ -194,7 +264,8 @@ class _Builder:
                 reference=f"{prefix}.resample.1",
             )
         )
-        return group(prefix, "vae_upsample", children, reference=prefix), level
+        # its input stays live through it
+        return group(prefix, "vae_upsample", children, reference=prefix, held_bytes=held), level
 
 
 def vae_decode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
@@ -215,7 +286,8 @@ def vae_decode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
     # first chunk, and the frames decoded so far, which diffusers concatenates chunk by chunk. A
     # single chunk holds neither (its cache fills as it goes and is left out).
     last = 2 ** sum(cfg.temporal_downsample)
-    video = w.batch_size * cfg.out_channels * (w.output_frames - last) * w.height * w.width * w.dtype_bytes
+    pixels = (w.height // cfg.patch) * (w.width // cfg.patch)  # Wan2.2 unpatchifies at the end
+    video = w.batch_size * cfg.out_channels * (w.output_frames - last) * pixels * w.dtype_bytes
     if n > 1:
         held = decoder.total.cache_bytes + video
     else:
@@ -261,6 +333,7 @@ def _per_chunk(every: CostNode, one: CostNode, chunks: int) -> CostNode:
             repeat=every.repeat,
             reference=every.reference,
             note=every.note,
+            held_bytes=one.held_bytes,
         )
     calls = chunks - 1 if every.category == "vae_time_conv" else chunks
     if calls < 2:
@@ -288,34 +361,37 @@ def _decoder(build: _Builder, cfg: VAEConfig, level: Level) -> CostNode:
     temporal_up = tuple(reversed(cfg.temporal_downsample))
     decoder: list[CostNode] = [
         build.causal_conv("decoder.conv_in", "decoder.conv_in", level, cfg.z_dim, dims[0], 3),
-        group(
-            "decoder.mid_block",
-            "vae_mid_block",
-            [
-                build.resnet("decoder.mid_block.resnets.0", level, dims[0], dims[0]),
-                build.attention("decoder.mid_block.attentions.0", level, dims[0]),
-                build.resnet("decoder.mid_block.resnets.1", level, dims[0], dims[0]),
-            ],
-            reference="decoder.mid_block",
-        ),
+        build.mid_block("decoder.mid_block", level, dims[0]),
     ]
     for i, (in_dim, out_dim) in enumerate(pairwise(dims)):
         prefix = f"decoder.up_blocks.{i}"
         # Wan2.1's upsamplers halve the channels they hand on; Wan2.2's residual blocks do not.
         c_in = in_dim if i == 0 or cfg.residual else in_dim // 2
+        # the block's input stays live through it (Wan2.2's also in a copy for its shortcut)
+        held = build.activation(level, c_in) * (2 if cfg.residual else 1)
         blocks: list[CostNode] = []
         for j in range(cfg.num_res_blocks + 1):
-            blocks.append(build.resnet(f"{prefix}.resnets.{j}", level, c_in if j == 0 else out_dim, out_dim))
+            blocks.append(
+                build.resnet(
+                    f"{prefix}.resnets.{j}",
+                    level,
+                    c_in if j == 0 else out_dim,
+                    out_dim,
+                    parent_holds_input=j == 0,
+                )
+            )
         if i != len(cfg.dim_mult) - 1:
             name = f"{prefix}.upsampler" if cfg.residual else f"{prefix}.upsamplers.0"
             node, level = build.upsample(
                 name, level, out_dim, out_dim if cfg.residual else out_dim // 2, temporal_up[i]
             )
             blocks.append(node)
-        decoder.append(group(prefix, "vae_up_block", blocks, reference=prefix))
+        decoder.append(group(prefix, "vae_up_block", blocks, reference=prefix, held_bytes=held))
     decoder += [
         build.rms_norm("decoder.norm_out", "decoder.norm_out", level, dims[-1]),
-        build.causal_conv("decoder.conv_out", "decoder.conv_out", level, dims[-1], cfg.out_channels, 3),
+        build.causal_conv(
+            "decoder.conv_out", "decoder.conv_out", level, dims[-1], cfg.out_channels, 3, fresh_input=True
+        ),
     ]
     return group("decoder", "vae_decoder", decoder, reference="decoder")
 
@@ -342,6 +418,18 @@ def vae_encode(w: Workload, cfg: VAEConfig | None = None) -> CostNode:
     quant = build.causal_conv(
         "quant_conv", "quant_conv", whole, 2 * cfg.z_dim, 2 * cfg.z_dim, 1, cached=False
     )
+    # Held through the last chunk's encode (where the peak is): the input video (and its
+    # patchified copy, Wan2.2), the feature cache (full after the first chunk) and the latent
+    # frames encoded so far, which diffusers concatenates chunk by chunk. A single chunk's cache
+    # fills as it goes.
+    video = w.batch_size * cfg.in_channels * w.output_frames * h * wd * w.dtype_bytes
+    held = video * (2 if cfg.patch > 1 else 1)
+    if chunks > 1:
+        latent = w.batch_size * 2 * cfg.z_dim * (level.frames - level.later) * level.height * level.width
+        held += encoder.total.cache_bytes + latent * w.dtype_bytes
+    else:
+        encoder = _filling_cache(encoder)
+    encoder = attrs.evolve(encoder, held_bytes=encoder.held_bytes + held)
     return group("", "vae_encode", [encoder, quant], note=ENCODE_CACHE_NOTE)
 
 
@@ -356,8 +444,16 @@ def _encoder(build: _Builder, cfg: VAEConfig, level: Level) -> tuple[CostNode, L
         down = i != len(cfg.dim_mult) - 1
         if cfg.residual:  # Wan2.2: one block per level (an average-pool shortcut, 0 FLOPs)
             prefix = f"encoder.down_blocks.{i}"
+            # the block's input stays live through it, and a copy of it for the shortcut
+            held = 2 * build.activation(level, in_dim)
             block = [
-                build.resnet(f"{prefix}.resnets.{j}", level, in_dim if j == 0 else out_dim, out_dim)
+                build.resnet(
+                    f"{prefix}.resnets.{j}",
+                    level,
+                    in_dim if j == 0 else out_dim,
+                    out_dim,
+                    parent_holds_input=j == 0,
+                )
                 for j in range(cfg.num_res_blocks)
             ]
             if down:
@@ -365,7 +461,7 @@ def _encoder(build: _Builder, cfg: VAEConfig, level: Level) -> tuple[CostNode, L
                     build, f"{prefix}.downsampler", level, out_dim, cfg.temporal_downsample[i]
                 )
                 block.append(node)
-            encoder.append(group(prefix, "vae_down_block", block, reference=prefix))
+            encoder.append(group(prefix, "vae_down_block", block, reference=prefix, held_bytes=held))
             continue
         for j in range(cfg.num_res_blocks):
             prefix = f"encoder.down_blocks.{index}"
@@ -379,18 +475,11 @@ def _encoder(build: _Builder, cfg: VAEConfig, level: Level) -> tuple[CostNode, L
             index += 1
     top = dims[-1]
     encoder += [
-        group(
-            "encoder.mid_block",
-            "vae_mid_block",
-            [
-                build.resnet("encoder.mid_block.resnets.0", level, top, top),
-                build.attention("encoder.mid_block.attentions.0", level, top),
-                build.resnet("encoder.mid_block.resnets.1", level, top, top),
-            ],
-            reference="encoder.mid_block",
-        ),
+        build.mid_block("encoder.mid_block", level, top),
         build.rms_norm("encoder.norm_out", "encoder.norm_out", level, top),
-        build.causal_conv("encoder.conv_out", "encoder.conv_out", level, top, 2 * cfg.z_dim, 3),
+        build.causal_conv(
+            "encoder.conv_out", "encoder.conv_out", level, top, 2 * cfg.z_dim, 3, fresh_input=True
+        ),
     ]
     return group("encoder", "vae_encoder", encoder, reference="encoder"), level
 
@@ -437,4 +526,6 @@ def _downsample(
             )
         )
         half = attrs.evolve(half, later=out_later)
-    return group(prefix, "vae_downsample", children, reference=prefix), half
+    # its input stays live through it
+    held = build.activation(level, dim)
+    return group(prefix, "vae_downsample", children, reference=prefix, held_bytes=held), half
