@@ -132,9 +132,11 @@ def attention_core(
     note: str = "",
     reference_ops: tuple[str, ...] = (),
     mask_elements: int = 0,
+    scratch_bytes: int = 0,
 ) -> CostNode:
     """softmax(QKᵀ)V as one fused kernel: reads Q, K, V (and an additive mask or position bias of
-    ``mask_elements``, broadcast dimensions once), writes the output and its fp32 log-sum-exp.
+    ``mask_elements``, broadcast dimensions once), writes the output and its fp32 log-sum-exp
+    (``scratch_bytes``: tensors live beside the call, the bias a mask was copied from, say).
 
     ``kv_heads`` (default ``heads``) is the number of key/value heads (grouped-query attention:
     FLOPs follow the query heads, bytes the key/value heads); ``v_head_dim`` (default
@@ -151,7 +153,7 @@ def attention_core(
     kv = batch * kv_h * kv_len * (head_dim + v_dim)
     # The fused kernel also writes each query row's log-sum-exp in fp32.
     lse_elements = -(-batch * heads * q_len * LSE_BYTES // dtype_bytes)
-    return _node(
+    node = _node(
         node_id,
         category,
         flops=ops.attention_flops(batch, heads, q_len, kv_len, head_dim, v_dim),
@@ -165,6 +167,7 @@ def attention_core(
         note=note,
         reference_ops=reference_ops,
     )
+    return attrs.evolve(node, scratch_bytes=scratch_bytes) if scratch_bytes else node
 
 
 def norm(

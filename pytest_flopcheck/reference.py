@@ -277,6 +277,9 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                     peaks[parent] = now
             return out
 
+    # Inference, as it is sized: a module built from a config is in training mode, where dropout
+    # runs (masks and products that inference never holds).
+    call.module.eval()
     root = _FlopcheckRoot(call.module, call.run)
     live.add(_scoped_parameters(call))
     weight_bytes = live.live

@@ -7,10 +7,14 @@ position bias (a per-layer lookup table), the norms and the gated GELU carry no 
 
 from __future__ import annotations
 
+import attrs
+
 from pytest_flopcheck import layers
 from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join
 from wan_models.wan2_1.config import UMT5_XXL, TextEncoderConfig
 from wan_models.wan2_1.workload import Workload
+
+FP32_BYTES = 4
 
 
 def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
@@ -19,7 +23,9 @@ def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
     ffn_ref = f"{ref}.layer.1.DenseReluDense"
     b, t, db, d, inner = w.batch_size, w.text_len, w.dtype_bytes, cfg.d_model, cfg.inner_dim
 
-    def linear(name: str, category: str, reference: str, in_f: int, out_f: int) -> CostNode:
+    hidden = b * t * d * db  # one activation of the residual stream
+
+    def linear(name: str, category: str, reference: str, in_f: int, out_f: int, scratch: int = 0) -> CostNode:
         return layers.linear(
             join(prefix, name),
             category,
@@ -29,12 +35,18 @@ def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
             bias=False,
             dtype_bytes=db,
             reference=reference,
+            scratch_bytes=scratch,
         )
 
-    def norm(name: str, reference: str) -> CostNode:
-        return layers.norm(
-            join(prefix, name), "norm", rows=b * t, dim=d, params=d, dtype_bytes=db, reference=reference
-        )
+    def norm(name: str, reference: str, input_held: bool) -> CostNode:
+        return rms_norm(join(prefix, name), reference, rows=b * t, dim=d, dtype_bytes=db, input_held=input_held)
+
+    # Live beside the calls (transformers' UMT5 in inference): the block's input, held by its
+    # caller; the normed input, held by the attention's; the position bias lookup, of which the
+    # fused attention reads a contiguous copy; in the feed-forward the residual after attention,
+    # the tanh GELU's temporaries (x/2, x³ and its product), then the GELU and linear branches
+    # and their product, the branches still held as the last linear runs on the product.
+    gated = b * t * cfg.d_ff * db
 
     attn = group(
         join(prefix, "attn"),
@@ -63,28 +75,46 @@ def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
                 dtype_bytes=db,
                 reference=attn_ref,
                 mask_elements=cfg.num_heads * t * t,  # the relative position bias, shared by the batch
+                scratch_bytes=cfg.num_heads * t * t * db,  # the lookup the mask is a copy of
             ),
             linear("attn.o", "attention_projection", f"{attn_ref}.o", inner, d),
         ],
         reference=attn_ref,
+        held_bytes=hidden,
     )
     ffn = group(
         join(prefix, "ffn"),
         "ffn",
         [
-            linear("ffn.gate", "ffn", f"{ffn_ref}.wi_0", d, cfg.d_ff),
-            linear("ffn.fc1", "ffn", f"{ffn_ref}.wi_1", d, cfg.d_ff),
-            linear("ffn.fc2", "ffn", f"{ffn_ref}.wo", cfg.d_ff, d),
+            linear("ffn.gate", "ffn", f"{ffn_ref}.wi_0", d, cfg.d_ff, scratch=3 * gated),
+            linear("ffn.fc1", "ffn", f"{ffn_ref}.wi_1", d, cfg.d_ff, scratch=2 * gated),
+            linear("ffn.fc2", "ffn", f"{ffn_ref}.wo", cfg.d_ff, d, scratch=hidden + 2 * gated),
         ],
         reference=ffn_ref,
+        held_bytes=hidden,
     )
     children = [
-        norm("norm1", f"{ref}.layer.0.layer_norm"),
+        norm("norm1", f"{ref}.layer.0.layer_norm", input_held=True),
         attn,
-        norm("norm2", f"{ref}.layer.1.layer_norm"),
+        norm("norm2", f"{ref}.layer.1.layer_norm", input_held=False),
         ffn,
     ]
-    return group(prefix, "block", children, reference=ref)
+    return group(prefix, "block", children, reference=ref, held_bytes=hidden)
+
+
+def rms_norm(
+    node_id: str, reference: str, *, rows: int, dim: int, dtype_bytes: int, input_held: bool
+) -> CostNode:
+    """T5's RMS norm: the variance of an fp32 copy (the copy and its square live together), so
+    at its peak the input and two fp32 copies are live; the output is written after they are
+    freed. ``input_held``: the input is one a parent already holds."""
+    node = layers.norm(
+        node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=dtype_bytes, reference=reference
+    )
+    if dtype_bytes >= FP32_BYTES:
+        return node
+    scratch = rows * dim * (2 * FP32_BYTES - dtype_bytes * (2 if input_held else 1))
+    return attrs.evolve(node, scratch_bytes=scratch)
 
 
 def text_encoder(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> CostNode:
@@ -92,7 +122,9 @@ def text_encoder(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> CostNode:
     embedding, first, norm = _parts(w, cfg)
     rename = Renamer(first, "blocks.0", "encoder.block.0")
     blocks = [first] + [rename(f"blocks.{i}", f"encoder.block.{i}") for i in range(1, cfg.num_layers)]
-    return group("", "text_encoder", [embedding, *blocks, norm], reference="")
+    # the token embeddings stay live through the encoder (its caller's input)
+    held = w.batch_size * w.text_len * cfg.d_model * w.dtype_bytes
+    return group("", "text_encoder", [embedding, *blocks, norm], reference="", held_bytes=held)
 
 
 def text_encoder_totals(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> Metrics:
@@ -113,13 +145,7 @@ def _parts(w: Workload, cfg: TextEncoderConfig) -> tuple[CostNode, CostNode, Cos
         dtype_bytes=db,
         reference="shared",
     )
-    norm = layers.norm(
-        "norm",
-        "norm",
-        rows=b * t,
-        dim=cfg.d_model,
-        params=cfg.d_model,
-        dtype_bytes=db,
-        reference="encoder.final_layer_norm",
+    norm = rms_norm(
+        "norm", "encoder.final_layer_norm", rows=b * t, dim=cfg.d_model, dtype_bytes=db, input_held=False
     )
     return embedding, encoder_block(0, cfg, w), norm
