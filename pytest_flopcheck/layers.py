@@ -403,18 +403,26 @@ def encoder_layer(
     heads: int,
     mlp: int,
     dtype_bytes: int,
+    holds_input: bool = True,
 ) -> CostNode:
     """A pre-LayerNorm transformer encoder layer under transformers' CLIP names: ``layer_norm1``,
     ``self_attn`` (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``, all with bias, and
     bidirectional attention over ``tokens``), ``layer_norm2`` and ``mlp`` (``fc1``, ``fc2``).
-    ``kind`` prefixes the categories (``vision`` gives ``vision_projection``, ``vision_mlp``...)."""
-    rows = batch * tokens
+    ``kind`` prefixes the categories (``vision`` gives ``vision_projection``, ``vision_mlp``...).
 
-    def proj(name: str, in_f: int, out_f: int, category: str) -> CostNode:
+    Its live set is transformers' ``CLIPEncoderLayer``: the layer's input, held by its caller
+    (``holds_input=False`` where the caller counts it, keeping every hidden state, say); the
+    normed input through the attention, whose SDPA output is copied to token-major order and
+    whose query, key and value stay live through ``out_proj``; the residual after attention
+    and the normed input through the MLP, beside the activation's output."""
+    rows = batch * tokens
+    hidden = rows * width * dtype_bytes
+
+    def proj(name: str, in_f: int, out_f: int, category: str, scratch: int = 0) -> CostNode:
         ref = f"{prefix}.{name}"
         return linear(
             ref, category, rows=rows, in_features=in_f, out_features=out_f, bias=True,
-            dtype_bytes=dtype_bytes, reference=ref,
+            dtype_bytes=dtype_bytes, reference=ref, scratch_bytes=scratch,
         )  # fmt: skip
 
     def layer_norm(name: str) -> CostNode:
@@ -441,16 +449,22 @@ def encoder_layer(
                 head_dim=width // heads,
                 dtype_bytes=dtype_bytes,
                 reference=f"{prefix}.self_attn",
+                scratch_bytes=hidden,
             ),
-            proj("self_attn.out_proj", width, width, projection),
+            proj("self_attn.out_proj", width, width, projection, scratch=3 * hidden),
         ],
         reference=f"{prefix}.self_attn",
+        held_bytes=hidden,
     )
     feed_forward = group(
         f"{prefix}.mlp",
         f"{kind}_mlp",
-        [proj("mlp.fc1", width, mlp, f"{kind}_mlp"), proj("mlp.fc2", mlp, width, f"{kind}_mlp")],
+        [
+            proj("mlp.fc1", width, mlp, f"{kind}_mlp", scratch=rows * mlp * dtype_bytes),
+            proj("mlp.fc2", mlp, width, f"{kind}_mlp", scratch=hidden),
+        ],
         reference=f"{prefix}.mlp",
+        held_bytes=hidden,
     )
     children = [layer_norm("layer_norm1"), attention, layer_norm("layer_norm2"), feed_forward]
-    return group(prefix, f"{kind}_layer", children, reference=prefix)
+    return group(prefix, f"{kind}_layer", children, reference=prefix, held_bytes=hidden if holds_input else 0)

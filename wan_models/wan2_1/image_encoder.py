@@ -7,6 +7,8 @@ names (transformers 5 holds the tower's modules at the model's top level).
 
 from __future__ import annotations
 
+import attrs
+
 from pytest_flopcheck import layers
 from pytest_flopcheck.tree import CostNode, Renamer, group
 from wan_models.wan2_1.config import CLIP_VIT_H, ImageEncoderConfig
@@ -22,6 +24,7 @@ def _layer(index: int, images: int, cfg: ImageEncoderConfig, db: int) -> CostNod
         heads=cfg.heads,
         mlp=cfg.mlp,
         dtype_bytes=db,
+        holds_input=False,
     )
 
 
@@ -62,6 +65,10 @@ def image_encoder(images: int, dtype_bytes: int, cfg: ImageEncoderConfig = CLIP_
     first = _layer(0, images, cfg, db)
     rename = Renamer(first, "encoder.layers.0", "encoder.layers.0")
     blocks = [first] + [rename(f"encoder.layers.{i}", f"encoder.layers.{i}") for i in range(1, cfg.layers)]
+    # The pipeline asks for every hidden state, so the encoder keeps the normed embeddings and
+    # each layer's output: layer i runs beside i + 1 of them (its input the last).
+    hidden = images * cfg.tokens * w * db
+    blocks = [attrs.evolve(block, held_bytes=block.held_bytes + (i + 1) * hidden) for i, block in enumerate(blocks)]
 
     def norm(name: str, rows: int) -> CostNode:
         return layers.norm(name, "norm", rows=rows, dim=w, params=2 * w, dtype_bytes=db, reference=name)
@@ -76,4 +83,5 @@ def image_encoder(images: int, dtype_bytes: int, cfg: ImageEncoderConfig = CLIP_
             norm("post_layernorm", images),  # on the pooled class token only
         ],
         reference="",
+        held_bytes=images * 3 * cfg.image_size**2 * db,  # the pixels, the caller's input
     )
