@@ -249,6 +249,13 @@ def merge_calls(
         cache_bytes=max(m.cache_bytes for m in work),
     )
     largest = max(work, key=_working_set)
+    # The live peak is the largest call's by its own inputs, outputs and scratch, which need not
+    # be the call with the largest working set: the scratch makes up the difference.
+    held = max(call.held_bytes for call in calls)
+    live = max(
+        max(_working_set(m), 0) + call.scratch_bytes + call.held_bytes
+        for m, call in zip(work, calls, strict=True)
+    )
     return CostNode(
         node_id,
         category,
@@ -261,8 +268,8 @@ def merge_calls(
         len(calls),
         largest,
         reference_ops,
-        held_bytes=max(call.held_bytes for call in calls),
-        scratch_bytes=max(call.scratch_bytes for call in calls),
+        held_bytes=held,
+        scratch_bytes=max(live - max(_working_set(largest), 0) - held, 0),
     )
 
 

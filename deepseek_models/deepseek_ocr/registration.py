@@ -62,7 +62,9 @@ def registration() -> ModelRegistration:
         name=NAME,
         description="DeepSeek-OCR (v1): SAM + CLIP-L vision, MoE language decoder (transformers parts)",
         stages=(
-            Stage("vision", 0.0, "every page: its Gundam tiles (if any), then its view"),
+            Stage(
+                "vision", 0.0, "every page: its Gundam tiles (if any), then its view", memory_tolerance=0.02
+            ),
             *DECODER_STAGES,
         ),
         workloads=STANDARD_WORKLOADS,

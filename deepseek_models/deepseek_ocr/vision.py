@@ -10,6 +10,8 @@ project's glue, see ``reference.py``).
 
 from __future__ import annotations
 
+import attrs
+
 from deepseek_models.deepseek_ocr.config import CHECKPOINT, Architecture, ClipConfig
 from deepseek_models.deepseek_ocr.workload import TILE_SIZE, Page, view_tokens
 from deepseek_models.deepseek_ocr2.vision import sam
@@ -124,6 +126,9 @@ def vision_stage(w: Page, arch: Architecture = CHECKPOINT) -> CostNode:
         calls.append(view_call(TILE_SIZE, w.tile_count, arch, db))
     calls.append(view_call(w.view, 1, arch, db))
     page = merge_call_trees(calls)
+    # every page's pixels are the stage's input, live through all its calls
+    pixels = 3 * w.pages * (w.tile_count * TILE_SIZE**2 + w.view**2) * db
     if w.pages == 1:
-        return page
-    return group("", page.category, [with_repeat(child, w.pages) for child in page.children])
+        return attrs.evolve(page, held_bytes=page.held_bytes + pixels)
+    children = [with_repeat(child, w.pages) for child in page.children]
+    return group("", page.category, children, held_bytes=page.held_bytes + pixels)

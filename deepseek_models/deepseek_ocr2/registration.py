@@ -56,7 +56,12 @@ def registration() -> ModelRegistration:
         name=NAME,
         description="DeepSeek-OCR-2: SAM + Qwen2-style vision encoder, MoE language decoder (transformers)",
         stages=(
-            Stage("vision", 0.0, "every view of every page: the global views, then the crops"),
+            Stage(
+                "vision",
+                0.0,
+                "every view of every page: the global views, then the crops",
+                memory_tolerance=0.02,
+            ),
             *DECODER_STAGES,
         ),
         workloads=STANDARD_WORKLOADS,

@@ -40,7 +40,7 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
     pixels = batch * grid * grid
     head_dim = cfg.width // cfg.heads
 
-    def linear(name: str, rows_: int, in_f: int, out_f: int) -> CostNode:
+    def linear(name: str, rows_: int, in_f: int, out_f: int, scratch: int = 0) -> CostNode:
         return layers.linear(
             f"{prefix}.{name}",
             "vision_projection",
@@ -50,7 +50,18 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
             bias=True,
             dtype_bytes=db,
             reference=f"{prefix}.{name}",
+            scratch_bytes=scratch,
         )
+
+    # Live beside the calls (transformers' SDPA SAM layer): the layer's input (the residual) and
+    # the attention's input, held by their callers; qkv's output, and its copy when several
+    # windows make the head split a copy; the relative-position sum, of which the mask is a
+    # reshaped copy (the peak, made before the fused kernel runs); all of them still held as proj
+    # runs; then the residual after attention and the normed input through the MLP.
+    qkv = rows * 3 * cfg.width * db
+    split = qkv if windows > 1 else 0
+    mask = windows * cfg.heads * (side * side) ** 2 * db
+    written = windows * cfg.heads * side * side * (head_dim * db + layers.LSE_BYTES)
 
     attention = layers.attention_core(
         f"{prefix}.attn.core",
@@ -90,6 +101,8 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
         attention,
         metrics=attrs.evolve(own, io_bytes=own.io_bytes - tables.metrics.weight_bytes),
         note="QKᵀ, PV and the two decomposed relative-position products; the rel-pos tables",
+        # its I/O adds the products' and the kernel's, never live at once; the peak is the mask's copy
+        scratch_bytes=split + max(mask - written - relative.io_bytes, 0),
     )
     attn = group(
         f"{prefix}.attn",
@@ -97,9 +110,10 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
         [
             linear("attn.qkv", rows, cfg.width, 3 * cfg.width),
             core,
-            linear("attn.proj", rows, cfg.width, cfg.width),
+            linear("attn.proj", rows, cfg.width, cfg.width, scratch=mask + qkv + split),
         ],
         reference=f"{prefix}.attn",
+        held_bytes=rows * cfg.width * db,
     )
 
     def norm(name: str) -> CostNode:
@@ -116,11 +130,19 @@ def _sam_layer(base: str, index: int, view: int, batch: int, cfg: SamConfig, db:
     mlp = group(
         f"{prefix}.mlp",
         "vision_mlp",
-        [linear("mlp.lin1", pixels, cfg.width, cfg.mlp), linear("mlp.lin2", pixels, cfg.mlp, cfg.width)],
+        [
+            linear("mlp.lin1", pixels, cfg.width, cfg.mlp, scratch=pixels * cfg.mlp * db),
+            linear("mlp.lin2", pixels, cfg.mlp, cfg.width, scratch=pixels * cfg.width * db),
+        ],
         reference=f"{prefix}.mlp",
+        held_bytes=pixels * cfg.width * db,
     )
     return group(
-        prefix, "vision_layer", [norm("layer_norm1"), attn, norm("layer_norm2"), mlp], reference=prefix
+        prefix,
+        "vision_layer",
+        [norm("layer_norm1"), attn, norm("layer_norm2"), mlp],
+        reference=prefix,
+        held_bytes=pixels * cfg.width * db,
     )
 
 
@@ -384,7 +406,10 @@ def vision_stage(
     calls = [_view_call(GLOBAL_VIEW, pages, sam_cfg, cfg, decoder, db)]
     if crops:
         calls.append(_view_call(CROP_VIEW, pages * crops, sam_cfg, cfg, decoder, db))
-    return merge_call_trees(calls)
+    merged = merge_call_trees(calls)
+    # every view's pixels are the stage's input, live through both calls
+    pixels = 3 * pages * (GLOBAL_VIEW**2 + crops * CROP_VIEW**2) * db
+    return attrs.evolve(merged, held_bytes=merged.held_bytes + pixels)
 
 
 def image_tokens(crops: int, cfg: EncoderConfig = ENCODER) -> int:

@@ -131,3 +131,19 @@ def test_live_peak_adds_what_groups_hold_to_the_largest_call_and_its_scratch() -
     assert live_peak(block) == 7 + 105
     assert live_peak(root) == 3 + 112
     assert [node.id for node in live_path(root)] == ["", "block", "a"]
+
+
+def test_merged_calls_peak_at_the_call_with_the_most_live_bytes() -> None:
+    """The call with the most I/O need not hold the most: a smaller call with a large scratch
+    (a materialised mask, say) sets the merged node's peak, not a mix of the two."""
+    from pytest_flopcheck.tree import live_peak, merge_call_trees, merge_calls
+
+    wide = CostNode("a", "x", Metrics(io_bytes=1_000, weight_bytes=10), scratch_bytes=50)  # 1,040
+    masked = CostNode("a", "x", Metrics(io_bytes=400, weight_bytes=10), scratch_bytes=900)  # 1,290
+    assert live_peak(merge_calls("a", "x", [wide, masked])) == 1_290
+    assert (
+        live_peak(merge_calls("a", "x", [wide, CostNode("a", "x", masked.metrics, scratch_bytes=100)]))
+        == 1_040
+    )
+    trees = [group("", "x", [leaf], held_bytes=7) for leaf in (wide, masked)]
+    assert live_peak(merge_call_trees(trees)) == 7 + 1_290

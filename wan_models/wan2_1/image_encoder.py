@@ -68,7 +68,9 @@ def image_encoder(images: int, dtype_bytes: int, cfg: ImageEncoderConfig = CLIP_
     # The pipeline asks for every hidden state, so the encoder keeps the normed embeddings and
     # each layer's output: layer i runs beside i + 1 of them (its input the last).
     hidden = images * cfg.tokens * w * db
-    blocks = [attrs.evolve(block, held_bytes=block.held_bytes + (i + 1) * hidden) for i, block in enumerate(blocks)]
+    blocks = [
+        attrs.evolve(block, held_bytes=block.held_bytes + (i + 1) * hidden) for i, block in enumerate(blocks)
+    ]
 
     def norm(name: str, rows: int) -> CostNode:
         return layers.norm(name, "norm", rows=rows, dim=w, params=2 * w, dtype_bytes=db, reference=name)

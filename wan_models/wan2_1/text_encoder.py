@@ -39,7 +39,9 @@ def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
         )
 
     def norm(name: str, reference: str, input_held: bool) -> CostNode:
-        return rms_norm(join(prefix, name), reference, rows=b * t, dim=d, dtype_bytes=db, input_held=input_held)
+        return rms_norm(
+            join(prefix, name), reference, rows=b * t, dim=d, dtype_bytes=db, input_held=input_held
+        )
 
     # Live beside the calls (transformers' UMT5 in inference): the block's input, held by its
     # caller; the normed input, held by the attention's; the position bias lookup, of which the
