@@ -21,7 +21,8 @@ def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT) -> CostNode
         return vision_stage(w, arch)
     if stage == "prefill":
         body = decoder_prefill(w.pages, w.prefill_tokens, d, db, prefix=LANGUAGE_MODEL)
-        return group("", "prefill", [*body.children, lm_head(w.pages, d, db)], reference="")
+        head = lm_head(w.pages, d, db)
+        return group("", "prefill", [*body.children, head], reference="", held_bytes=body.held_bytes)
     if stage == "decode":
         return decoder_decode(w.pages, w.prefill_tokens, w.decode_steps, d, db, prefix=LANGUAGE_MODEL)
     raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")

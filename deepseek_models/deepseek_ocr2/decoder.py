@@ -25,14 +25,24 @@ def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> Cost
     )
 
 
+FP32_BYTES = 4
+
+
 def _layer(
     index: int, *, batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int
 ) -> CostNode:
+    """One decoder layer. Its live set is transformers' (SDPA, grouped_mm experts): the layer's
+    input, held by its caller; the normed input through the attention, whose rotated queries
+    stay live through ``o_proj`` (the keys and values are the cache's); then the layer's own
+    cache, the residual after attention and the normed input through the MLP. The routed
+    experts peak as they finish: the gathered rows and the down projection's output beside its
+    product with the fp32 routing weights and that product put back in token order."""
     prefix = f"layers.{index}"
     rows = batch * tokens
     width = cfg.heads * cfg.head_dim
+    hidden = rows * cfg.hidden * dtype_bytes
 
-    def proj(name: str, in_f: int, out_f: int) -> CostNode:
+    def proj(name: str, in_f: int, out_f: int, scratch: int = 0) -> CostNode:
         return layers.linear(
             f"{prefix}.self_attn.{name}",
             "attention_projection",
@@ -42,8 +52,27 @@ def _layer(
             bias=False,
             dtype_bytes=dtype_bytes,
             reference=f"{prefix}.self_attn.{name}",
+            scratch_bytes=scratch,
         )
 
+    core = layers.attention_core(
+        f"{prefix}.self_attn.core",
+        "attention_core",
+        batch=batch,
+        heads=cfg.heads,
+        q_len=tokens,
+        kv_len=keys,
+        head_dim=cfg.head_dim,
+        cache_len=keys,
+        dtype_bytes=dtype_bytes,
+        reference=f"{prefix}.self_attn",
+    )
+    # The cache update joins keys, then values, to the cache: in a prefill the new cache and the
+    # rotated keys and raw values it copies are live together, in a decode step the old keys
+    # beside the new ones (the peak of the attention, just before the kernel runs).
+    own = core.metrics.cache_bytes
+    written = core.metrics.io_bytes - rows * width * dtype_bytes - own  # its output and log-sum-exp
+    core = attrs.evolve(core, scratch_bytes=own // 2 if keys > tokens else max(own - written, 0))
     attention = group(
         f"{prefix}.self_attn",
         "attention",
@@ -51,21 +80,11 @@ def _layer(
             proj("q_proj", cfg.hidden, width),
             proj("k_proj", cfg.hidden, width),
             proj("v_proj", cfg.hidden, width),
-            layers.attention_core(
-                f"{prefix}.self_attn.core",
-                "attention_core",
-                batch=batch,
-                heads=cfg.heads,
-                q_len=tokens,
-                kv_len=keys,
-                head_dim=cfg.head_dim,
-                cache_len=keys,
-                dtype_bytes=dtype_bytes,
-                reference=f"{prefix}.self_attn",
-            ),
-            proj("o_proj", width, cfg.hidden),
+            core,
+            proj("o_proj", width, cfg.hidden, scratch=rows * width * dtype_bytes),
         ],
         reference=f"{prefix}.self_attn",
+        held_bytes=hidden,
     )
     if index < cfg.dense_layers:
         mlp = layers.gated_mlp(
@@ -91,13 +110,31 @@ def _layer(
             reference=f"{prefix}.mlp",
             router_dtype_bytes=4,  # transformers' DeepSeek-V2 router computes in fp32
         )
+        routed = rows * cfg.top_k * cfg.hidden
+        finish = 2 * routed * dtype_bytes + 2 * routed * FP32_BYTES
+        mlp = attrs.evolve(
+            mlp,
+            children=tuple(
+                attrs.evolve(
+                    node,
+                    scratch_bytes=max(
+                        finish - max(node.per_call.io_bytes - node.per_call.weight_bytes, 0), 0
+                    ),
+                )
+                if node.id.endswith(".experts")
+                else node
+                for node in mlp.children
+            ),
+        )
+    own_cache = attention.total.cache_bytes
+    mlp = attrs.evolve(mlp, held_bytes=mlp.held_bytes + own_cache + 2 * hidden)
     children = [
         _norm(f"{prefix}.input_layernorm", rows, cfg, dtype_bytes),
         attention,
         _norm(f"{prefix}.post_attention_layernorm", rows, cfg, dtype_bytes),
         mlp,
     ]
-    return group(prefix, "decoder_layer", children, reference=prefix)
+    return group(prefix, "decoder_layer", children, reference=prefix, held_bytes=hidden)
 
 
 def decoder_prefill(
@@ -139,16 +176,23 @@ def decoder_decode(
     last = _decoder(batch, 1, prompt + steps, cfg, dtype_bytes, "decoder_decode")
     head = attrs.evolve(lm_head(batch, cfg, dtype_bytes), repeat=steps)
     body = _prefixed(_over_steps(first, last, steps), prefix)
-    return group("", "decoder_decode", [*body.children, head], reference="")
+    return group("", "decoder_decode", [*body.children, head], reference="", held_bytes=body.held_bytes)
 
 
 def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
     """The first and the last step's trees as one tree over every step."""
     if first.children:
         children = [_over_steps(a, b, steps) for a, b in zip(first.children, last.children, strict=True)]
-        return group(first.id, first.category, children, reference=first.reference, note=first.note)
+        return group(
+            first.id,
+            first.category,
+            children,
+            reference=first.reference,
+            note=first.note,
+            held_bytes=last.held_bytes,  # the last step holds the most
+        )
     if first.metrics == last.metrics:
-        return attrs.evolve(first, repeat=steps)
+        return attrs.evolve(last, repeat=steps)
     a, b = first.metrics, last.metrics
     total = Metrics(
         flops=(a.flops + b.flops) * steps // 2,
@@ -158,7 +202,7 @@ def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
         io_bytes=(a.io_bytes + b.io_bytes) * steps // 2,
         cache_bytes=b.cache_bytes,
     )
-    return closed_form_calls(
+    node = closed_form_calls(
         first.id,
         first.category,
         total=total,
@@ -168,6 +212,7 @@ def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
         reference_own=first.reference_own,
         note=f"{steps} decode steps over a growing KV cache",
     )
+    return attrs.evolve(node, scratch_bytes=last.scratch_bytes)
 
 
 def _decoder(
@@ -192,7 +237,21 @@ def _decoder(
         rename(f"layers.{i}", f"layers.{i}") for i in range(cfg.dense_layers + 1, cfg.layers)
     ]
     norm = _norm("norm", rows, cfg, dtype_bytes)
-    return group("", category, [embed, *dense, *moe, norm], reference="")
+    # Each layer runs beside the other layers' KV caches: in a prefill those of the layers
+    # before it (the cache fills layer by layer), in a decode step all of them. The inputs'
+    # embeddings and the rotary cos and sin stay live through the decoder.
+    blocks = [*dense, *moe]
+    caches = [block.total.cache_bytes for block in blocks]
+    total = sum(caches)
+    blocks = [
+        attrs.evolve(
+            block,
+            held_bytes=block.held_bytes + (total - own if category == "decoder_decode" else sum(caches[:i])),
+        )
+        for i, (block, own) in enumerate(zip(blocks, caches, strict=True))
+    ]
+    held = rows * cfg.hidden * dtype_bytes + 2 * rows * cfg.head_dim * dtype_bytes
+    return group("", category, [embed, *blocks, norm], reference="", held_bytes=held)
 
 
 def _prefixed(tree: CostNode, prefix: str) -> CostNode:
