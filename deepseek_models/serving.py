@@ -41,14 +41,14 @@ DECODER_STAGES = (
         "prefill",
         0.0,
         "the decoder over prompt and image tokens, logits of the last position",
-        memory_tolerance=0.05,
+        memory_tolerance=0.01,
     ),
     Stage(
         "decode",
         0.0,
         "one step per further new token over the KV cache",
         weights_of="prefill",
-        memory_tolerance=0.05,
+        memory_tolerance=0.01,
     ),
 )
 """The shared decoder's stages, after each model's ``vision``: exact FLOPs, and a memory peak

@@ -186,13 +186,14 @@ def _outcome_cells(outcomes: Mapping[str, int]) -> str:
 
 
 def _worst(row: StageSummary) -> str:
-    """The stage's largest relative error of FLOPs, parameters and layer I/O (its memory peak
-    apart), or a dash when it compared nothing."""
+    """The stage's largest relative error of FLOPs, parameters and layer I/O (its memory apart),
+    or a dash when it compared nothing."""
     return fmt_error(row.max_rel_error) if row.comparisons else "–"
 
 
 def _memory(row: StageSummary) -> str:
-    """The memory peak's error against its tolerance, or a dash when it was not compared."""
+    """The error of the live peak beyond the weights against its tolerance, or a dash when it
+    was not compared."""
     if row.memory_tolerance is None:
         return "–"
     return f"{fmt_error(row.memory_rel_error)} (≤ {row.memory_tolerance:.0%})"
@@ -217,7 +218,7 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
         lines += [
             "",
             "| model | workload | stage | checks | layers | params | layer I/O | max rel. error "
-            "| memory peak "
+            "| live peak beyond weights "
             "error | result |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---|",
         ]
@@ -317,7 +318,8 @@ def summary_html(record: RunRecord) -> str:
         parts.append(
             "<table style='border-collapse:collapse' border='1' cellpadding='4'>"
             "<tr><th>model</th><th>workload</th><th>stage</th><th>checks</th><th>layers</th><th>params</th>"
-            "<th>layer I/O</th><th>max rel. error</th><th>memory peak error</th><th>result</th></tr>"
+            "<th>layer I/O</th><th>max rel. error</th><th>live peak error (beyond weights)</th>"
+            "<th>result</th></tr>"
             f"{rows}</table>"
         )
     if record.errors:
@@ -369,7 +371,7 @@ def terminal_lines(record: RunRecord) -> list[str]:
             f"{row.model}/{row.workload}/{row.stage}: {_outcome_cells(row.outcomes)}; "
             f"{row.layers_compared:,} layers, {row.params_compared:,} parameter counts, "
             f"{row.io_compared:,} layer I/O, max rel. error {_worst(row)}"
-            + (f", memory peak {_memory(row)}" if row.memory_tolerance is not None else "")
+            + (f", live peak beyond weights {_memory(row)}" if row.memory_tolerance is not None else "")
             + f" — {row.status}"
         )
     for error in record.errors:

@@ -18,7 +18,7 @@ import attrs
 
 from pytest_flopcheck.compare import Comparison
 from pytest_flopcheck.reference import CoverageGap
-from pytest_flopcheck.session import END_TO_END, GENERATION, IO, LAYER, PARAMS, PIPELINE
+from pytest_flopcheck.session import END_TO_END, GENERATION, IO, LAYER, LIVE_PEAK, PARAMS, PIPELINE
 
 SCHEMA_VERSION: Final = 2
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -140,7 +140,7 @@ class StageSummary:
     counted: bool  # its end-to-end check compared numbers, so coverage was judged
     status: str  # "pass", "FAIL", "skipped" or "incomplete"
     io_compared: int = 0
-    memory_rel_error: float | None = None  # the memory peak's error, when test_memory compared it
+    memory_rel_error: float | None = None  # the live peak's error beyond the weights, when compared
     memory_tolerance: float | None = None
 
 
@@ -234,8 +234,8 @@ class RunRecord:
             end_to_end = [c for c in checks if c.kind in (END_TO_END, GENERATION)]
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
-            errors = [cmp.rel_error for c in checks for cmp in c.comparisons if cmp.metric != "peak_bytes"]
-            peaks = [cmp for c in checks for cmp in c.comparisons if cmp.metric == "peak_bytes"]
+            errors = [cmp.rel_error for c in checks for cmp in c.comparisons if cmp.metric != LIVE_PEAK]
+            peaks = [cmp for c in checks for cmp in c.comparisons if cmp.metric == LIVE_PEAK]
             if outcomes["failed"] or outcomes["error"]:
                 status = "FAIL"
             elif outcomes["skipped"] == len(checks):

@@ -55,10 +55,10 @@ class Stage:
     memory_tolerance: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(_check_tolerance)
     )
-    """The largest allowed relative error of the stage's analytic memory peak (weights plus
-    :func:`~pytest_flopcheck.tree.live_peak`) against the live peak measured on the reference; with
-    it each workload gets a ``test_memory`` check. None: the peak is not verified (and reports say
-    so)."""
+    """The largest allowed relative error of the stage's analytic live peak beyond its weights
+    (:func:`~pytest_flopcheck.tree.live_peak`) against the live tensor bytes measured on the
+    reference beyond its weights (which are compared exactly); with it each workload gets a
+    ``test_memory`` check. None: the peak is not verified (and reports say so)."""
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:

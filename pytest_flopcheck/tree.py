@@ -172,6 +172,13 @@ def live_peak(node: CostNode) -> int:
     return node.held_bytes + max(live_peak(child) for child in node.children)
 
 
+def peaking_at(leaf: CostNode, live_bytes: int) -> CostNode:
+    """``leaf`` with the scratch that makes one call's live bytes ``live_bytes`` (at least its
+    inputs and outputs): for a layer whose I/O adds up ops that are never live together, and
+    whose peak is a moment its code holds (a MoE finishing its rows, say)."""
+    return attrs.evolve(leaf, scratch_bytes=max(live_bytes - max(_working_set(leaf.per_call), 0), 0))
+
+
 def live_path(node: CostNode) -> list[CostNode]:
     """The nodes from ``node`` down to the leaf whose call sets :func:`live_peak`."""
     path = [node]

@@ -63,7 +63,7 @@ def registration() -> ModelRegistration:
         description="DeepSeek-OCR (v1): SAM + CLIP-L vision, MoE language decoder (transformers parts)",
         stages=(
             Stage(
-                "vision", 0.0, "every page: its Gundam tiles (if any), then its view", memory_tolerance=0.02
+                "vision", 0.0, "every page: its Gundam tiles (if any), then its view", memory_tolerance=0.01
             ),
             *DECODER_STAGES,
         ),

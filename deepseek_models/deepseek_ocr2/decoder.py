@@ -10,7 +10,7 @@ import attrs
 
 from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig
 from pytest_flopcheck import CostNode, Metrics, closed_form_calls, group, join, layers
-from pytest_flopcheck.tree import Renamer
+from pytest_flopcheck.tree import Renamer, peaking_at
 
 
 def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> CostNode:
@@ -112,20 +112,8 @@ def _layer(
         )
         routed = rows * cfg.top_k * cfg.hidden
         finish = 2 * routed * dtype_bytes + 2 * routed * FP32_BYTES
-        mlp = attrs.evolve(
-            mlp,
-            children=tuple(
-                attrs.evolve(
-                    node,
-                    scratch_bytes=max(
-                        finish - max(node.per_call.io_bytes - node.per_call.weight_bytes, 0), 0
-                    ),
-                )
-                if node.id.endswith(".experts")
-                else node
-                for node in mlp.children
-            ),
-        )
+        children = [peaking_at(n, finish) if n.id.endswith(".experts") else n for n in mlp.children]
+        mlp = attrs.evolve(mlp, children=tuple(children))
     own_cache = attention.total.cache_bytes
     mlp = attrs.evolve(mlp, held_bytes=mlp.held_bytes + own_cache + 2 * hidden)
     children = [

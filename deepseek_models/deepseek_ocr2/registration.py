@@ -60,7 +60,7 @@ def registration() -> ModelRegistration:
                 "vision",
                 0.0,
                 "every view of every page: the global views, then the crops",
-                memory_tolerance=0.02,
+                memory_tolerance=0.01,
             ),
             *DECODER_STAGES,
         ),

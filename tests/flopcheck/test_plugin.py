@@ -745,6 +745,41 @@ def test_a_generation_is_counted_whole_and_must_match_exactly(
     result.stdout.fnmatch_lines(["toy/twice/generation  [[]flops[]]  OUTSIDE tolerance"])
 
 
+def test_memory_compares_weights_exactly_and_the_live_peak_beyond_them(
+    toy: pytest.Pytester, mode: tuple[str, ...]
+) -> None:
+    """A stage that declares a memory tolerance gets one test_memory per workload: weights exact,
+    the live peak beyond them within the tolerance, recorded like the other checks."""
+    args = ("--flopcheck=toy", "--flopcheck-workloads=small", "-k", "test_memory", *mode, *NO_CACHE)
+    toy.makeconftest(toy_source(MEMORY_TOLERANCE="0.01"))
+    toy.runpytest(*args).assert_outcomes(passed=1)
+    evidence = load_evidence(run_dirs(toy)[-1])
+    (check,) = evidence["checks"]
+    assert check["test"] == "test_memory[toy/small/core]"
+    weights, live = evidence["results"]
+    assert weights["metric"] == "weight_bytes"
+    assert weights["analytic"] == weights["reference"] == (16 * 48 + 48 + 16 * 16 + 3 * 4 * 9 + 4) * 4
+    assert live["metric"] == "live_peak_bytes"
+    # at attention.out: the inputs (x 640 B, image 1,536 B), qkv, the kernel's output (already
+    # token-major) and the projection's output (5 × 640 B)
+    assert live["analytic"] == live["reference"] == 640 + 1_536 + 5 * 640
+    assert live["tolerance"] == 0.01
+    (row,) = evidence["summary"]
+    assert row["memory_tolerance"] == 0.01
+    assert row["memory_rel_error"] == 0
+    toy.makeconftest(toy_source(MEMORY_TOLERANCE="0.01", LIVE_FUDGE="100"))
+    result = toy.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*toy/small/core*live_peak_bytes*OUTSIDE tolerance*"])
+    toy.makeconftest(toy_source(MEMORY_TOLERANCE="0.01"))
+    toy.runpytest(
+        "--flopcheck=toy", "--flopcheck-workloads=large", "-k", "test_memory", *mode, *NO_CACHE
+    ).assert_outcomes(passed=1)  # there the conv holds the most: the inputs, both outputs
+    toy.makeconftest(TOY)
+    collected = toy.runpytest("--flopcheck=toy", "--collect-only", "-q", *NO_CACHE).stdout.lines
+    assert not [line for line in collected if "test_memory" in line]  # no tolerance, no check
+
+
 def test_generations_are_selected_like_workloads(toy: pytest.Pytester) -> None:
     toy.makeconftest(toy_source(GENERATIONS='{"twice": lambda: generation()}'))
     only_small = toy.runpytest(

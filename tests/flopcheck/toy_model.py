@@ -22,6 +22,8 @@ LAYER_ID = "proj"
 BUILD_LOG = None
 GENERATIONS = {}  # tests set {"twice": lambda: generation()} to add an end-to-end generation check
 GENERATION_FUDGE = 0  # added to the analytic total of that generation
+MEMORY_TOLERANCE = None  # set to declare the stage's memory tolerance (a test_memory check)
+LIVE_FUDGE = 0  # added to the bytes the analytic model says the stage holds
 DIM, HEADS, CHANNELS = 16, 2, 3
 
 
@@ -71,6 +73,7 @@ def analytic(w: ToyWorkload, stage: str) -> CostNode:
         bias=False,
         dtype_bytes=4,
         reference="attention.out",
+        scratch_bytes=3 * rows * DIM * 4,  # qkv, its caller's (the kernel's output is token-major)
     )
     conv = layers.conv(
         "conv",
@@ -85,13 +88,23 @@ def analytic(w: ToyWorkload, stage: str) -> CostNode:
         dtype_bytes=4,
         reference="conv",
     )
+    # Live beside the layers: the inputs the layer does not read, and beside the conv the
+    # attention's output, held for the returned tuple.
+    x, image = rows * DIM * 4, w.batch * CHANNELS * w.image**2 * 4
+    proj = attrs.evolve(proj, scratch_bytes=image)
+    conv = attrs.evolve(conv, scratch_bytes=x + rows * DIM * 4)
     if ANALYTIC == "duplicate":
         conv = attrs.evolve(conv, id="proj")
     return group(
         "",
         "model",
-        [proj, group("attention", "attention", [core, out], reference="attention"), conv],
+        [
+            proj,
+            group("attention", "attention", [core, out], reference="attention", held_bytes=x + image),
+            conv,
+        ],
         reference="",
+        held_bytes=LIVE_FUDGE,
     )
 
 
@@ -148,7 +161,7 @@ def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
     register(
         ModelRegistration(
             name="toy",
-            stages=tuple(Stage(name, 0.0) for name in STAGES),
+            stages=tuple(Stage(name, 0.0, memory_tolerance=MEMORY_TOLERANCE) for name in STAGES),
             workloads={"small": ToyWorkload(2, 5, 8), "large": ToyWorkload(3, 7, 12)},
             analytic=analytic,
             reference=reference,

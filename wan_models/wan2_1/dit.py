@@ -239,6 +239,10 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
     return group(prefix, "block", children, reference=ref, held_bytes=held)
 
 
+ROPE_MAX_SEQ_LEN = 1024
+"""Rows of diffusers' rotary tables (``WanRotaryPosEmbed`` buffers ``freqs_cos``, ``freqs_sin``)."""
+
+
 def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
     """The cost tree of one DiT forward for the workload's batch (one CFG branch)."""
     cfg = cfg or w.dit
@@ -247,7 +251,19 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
     blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
     # With one timestep per token the time embedding and its six projections are per token too,
     # held through every block.
-    held = 7 * w.batch_size * w.tokens * cfg.dim * w.dtype_bytes if cfg.expand_timesteps else 0
+    b, db = w.batch_size, w.dtype_bytes
+    held = 7 * b * w.tokens * cfg.dim * db if cfg.expand_timesteps else 0
+    # Also held through every block: the inputs (latents, text embeddings, CLIP image tokens),
+    # the rotary tables' buffers and their cos and sin for every token, and the text (and image)
+    # embedder's output that every cross-attention reads.
+    inputs = (
+        b * cfg.in_channels * w.latent_frames * w.latent_height * w.latent_width
+        + b * w.text_len * cfg.text_dim
+    )
+    if cfg.image_dim is not None:
+        inputs += b * cfg.image_tokens * (cfg.image_dim + cfg.dim)
+    rope = 2 * (ROPE_MAX_SEQ_LEN + w.tokens) * cfg.head_dim
+    held += (inputs + rope + b * w.text_len * cfg.dim) * db
     return group(
         "", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE, held_bytes=held
     )

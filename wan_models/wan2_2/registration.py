@@ -92,31 +92,31 @@ def registration() -> ModelRegistration:
         description="Wan2.2: A14B (two 14B expert DiTs, Wan-VAE) and TI2V-5B (Wan2.2 VAE), UMT5-XXL",
         stages=(
             Stage(
-                "text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens", memory_tolerance=0.05
+                "text_encoder", 1e-6, "UMT5-XXL encoder, one pass over text_len tokens", memory_tolerance=0.01
             ),
             Stage(
                 "vae_encode",
                 1e-6,
                 "image-to-video: Wan-VAE encode of the conditioning video (image, zeros)",
-                memory_tolerance=0.02,
+                memory_tolerance=0.01,
             ),
             Stage(
                 "diffusion_core",
                 0.05,
                 "TI2V-5B's single DiT, one forward (one guidance branch)",
-                memory_tolerance=0.02,
+                memory_tolerance=0.01,
             ),
             Stage(
                 "diffusion_high_noise",
                 0.05,
                 "the high-noise expert, one forward (one guidance branch)",
-                memory_tolerance=0.02,
+                memory_tolerance=0.01,
             ),
             Stage(
                 "diffusion_low_noise",
                 0.05,
                 "the low-noise expert, one forward (one guidance branch)",
-                memory_tolerance=0.02,
+                memory_tolerance=0.01,
             ),
             Stage(
                 "vae_decode",
