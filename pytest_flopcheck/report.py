@@ -34,8 +34,8 @@ MEMORY_CAVEAT = (
     "A stage's peak is its weights plus its live set: what the model package declares its implementation "
     "holds (residual streams, caches, decoded frames) plus the largest layer call's inputs, outputs and "
     "temporaries, checked by test_memory against the live tensor bytes of the real module where the "
-    "stage declares a memory tolerance; allocator rounding, caching and kernel workspaces are not "
-    "included."
+    "stage declares a memory tolerance (elsewhere marked unchecked, and at least the largest layer call "
+    "plus every cache); allocator rounding, caching and kernel workspaces are not included."
 )
 
 SERVING_CAVEAT = (
@@ -91,11 +91,18 @@ def peak_activation_bytes(tree: CostNode) -> int:
     )
 
 
-def working_bytes(tree: CostNode) -> int:
+def working_bytes(tree: CostNode, verified: bool) -> int:
     """What a stage holds beyond its weights at its peak: the model's live set
-    (:func:`~pytest_flopcheck.tree.live_peak`, the figure ``test_memory`` checks), or the largest
-    layer call plus every cache where that is larger (a live set that does not model its caches)."""
-    return max(live_peak(tree), peak_activation_bytes(tree) + tree.total.cache_bytes)
+    (:func:`~pytest_flopcheck.tree.live_peak`), which ``test_memory`` checks where the stage
+    declares a memory tolerance (``verified``); for a stage that does not, the largest layer call
+    plus every cache where that is larger (a live set that may not model its caches)."""
+    live = live_peak(tree)
+    return live if verified else max(live, peak_activation_bytes(tree) + tree.total.cache_bytes)
+
+
+def _verified(reg: ModelRegistration) -> set[str]:
+    """The stages whose live set test_memory checks (those declaring a memory tolerance)."""
+    return {stage.name for stage in reg.stages if stage.memory_tolerance is not None}
 
 
 def _share(part: int, whole: int) -> float:
@@ -162,7 +169,7 @@ def build_report(
         for category, flops in sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:5]
     ]
 
-    memory = _memory(trees, dtype, loaded, runs)
+    memory = _memory(trees, dtype, loaded, runs, _verified(reg))
     time_estimates = _times(trees, runs, gpus if gpus is not None else list(GPUS.values()), precision)
     warnings = list(reg.warnings(workload)) if reg.warnings else []
     serving = _serving(reg, workload, time_estimates, warnings)
@@ -240,7 +247,7 @@ def runtime_section(
             "compute": sr.compute,
             "device": sr.device,
             "weight_bytes": tree.total.params * RUNTIME_DTYPES[sr.weights],
-            "working_bytes": working_bytes(tree),
+            "working_bytes": working_bytes(tree, stage.memory_tolerance is not None),
             "runs_per_generation": runs[stage.name],
         }
     on_gpu = [n for n, s in stages.items() if s["device"] == "gpu" and runs[n]]
@@ -366,11 +373,16 @@ def loaded_weights(reg: ModelRegistration, runs: Mapping[str, int]) -> set[str]:
 def pipeline_memory(reg: ModelRegistration, workload: Any, trees: Mapping[str, CostNode]) -> dict[str, Any]:
     """The pipeline's estimated memory peaks for ``trees`` (one per stage), as in the report."""
     runs = runs_per_generation(reg, workload)
-    return dict(_memory(trees, getattr(workload, "dtype", None), loaded_weights(reg, runs), runs)["pipeline"])
+    memory = _memory(trees, getattr(workload, "dtype", None), loaded_weights(reg, runs), runs, _verified(reg))
+    return dict(memory["pipeline"])
 
 
 def _memory(
-    trees: Mapping[str, CostNode], dtype: str | None, loaded: set[str], runs: Mapping[str, int]
+    trees: Mapping[str, CostNode],
+    dtype: str | None,
+    loaded: set[str],
+    runs: Mapping[str, int],
+    verified: set[str],
 ) -> dict[str, Any]:
     """Per-stage memory, and the pipeline's peaks over the stages the generation runs (with
     the weights it loads)."""
@@ -382,7 +394,8 @@ def _memory(
             "weight_bytes": tree.total.weight_bytes,
             "weight_bytes_by_dtype": {d: params * b for d, b in DTYPE_BYTES.items()},
             "peak_activation_bytes": peak_activation_bytes(tree),
-            "working_bytes": working_bytes(tree),
+            "working_bytes": working_bytes(tree, name in verified),
+            "working_bytes_verified": name in verified,
             "cache_bytes": tree.total.cache_bytes,
             "cache_note": tree.note,
         }
@@ -488,7 +501,8 @@ def _stage_rows(report: Mapping[str, Any]) -> list[list[str]]:
                 percent(stage["flops_share"]),
                 human(memory[name]["params"]),
                 human(memory[name]["weight_bytes"], "B"),
-                human(memory[name]["working_bytes"], "B"),
+                human(memory[name]["working_bytes"], "B")
+                + ("" if memory[name]["working_bytes_verified"] else " (unchecked)"),
                 human(memory[name]["cache_bytes"], "B"),
             ]
         )

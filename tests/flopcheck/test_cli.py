@@ -952,3 +952,13 @@ def test_a_runtime_must_give_every_stage() -> None:
         )
     with pytest.raises(ValueError, match="runtime weights dtype 'int4' is not allowed"):
         StageRuntime("int4", "bf16")
+
+
+def test_a_checked_live_set_sizes_the_stage_and_an_unchecked_one_is_at_least_a_layer_and_its_caches() -> None:
+    from pytest_flopcheck.report import working_bytes
+    from pytest_flopcheck.tree import CostNode, Metrics, group
+
+    # a layer whose call moves 100 B and writes a 60 B cache its live set does not hold
+    tree = group("", "stage", [CostNode("a", "x", Metrics(io_bytes=110, weight_bytes=10, cache_bytes=60))])
+    assert working_bytes(tree, verified=True) == 100  # test_memory checks the live set: it is the figure
+    assert working_bytes(tree, verified=False) == 100 + 60
