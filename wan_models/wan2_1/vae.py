@@ -203,13 +203,12 @@ class _Builder:
 
     def nearest(self, node_id: str, ref: str, level: Level, dim: int, *, input_held: bool) -> CostNode:
         """diffusers' nearest-exact ×2 upsample of every frame, in fp32 (0 FLOPs): at its peak the
-        input, its fp32 copy, the fp32 upsampled frames and their contiguous copy are live
-        (``input_held``: the input is one its parent already holds)."""
+        input, its fp32 copy (for a half-precision input), the fp32 upsampled frames and their
+        contiguous copy are live (``input_held``: the input is one its parent already holds)."""
         pixels = self.b * dim * level.frames * level.height * level.width
         metrics = Metrics(activation_bytes=4 * pixels * self.db, io_bytes=5 * pixels * self.db)
-        scratch = (
-            pixels * FP32_BYTES + 2 * 4 * pixels * FP32_BYTES - (5 if input_held else 4) * pixels * self.db
-        )
+        upcast = pixels * FP32_BYTES if self.db < FP32_BYTES else 0  # .float() copies half precision only
+        scratch = upcast + 2 * 4 * pixels * FP32_BYTES - (5 if input_held else 4) * pixels * self.db
         return CostNode(
             node_id, "vae_upsample_nearest", metrics, reference=ref, scratch_bytes=scratch,
             note="nearest ×2 in fp32; elementwise, 0 FLOPs",
