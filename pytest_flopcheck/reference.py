@@ -24,7 +24,7 @@ OUTSIDE = "(outside any module)"
 
 _T = TypeVar("_T")
 
-COUNTS_FORMAT = 2
+COUNTS_FORMAT = 3
 """The layout of :class:`ReferenceCounts`; part of every cache key, so that a new field forces a
 recount rather than a default."""
 
@@ -84,6 +84,10 @@ class ReferenceCounts:
     outside the stage's scope left out)."""
     dtype: str = ""
     """The dtype the reference module was built in."""
+    allocator_peak_bytes: int | None = None
+    """On cuda, the caching allocator's peak over the call beyond what it held when the call
+    started, plus the live bytes then (so comparable with ``peak_bytes``: its rounding, kernel
+    workspaces and the counter's own bookkeeping included); None elsewhere."""
 
     def module(self, name: str) -> ModuleCount:
         """Counts of the module with this name (``""`` the whole module)."""
@@ -107,6 +111,7 @@ class ReferenceCounts:
             "baseline_bytes": self.baseline_bytes,
             "peak_bytes": self.peak_bytes,
             "dtype": self.dtype,
+            "allocator_peak_bytes": self.allocator_peak_bytes,
         }
 
     @classmethod
@@ -124,6 +129,9 @@ class ReferenceCounts:
             baseline_bytes=int(data.get("baseline_bytes", 0)),
             peak_bytes=int(data.get("peak_bytes", 0)),
             dtype=str(data.get("dtype", "")),
+            allocator_peak_bytes=None
+            if data.get("allocator_peak_bytes") is None
+            else int(data["allocator_peak_bytes"]),
         )
 
     def value(self, name: str, own: bool, metric: str, ops: tuple[str, ...] = ()) -> int:
@@ -289,8 +297,9 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     other_weights = live.live - weight_bytes
     live.add([*call.module.buffers(), *reachable_tensors(call.run)])
     baseline = live.live
+    allocator = _AllocatorPeak(device)
     start = time.perf_counter()
-    with torch.no_grad(), _fused_attention(device), _Observer(), counter:  # type: ignore[no-untyped-call]
+    with torch.no_grad(), _fused_attention(device), _Observer(), counter, allocator:  # type: ignore[no-untyped-call]
         root()
     seconds = time.perf_counter() - start
 
@@ -323,6 +332,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         baseline_bytes=baseline - other_weights,
         peak_bytes=live.peak - other_weights,
         dtype="+".join(dtypes),
+        allocator_peak_bytes=None if allocator.rise is None else baseline - other_weights + allocator.rise,
     )
 
 
@@ -336,6 +346,31 @@ def _by_module(raw: Mapping[str, _T]) -> dict[str, _T]:
         elif key.startswith(_ROOT_PREFIX + "."):
             named[key[len(_ROOT_PREFIX) + 1 :]] = value
     return named
+
+
+class _AllocatorPeak:
+    """On cuda, the caching allocator's peak over a block, as a rise above what it held at the
+    start (the weights and inputs are already there); ``rise`` stays None elsewhere."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.rise: int | None = None
+        self._start = 0
+
+    def __enter__(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda") and exc[0] is None:
+            import torch
+
+            torch.cuda.synchronize()
+            self.rise = torch.cuda.max_memory_allocated() - self._start
 
 
 def _fused_attention(device: str) -> Any:

@@ -566,6 +566,11 @@ class FlopcheckSession:
         live = live_peak(tree)
         path = live_path(tree)[-1].id or "(stage)"
         measured = counts.peak_bytes - counts.weight_bytes
+        allocator = (
+            ""
+            if counts.allocator_peak_bytes is None
+            else f"; the CUDA allocator's peak (its rounding, workspaces): {counts.allocator_peak_bytes:,}"
+        )
         comparisons = (
             Comparison(
                 case.model, case.workload, case.stage, "", "parameters of the stage", "weight_bytes",
@@ -574,7 +579,8 @@ class FlopcheckSession:
             Comparison(
                 case.model, case.workload, case.stage, "",
                 f"live tensor bytes beyond the weights; analytic peak at {path}; with the weights: "
-                f"analytic {tree.total.weight_bytes + live:,}, measured {counts.peak_bytes:,}",
+                f"analytic {tree.total.weight_bytes + live:,}, measured {counts.peak_bytes:,}"
+                + allocator,
                 LIVE_PEAK, live, measured, tolerance,
             ),
         )  # fmt: skip
