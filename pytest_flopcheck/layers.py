@@ -19,7 +19,10 @@ from pytest_flopcheck.tree import CostNode, Metrics, group
 GROUP_OFFSET_BYTES = 4
 """Bytes of one group offset (int32) a grouped GEMM reads."""
 
-LSE_BYTES = 4
+FP32_BYTES = 4
+"""Bytes of one fp32 element: upcast temporaries, fp32 routers and residual updates."""
+
+LSE_BYTES = FP32_BYTES
 """Bytes of one log-sum-exp value a fused attention kernel writes per query row and head."""
 
 
@@ -179,9 +182,15 @@ def norm(
     params: int,
     dtype_bytes: int,
     reference: str | None,
+    fp32_copies: int = 0,
+    input_held: bool = False,
 ) -> CostNode:
-    """A normalisation layer: no counted FLOPs, ``params`` affine parameters."""
-    return _node(
+    """A normalisation layer: no counted FLOPs, ``params`` affine parameters.
+
+    ``fp32_copies``: a half-precision input is normalised on that many fp32 copies, live together
+    at the norm's peak beside the input, the output written after they are freed (its scratch);
+    ``input_held``: the input is one a parent already holds, not counted again."""
+    node = _node(
         node_id,
         category,
         flops=0,
@@ -191,6 +200,10 @@ def norm(
         dtype_bytes=dtype_bytes,
         reference=reference,
     )
+    if not fp32_copies or dtype_bytes >= FP32_BYTES:
+        return node
+    scratch = rows * dim * (fp32_copies * FP32_BYTES - dtype_bytes * (2 if input_held else 1))
+    return attrs.evolve(node, scratch_bytes=scratch)
 
 
 def embedding(

@@ -114,16 +114,6 @@ class LiveBytes:
         return callback
 
 
-@attrs.frozen
-class Traffic:
-    """Bytes moved by one module's ops: ``counted`` by the ops the FLOP counter counts (per op in
-    ``ops``), ``other`` by every other op that moves data."""
-
-    counted: int = 0
-    other: int = 0
-    ops: dict[str, int] = attrs.field(factory=dict)
-
-
 def op_traffic(func: Any, args: Any, kwargs: Any, out: Any) -> int:
     """Bytes one executed op reads and writes (0 for a view)."""
     if func.is_view:

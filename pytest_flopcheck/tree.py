@@ -219,6 +219,20 @@ def group(
     return CostNode(node_id, category, total, kids, repeat, reference, False, note, held_bytes=held_bytes)
 
 
+def regroup(node: CostNode, children: list[CostNode] | tuple[CostNode, ...], *, held_bytes: int) -> CostNode:
+    """``node``, a group, rebuilt over new ``children`` (the same layers with other metrics: one
+    per chunk, over decode steps, merged calls), holding ``held_bytes`` while they run."""
+    return group(
+        node.id,
+        node.category,
+        children,
+        repeat=node.repeat,
+        reference=node.reference,
+        note=node.note,
+        held_bytes=held_bytes,
+    )
+
+
 def with_repeat(node: CostNode, repeat: int) -> CostNode:
     """The same node, run ``repeat`` times inside its parent."""
     return attrs.evolve(node, repeat=repeat)
@@ -305,15 +319,7 @@ def merge_call_trees(trees: list[CostNode] | tuple[CostNode, ...]) -> CostNode:
             reference_ops=first.reference_ops,
         )
     children = [merge_call_trees([tree.children[i] for tree in trees]) for i in range(len(first.children))]
-    return group(
-        first.id,
-        first.category,
-        children,
-        repeat=first.repeat,
-        reference=first.reference,
-        note=first.note,
-        held_bytes=max(tree.held_bytes for tree in trees),
-    )
+    return regroup(first, children, held_bytes=max(tree.held_bytes for tree in trees))
 
 
 def closed_form_calls(

@@ -10,7 +10,8 @@ import attrs
 
 from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig
 from pytest_flopcheck import CostNode, Metrics, closed_form_calls, group, join, layers
-from pytest_flopcheck.tree import Renamer, peaking_at
+from pytest_flopcheck.layers import FP32_BYTES
+from pytest_flopcheck.tree import Renamer, peaking_at, regroup
 
 
 def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> CostNode:
@@ -23,9 +24,6 @@ def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> Cost
         dtype_bytes=dtype_bytes,
         reference=node_id,
     )
-
-
-FP32_BYTES = 4
 
 
 def _layer(
@@ -171,14 +169,7 @@ def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
     """The first and the last step's trees as one tree over every step."""
     if first.children:
         children = [_over_steps(a, b, steps) for a, b in zip(first.children, last.children, strict=True)]
-        return group(
-            first.id,
-            first.category,
-            children,
-            reference=first.reference,
-            note=first.note,
-            held_bytes=last.held_bytes,  # the last step holds the most
-        )
+        return regroup(first, children, held_bytes=last.held_bytes)  # the last step holds the most
     if first.metrics == last.metrics:
         return attrs.evolve(last, repeat=steps)
     a, b = first.metrics, last.metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 from math import prod
 
 from pytest_flopcheck import layers
+from pytest_flopcheck.layers import FP32_BYTES
 from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join, merge_calls
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
@@ -18,9 +19,6 @@ KV_CACHE_NOTE = (
     "video tokens (no autoregressive decoding), and the text keys/values are recomputed in each "
     "block each step by the reference implementation"
 )
-
-
-FP32_BYTES = 4
 
 
 def attention(

@@ -7,14 +7,10 @@ position bias (a per-layer lookup table), the norms and the gated GELU carry no 
 
 from __future__ import annotations
 
-import attrs
-
 from pytest_flopcheck import layers
 from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join
 from wan_models.wan2_1.config import UMT5_XXL, TextEncoderConfig
 from wan_models.wan2_1.workload import Workload
-
-FP32_BYTES = 4
 
 
 def encoder_block(index: int, cfg: TextEncoderConfig, w: Workload) -> CostNode:
@@ -110,13 +106,10 @@ def rms_norm(
     """T5's RMS norm: the variance of an fp32 copy (the copy and its square live together), so
     at its peak the input and two fp32 copies are live; the output is written after they are
     freed. ``input_held``: the input is one a parent already holds."""
-    node = layers.norm(
-        node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=dtype_bytes, reference=reference
-    )
-    if dtype_bytes >= FP32_BYTES:
-        return node
-    scratch = rows * dim * (2 * FP32_BYTES - dtype_bytes * (2 if input_held else 1))
-    return attrs.evolve(node, scratch_bytes=scratch)
+    return layers.norm(
+        node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=dtype_bytes, reference=reference,
+        fp32_copies=2, input_held=input_held,
+    )  # fmt: skip
 
 
 def text_encoder(w: Workload, cfg: TextEncoderConfig = UMT5_XXL) -> CostNode:

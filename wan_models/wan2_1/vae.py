@@ -15,11 +15,10 @@ from itertools import pairwise
 import attrs
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import CostNode, Metrics, closed_form_calls, group, join
+from pytest_flopcheck.layers import FP32_BYTES
+from pytest_flopcheck.tree import CostNode, Metrics, closed_form_calls, group, join, regroup
 from wan_models.wan2_1.config import VAEConfig
 from wan_models.wan2_1.workload import Workload
-
-FP32_BYTES = 4
 
 CACHE_FRAMES = 2
 """Frames of each cached conv's input kept between chunks (diffusers' CACHE_T)."""
@@ -103,13 +102,10 @@ class _Builder:
         the input, its fp32 copy and the fp32 quotient are live (the output is cast after the
         copy is freed). ``input_held``: the input is the residual its block already holds."""
         rows = self.b * level.frames * level.height * level.width
-        node = layers.norm(
-            node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=self.db, reference=ref
-        )
-        if self.db >= FP32_BYTES:
-            return node
-        scratch = rows * dim * (2 * FP32_BYTES - self.db * (2 if input_held else 1))
-        return attrs.evolve(node, scratch_bytes=scratch)
+        return layers.norm(
+            node_id, "norm", rows=rows, dim=dim, params=dim, dtype_bytes=self.db, reference=ref,
+            fp32_copies=2, input_held=input_held,
+        )  # fmt: skip
 
     def activation(self, level: Level, channels: int) -> int:
         """Bytes of one call's ``channels``-channel activation at ``level`` (one chunk)."""
@@ -325,15 +321,7 @@ def _per_chunk(every: CostNode, one: CostNode, chunks: int) -> CostNode:
     over the chunks the coder runs one after another. Time convs skip the first chunk."""
     if every.children:
         children = [_per_chunk(a, b, chunks) for a, b in zip(every.children, one.children, strict=True)]
-        return group(
-            every.id,
-            every.category,
-            children,
-            repeat=every.repeat,
-            reference=every.reference,
-            note=every.note,
-            held_bytes=one.held_bytes,
-        )
+        return regroup(every, children, held_bytes=one.held_bytes)
     calls = chunks - 1 if every.category == "vae_time_conv" else chunks
     if calls < 2:
         return attrs.evolve(every, scratch_bytes=one.scratch_bytes)
