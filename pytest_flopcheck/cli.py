@@ -34,9 +34,15 @@ from pytest_flopcheck.compare import relative_error
 from pytest_flopcheck.diff import diff_runs, parse_threshold
 from pytest_flopcheck.files import FileProblem, describe, read_json
 from pytest_flopcheck.hardware import GPUS, PRECISIONS, Gpu, HardwareError, check_precision, lookup, roofline
-from pytest_flopcheck.names import shorten
+from pytest_flopcheck.names import printable, shorten
 from pytest_flopcheck.record import SCHEMA_VERSION, RunRecord
-from pytest_flopcheck.registry import ModelRegistration, RegistrationError, Registry, load_registry
+from pytest_flopcheck.registry import (
+    ModelError,
+    ModelRegistration,
+    RegistrationError,
+    Registry,
+    load_registry,
+)
 from pytest_flopcheck.schema import check_evidence, check_report
 
 DEFAULT_OUTPUT = "tmp/profile-output"
@@ -46,6 +52,11 @@ DEFAULT_MAX_POINTS = 100_000
 """Largest sweep grid without --max-points (a point takes about 10 µs and 100 bytes of output)."""
 PROGRESS_FROM = 20_000
 RUN_DIR = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+
+
+def _say(*parts: object, file: Any = None, flush: bool = False) -> None:
+    """print(), with control characters a plugin or a file may carry shown, not obeyed."""
+    print(printable(" ".join(str(p) for p in parts)), file=file, flush=flush)
 
 
 class UsageError(Exception):
@@ -158,6 +169,10 @@ def _import_plugin(spec: str) -> tuple[str, object]:
         return spec, importlib.import_module(spec)
     except UsageError:
         raise
+    except SystemExit as exc:  # a plugin that exits on import would end flopcheck silently
+        raise UsageError(
+            f"-p {shorten(spec)} called sys.exit({shorten(exc.code)}) while being imported"
+        ) from None
     except Exception as exc:
         raise UsageError(
             f"-p {shorten(spec)} could not be imported: {type(exc).__name__}: {shorten(str(exc), 200)}"
@@ -230,6 +245,8 @@ def _workload(reg: ModelRegistration, args: argparse.Namespace, extra: dict[str,
     workload = _build_workload(reg, base, values)
     if args.config is None:
         return workload
+    if not args.config.strip():
+        raise UsageError("--config is empty: give a checkpoint's config.json or the folder holding it")
     if reg.config_workload is None:
         raise UsageError(f"--config is not allowed: model {reg.name!r} does not read checkpoint configs")
     try:
@@ -327,6 +344,19 @@ def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
     workload = _workload(reg, args)
     runtime = _runtime(reg, args)
     gpus = _gpus(args.gpu, args.precision)
+    if runtime is not None and args.gpu is not None:
+        runs = reg.checked_runs(workload)
+        spec = reg.runtimes[runtime]
+        needed = {
+            sr.compute: stage for stage, sr in spec.stages.items() if sr.device == "gpu" and runs[stage]
+        }
+        missing = sorted(set(needed) - set(gpus[0].tflops))
+        if missing:
+            raise UsageError(
+                f"--runtime {runtime} is not allowed with --gpu {gpus[0].name}: its stage "
+                f"{needed[missing[0]]} computes in {missing[0]}, for which {gpus[0].name} has no tensor "
+                f"cores (it has {', '.join(gpus[0].tflops)})"
+            )
     run_id = evidence.new_run_id()
     with _estimating(workload):
         document = report.build_report(
@@ -367,21 +397,32 @@ def report_figures(document: dict[str, Any]) -> dict[str, str]:
 
 def _print_report_summary(document: dict[str, Any], where: Path) -> None:
     for warning in document["warnings"]:
-        print(f"warning: {warning}")
+        _say(f"warning: {warning}")
     width = max([16, *(len(name) for name in document["stage_totals"])])
     for name, stage in document["stage_totals"].items():
         runs = stage["runs_per_generation"]
-        print(
+        _say(
             f"{name:>{width}}: {stage['per_generation']['flops']:>30,} FLOPs per generation "
             f"({runs} run{'s' if runs != 1 else ''}, {report.percent(stage['flops_share'])})"
         )
-    print(f"{'end to end':>{width}}: {document['totals']['per_generation']['flops']:>30,} FLOPs")
-    for estimate in document["time_estimates"]["estimates"]:
-        print(
-            f"{estimate['gpu']:>{width}}: {report.seconds(estimate['total_s'])} per generation "
-            f"({document['time_estimates']['precision']}, roofline)"
-        )
-    print(f"report: {where}")
+    _say(f"{'end to end':>{width}}: {document['totals']['per_generation']['flops']:>30,} FLOPs")
+    runtime = document.get("runtime")
+    if runtime is None:
+        for estimate in document["time_estimates"]["estimates"]:
+            _say(
+                f"{estimate['gpu']:>{width}}: {report.seconds(estimate['total_s'])} per generation "
+                f"({document['time_estimates']['precision']}, roofline)"
+            )
+    else:
+        for estimate in runtime["estimates"]:
+            fits = "fits" if estimate["fits"] else f"does not fit in {estimate['memory_gb']:g} GB"
+            _say(
+                f"{estimate['gpu']:>{width}}: {report.seconds(estimate['gpu_total_s'])} per generation on "
+                f"the GPU (runtime {runtime['name']}, roofline; {fits})"
+            )
+        for missing in runtime["not_supported"]:
+            _say(f"{missing['gpu']:>{width}}: not estimated (no {'/'.join(missing['missing'])} tensor cores)")
+    _say(f"report: {where}")
 
 
 # -- sweep ------------------------------------------------------------------------------------
@@ -474,7 +515,7 @@ def sweep_rows(
             final = spec.context(workload) + spec.new_tokens(workload) - 1
             row["kv_cache_bytes"] = spec.sequences(workload) * final * spec.cache_bytes_per_token(workload)
         if gpu is not None:
-            trees = {s: reg.analytic(workload, s) for s in stages}
+            trees = {s: reg.tree(workload, s) for s in stages}
             seconds = {s: roofline(trees[s], gpu, precision).seconds * runs[s] for s in stages}
             row |= {f"{s}_s": seconds[s] for s in stages}
             row["total_s"] = sum(seconds.values())
@@ -550,7 +591,7 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                     if all(row[k] == v for k, v in fixed.items()):
                         on_line[knob].append(row)
                 if points >= PROGRESS_FROM and done % (points // 20) == 0:
-                    print(f"swept {done:,} of {points:,} workloads", file=sys.stderr, flush=True)
+                    _say(f"swept {done:,} of {points:,} workloads", file=sys.stderr, flush=True)
             json_file.write("\n]}\n")
         if plots.available():
             with _estimating(base):
@@ -585,8 +626,8 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                         )
                     )
         else:
-            print("warning: matplotlib is not installed: no plots were written")
-    print(f"{points:,} workloads; sweep: {staged.final / base_dir}")
+            _say("warning: matplotlib is not installed: no plots were written")
+    _say(f"{points:,} workloads; sweep: {staged.final / base_dir}")
     return 0
 
 
@@ -595,37 +636,66 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     """Keep the newest ``--keep`` runs under the output directory; remove older runs and staging
-    directories that crashed runs left behind (older than a day)."""
+    directories that crashed runs left behind (older than a day). A symbolic link is never
+    followed (its target is not this output's to remove); what cannot be removed is named and
+    the exit status is 1."""
     if args.keep < 0:
         raise UsageError(f"--keep {args.keep} is not allowed: it must be 0 or more")
     root = _output_root(args)
     if not root.is_dir():
         raise UsageError(f"--output {shorten(args.output)} is not allowed: it is not a directory")
-    runs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and RUN_DIR.fullmatch(d.name)), key=lambda d: d.name
-    )
+    entries = sorted(root.iterdir(), key=lambda d: d.name)
+    links = [
+        d for d in entries if d.is_symlink() and RUN_DIR.fullmatch(d.name.strip(".").removesuffix(".partial"))
+    ]
+    runs = [d for d in entries if d.is_dir() and not d.is_symlink() and RUN_DIR.fullmatch(d.name)]
     old = runs[: max(0, len(runs) - args.keep)]
     day_ago = time.time() - 86_400
     stale = [
         d
-        for d in root.iterdir()
+        for d in entries
         if d.is_dir()
+        and not d.is_symlink()
         and d.name.startswith(".")
         and d.name.endswith(".partial")
         and RUN_DIR.fullmatch(d.name[1 : -len(".partial")])
         and d.stat().st_mtime < day_ago
     ]
     freed = 0
+    failed: list[str] = []
+    removed: set[Path] = set()
     for directory in [*old, *stale]:
-        freed += sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file() and not f.is_symlink())
         if not args.dry_run:
-            shutil.rmtree(directory)
+            problems: list[str] = []
+
+            def note(_function: Any, path: str, info: Any, found: list[str] = problems) -> None:
+                found.append(f"{path} ({_why(info[1])})")
+
+            shutil.rmtree(directory, onerror=note)
+            if problems:
+                failed.append(f"{directory.name}: {problems[0]}")
+                continue
+        removed.add(directory)
+        freed += size
     verb = "would remove" if args.dry_run else "removed"
-    print(
-        f"{verb} {len(old)} of {len(runs)} runs and {len(stale)} unfinished run directories "
-        f"({freed / 1e6:,.1f} MB); kept the newest {min(args.keep, len(runs))}"
+    _say(
+        f"{verb} {len(removed & set(old))} of {len(runs)} runs and {len(removed & set(stale))} unfinished "
+        f"run directories ({freed / 1e6:,.1f} MB); kept the newest {min(args.keep, len(runs))}"
     )
+    for link in links:
+        _say(f"left alone: {link.name} is a symbolic link (its target is not removed)")
+    if failed:
+        _say(
+            f"flopcheck: {len(failed)} run(s) could not be removed completely, first {failed[0]}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or f"{type(exc).__name__}: {exc}"
 
 
 # -- diff and list ----------------------------------------------------------------------------
@@ -657,6 +727,12 @@ def _load_document(path: str) -> tuple[str, Any]:
         document = read_json(candidate)
         kind = document.get("kind") if isinstance(document, dict) else None
         if kind == REPORT_KIND:
+            version = document.get("schema_version")
+            if version != report.SCHEMA_VERSION:
+                raise FileProblem(
+                    f"is a report of schema version {describe(version)}; this flopcheck reads version "
+                    f"{report.SCHEMA_VERSION}"
+                )
             check_report(document)
             return "report", document
         if kind != EVIDENCE_KIND:
@@ -672,7 +748,7 @@ def _load_document(path: str) -> tuple[str, Any]:
     except FileProblem as exc:
         text = str(exc)
         name = shorten(str(candidate), 400)
-        where = "" if text.startswith(name) else f"{name}: "
+        where = "" if text.startswith(name) else f"{name} " if text.startswith("is ") else f"{name}: "
         raise UsageError(f"{where}{text}") from None
 
 
@@ -716,7 +792,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         reasons = _diff_reports(before, after, args.top, threshold)
     if reasons:
-        print(f"flopcheck: drift beyond --fail-on {args.fail_on}: " + "; ".join(reasons), file=sys.stderr)
+        _say(f"flopcheck: drift beyond --fail-on {args.fail_on}: " + "; ".join(reasons), file=sys.stderr)
         return 1
     return 0
 
@@ -730,16 +806,22 @@ def _diff_reports(
             f"{after['model']['name']!r}"
         )
     changed = {k: v for k, v in after["workload"].items() if before["workload"].get(k) != v}
-    print(
+    _say(
         "workload changes: "
         + (", ".join(f"{k} {before['workload'].get(k)} -> {v}" for k, v in changed.items()) or "none")
     )
     reasons = []
+    for stage in before["stage_totals"]:
+        if stage not in after["stage_totals"]:
+            old = before["stage_totals"][stage]["per_generation"]["flops"]
+            _say(f"{stage:>16}: {old:>30,} -> {'(stage removed)':>30}")
+            if threshold is not None:
+                reasons.append(f"stage {stage} disappeared")
     for stage, totals in after["stage_totals"].items():
         old = before["stage_totals"].get(stage, {}).get("per_generation", {}).get("flops", 0)
         new = totals["per_generation"]["flops"]
         ratio = f"x{new / old:.3f}" if old else "new"
-        print(f"{stage:>16}: {old:>30,} -> {new:>30,} ({ratio})")
+        _say(f"{stage:>16}: {old:>30,} -> {new:>30,} ({ratio})")
         change = relative_error(new, old)
         if threshold is not None and (change is None or change > threshold):
             reasons.append(f"stage {stage} changed from {old:,} to {new:,} FLOPs per generation")
@@ -748,47 +830,67 @@ def _diff_reports(
         ((new_layers.get(k, 0) - old_layers.get(k, 0), k) for k in set(old_layers) | set(new_layers)),
         key=lambda item: (-abs(item[0]), item[1]),
     )
-    print("largest changes by layer (FLOPs per generation):")
+    _say("largest changes by layer (FLOPs per generation):")
     for delta, layer in deltas[:top]:
         if delta:
-            print(f"  {delta:+,}  {layer}")
+            _say(f"  {delta:+,}  {layer}")
+    if threshold is not None:
+        gone = sorted(set(old_layers) - set(new_layers))
+        drifted = [
+            (layer, old_layers.get(layer, 0), new_layers[layer])
+            for layer in new_layers
+            if _beyond(relative_error(new_layers[layer], old_layers.get(layer, 0)), threshold)
+        ]
+        if drifted:
+            layer, old, new = max(drifted, key=lambda item: abs(item[2] - item[1]))
+            reasons.append(
+                f"{len(drifted):,} layer(s) changed by more than {threshold:.3g} (largest: {layer} "
+                f"{old:,} -> {new:,} FLOPs per generation)"
+            )
+        if gone:
+            reasons.append(f"{len(gone):,} layer(s) disappeared (first: {gone[0]})")
     return reasons
+
+
+def _beyond(change: float | None, threshold: float) -> bool:
+    """A relative change beyond ``threshold`` (None: from 0 to something)."""
+    return change is None or change > threshold
 
 
 def _diff_evidence(before: RunRecord, after: RunRecord, top: int, threshold: float | None) -> list[str]:
     changes = diff_runs(before, after)
-    print(f"before: {before.run_id} ({before.status}) {before.headline}")
-    print(f"after:  {after.run_id} ({after.status}) {after.headline}")
+    _say(f"before: {before.run_id} ({before.status}) {before.headline}")
+    _say(f"after:  {after.run_id} ({after.status}) {after.headline}")
     moved = [s for s in changes.stages if s.before != s.after]
-    print(f"stages: {len(changes.stages)}, {len(moved)} changed result")
+    _say(f"stages: {len(changes.stages)}, {len(moved)} changed result")
     for stage in moved:
-        print(f"  {stage.stage}: {stage.before} -> {stage.after}")
+        _say(f"  {stage.stage}: {stage.before} -> {stage.after}")
     both = len(before.checks) - len(changes.disappeared)
-    print(
+    _say(
         f"checks: {both:,} in both runs, {len(changes.appeared):,} appeared, {len(changes.disappeared):,} "
         f"disappeared; {len(changes.outcomes):,} changed outcome, {len(changes.values):,} values changed"
     )
     for change in changes.outcomes[:top]:
-        print(f"  {change.test}: {change.before} -> {change.after}")
+        _say(f"  {change.test}: {change.before} -> {change.after}")
     if changes.values:
-        print("largest value changes:")
+        _say("largest value changes:")
     for value in changes.values[:top]:
         rel = "new non-zero" if value.rel_change is None else f"{value.rel_change:.3%}"
-        print(f"  {value.test} {value.metric} {value.side}: {value.before:,} -> {value.after:,} ({rel})")
+        _say(f"  {value.test} {value.metric} {value.side}: {value.before:,} -> {value.after:,} ({rel})")
     for label, tests in (("appeared", changes.appeared), ("disappeared", changes.disappeared)):
         for test in tests[:top]:
-            print(f"  {label}: {test}")
+            _say(f"  {label}: {test}")
     return changes.drift(threshold) if threshold is not None else []
 
 
 def cmd_list(registry: Registry) -> int:
     for name, reg in sorted(registry.models.items()):
-        print(f"{name}: {reg.description}")
-        print(f"  stages: {', '.join(f'{s.name} (tolerance {s.tolerance:g})' for s in reg.stages)}")
-        print(f"  workloads: {', '.join(reg.workloads)}")
+        _say(f"{name}: {reg.description}")
+        _say(f"  stages: {', '.join(f'{s.name} (tolerance {s.tolerance:g})' for s in reg.stages)}")
+        _say(f"  workloads: {', '.join(reg.workloads)}")
         if reg.runtimes:
-            print(f"  runtimes: {', '.join(reg.runtimes)}")
-    print("GPUs: " + ", ".join(f"{g.name} ({'/'.join(g.tflops)})" for g in GPUS.values()))
+            _say(f"  runtimes: {', '.join(reg.runtimes)}")
+    _say("GPUs: " + ", ".join(f"{g.name} ({'/'.join(g.tflops)})" for g in GPUS.values()))
     return 0
 
 
@@ -898,10 +1000,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
-        print(f"flopcheck: error: {exc}", file=sys.stderr)
+        _say(f"flopcheck: error: {exc}", file=sys.stderr)
         return 2
+    except ModelError as exc:  # the model's own code: not the user's input, so not exit 2
+        _say(f"flopcheck: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("flopcheck: interrupted; nothing was written", file=sys.stderr)
+        _say("flopcheck: interrupted; nothing was written", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head & co.: the files are written, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -14,10 +14,13 @@ def check_path(model: str, workload: str, stage: str, layer: str = "") -> str:
 
 def relative_error(analytic: int, reference: int) -> float | None:
     """``|analytic - reference| / reference``; 0 when both are 0; None (infinite) when only
-    the reference is 0."""
+    the reference is 0 or the ratio is beyond a float."""
     if reference == 0:
         return 0.0 if analytic == 0 else None
-    return abs(analytic - reference) / abs(reference)
+    try:
+        return abs(analytic - reference) / abs(reference)
+    except OverflowError:  # beyond a float (counts of hundreds of digits): infinite
+        return None
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from pytest_flopcheck.compare import relative_error
 from pytest_flopcheck.record import CheckRecord, RunRecord
 
 PROBLEMS = frozenset({"failed", "error"})
+VERIFIED = frozenset({"passed", "xpassed"})
 
 
 @attrs.frozen
@@ -62,6 +63,16 @@ class RunDiff:
     def newly_failing(self) -> list[OutcomeChange]:
         return [c for c in self.outcomes if c.after in PROBLEMS and c.before not in PROBLEMS]
 
+    @property
+    def no_longer_verified(self) -> list[OutcomeChange]:
+        """Checks that passed before and now neither pass nor fail (skipped, xfailed)."""
+        return [c for c in self.outcomes if c.before in VERIFIED and c.after not in VERIFIED | PROBLEMS]
+
+    @property
+    def stages_lost(self) -> list[StageChange]:
+        """Stages that passed before and now do not pass, or are gone."""
+        return [s for s in self.stages if s.before == "pass" and s.after != "pass"]
+
     def drift(self, threshold: float) -> list[str]:
         """Why this diff exceeds ``threshold`` (a relative change), one sentence per reason;
         empty when it does not."""
@@ -79,8 +90,20 @@ class RunDiff:
                 f"{len(self.newly_failing):,} check(s) newly failing (first: {first.test}, "
                 f"{first.before} -> {first.after})"
             )
+        if self.no_longer_verified:
+            first = self.no_longer_verified[0]
+            reasons.append(
+                f"{len(self.no_longer_verified):,} check(s) no longer verified (first: {first.test}, "
+                f"{first.before} -> {first.after})"
+            )
         if self.disappeared:
             reasons.append(f"{len(self.disappeared):,} check(s) disappeared (first: {self.disappeared[0]})")
+        if self.stages_lost:
+            first_stage = self.stages_lost[0]
+            reasons.append(
+                f"{len(self.stages_lost):,} stage(s) no longer pass (first: {first_stage.stage}, "
+                f"{first_stage.before} -> {first_stage.after})"
+            )
         return reasons
 
 

@@ -237,6 +237,8 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
                 result,
             ]
             lines.append("| " + " | ".join(cells) + " |")
+    if record.warnings:
+        lines += ["", "### Warnings", ""] + [f"- {md(w)}" for w in record.warnings]
     if record.errors:
         lines += ["", f"### Errors ({len(record.errors)} cause{'s' if len(record.errors) != 1 else ''})", ""]
         lines += [f"- {md(e.message)} ({e.tests:,} dependent checks)" for e in record.errors[:MAX_LISTED]]
@@ -322,6 +324,10 @@ def summary_html(record: RunRecord) -> str:
             "<th>result</th></tr>"
             f"{rows}</table>"
         )
+    if record.warnings:
+        parts.append("<h3>Warnings</h3><ul>")
+        parts += [f"<li>{esc(w)}</li>" for w in record.warnings]
+        parts.append("</ul>")
     if record.errors:
         parts.append("<h3>Errors</h3><ul>")
         parts += [f"<li>{esc(e.message)} ({e.tests:,} dependent checks)</li>" for e in record.errors]
@@ -374,6 +380,8 @@ def terminal_lines(record: RunRecord) -> list[str]:
             + (f", live peak beyond weights {_memory(row)}" if row.memory_tolerance is not None else "")
             + f" — {row.status}"
         )
+    for warning in record.warnings:
+        lines.append(f"warning: {warning}")
     for error in record.errors:
         lines.append(f"error ({error.tests:,} dependent checks): {error.message}")
     for reason, n in record.skip_reasons().items():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -26,3 +28,9 @@ def name_error(kind: str, value: object) -> str:
         f"{kind} name {shorten(value)} is not allowed: use 1 to 128 letters, digits, '_', '.' and '-', "
         "starting with a letter, digit or '_'"
     )
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal line: control characters (escape sequences, carriage returns,
+    newlines) shown as ``\\x1b``-style escapes instead of acting on the terminal."""
+    return _CONTROL.sub(lambda m: "\\x" + format(ord(m.group()), "02x"), text)

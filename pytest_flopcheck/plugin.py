@@ -22,7 +22,7 @@ import pytest
 
 from pytest_flopcheck import evidence
 from pytest_flopcheck.compare import Comparison
-from pytest_flopcheck.names import shorten
+from pytest_flopcheck.names import printable, shorten
 from pytest_flopcheck.record import (
     COMPLETE,
     INTERRUPTED,
@@ -51,6 +51,7 @@ from pytest_flopcheck.tree import CostNode
 
 DEFAULT_OUTPUT = "tmp/profile-output"
 _WORKER_KEY = "flopcheck_reference_runs"
+_WARNINGS_KEY = "flopcheck_warnings"
 _RUN_ID_KEY = "flopcheck_run_id"
 _STORE_KEY = "flopcheck_store"
 _RESULT = "flopcheck"
@@ -296,6 +297,7 @@ class FlopcheckRun:
         self.checks: dict[str, CheckRecord] = {}
         self.causes: dict[str, dict[str, Any]] = {}
         self.worker_runs: list[dict[str, Any]] = []
+        self.worker_warnings: list[str] = []
         self.record: RunRecord | None = None
         self.staged: evidence.StagedRun | None = None
         self.published: Path | None = None
@@ -333,12 +335,28 @@ class FlopcheckRun:
         options = self.config.option
         recount = bool(options.flopcheck_recount or getattr(options, "cacheclear", False))
         cache = getattr(self.config, "cache", None)
-        directory: Path | None
+        cached: Path | None = None
+        problems: list[str] = []
         if cache is not None:
-            directory = Path(cache.mkdir("flopcheck-references"))
-        else:
-            directory = Path(self.shared_store) if self.shared_store else None
-        self.session.store = ReferenceStore(directory, self.run_id, reuse=not recount)
+            try:
+                cached = Path(cache.mkdir("flopcheck-references"))
+            except OSError as exc:  # a file in its place, a read-only project
+                problems.append(
+                    f"pytest's cache directory cannot hold the reference cache ({exc.strerror or exc})"
+                )
+        # Without pytest's cache, a run-private directory still lets xdist workers share counts;
+        # it is known before any worker is configured, and removed before publishing.
+        shared = Path(self.shared_store) if self.shared_store else None
+        store = ReferenceStore.first_usable(
+            [(cached, "in pytest's cache"), (shared, "of this run")], self.run_id, reuse=not recount
+        )
+        store.problems[:0] = problems
+        if cache is not None and (store.directory is None or store.directory != cached):
+            store.problems.append(
+                "the counts of this run are not kept for later runs"
+                + ("" if store.directory is not None else ", nor shared between xdist workers")
+            )
+        self.session.store = store
 
     # -- collection ---------------------------------------------------------------------------
 
@@ -410,6 +428,11 @@ class FlopcheckRun:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker or not report.nodeid.startswith(NODE_PREFIX):
             return
+        if report.when not in ("setup", "call", "teardown"):  # xdist: its worker died running it
+            crashed = self.pending.pop(report.nodeid, _Pending())
+            crashed.outcome, crashed.message, crashed.payload = "failed", report.longreprtext, None
+            self._finish(report.nodeid, crashed)
+            return
         if report.when == "setup" and report.passed:
             return  # nothing to record yet (the common case: keep it cheap on the controller)
         if report.when == "teardown" and report.passed:
@@ -463,9 +486,11 @@ class FlopcheckRun:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        payload = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
-        if payload:
-            self.worker_runs.extend(json.loads(payload))
+        output = getattr(node, "workeroutput", {})
+        if output.get(_WORKER_KEY):
+            self.worker_runs.extend(json.loads(output[_WORKER_KEY]))
+        if output.get(_WARNINGS_KEY):
+            self.worker_warnings.extend(json.loads(output[_WARNINGS_KEY]))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -482,6 +507,7 @@ class FlopcheckRun:
         if self.is_worker:
             runs = [r.as_dict() for r in self.session.reference_runs]
             self.config.workeroutput[_WORKER_KEY] = json.dumps(runs)  # type: ignore[attr-defined]
+            self.config.workeroutput[_WARNINGS_KEY] = json.dumps(self._warnings())  # type: ignore[attr-defined]
             return (yield)
         if self.staged is None:
             return (yield)
@@ -538,6 +564,10 @@ class FlopcheckRun:
             if isinstance(plugin, BaseReport):
                 self.config.pluginmanager.unregister(plugin)
 
+    def _warnings(self) -> list[str]:
+        """This process's warnings about the run: counts that could not be cached or read back."""
+        return [*self.session.store.problems, *self.session.notes]
+
     def _record(self, session: pytest.Session) -> RunRecord:
         selected = self.selected or []
         order = {nodeid: i for i, nodeid in enumerate(selected)}
@@ -568,6 +598,7 @@ class FlopcheckRun:
                 for key, cause in self.causes.items()
             ),
             totals=tuple(self._totals([check for _, check in checks])),
+            warnings=tuple(dict.fromkeys([*self._warnings(), *self.worker_warnings])),
             timing={
                 "duration_s": round(time.time() - self.started, 3),
                 "reference_runs": _merge_runs(
@@ -648,7 +679,7 @@ class FlopcheckRun:
             return
         terminalreporter.write_sep("-", "flopcheck")
         for line in evidence.terminal_lines(self.record):
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(printable(line))
         if self.publish_error:
             terminalreporter.write_line(self.publish_error, red=True, bold=True)
             return

@@ -30,9 +30,9 @@ CONVENTION: Final = (
     "torch.utils.flop_counter: 2 FLOPs per multiply-add for matmul, convolution and attention "
     "(QK^T and PV, no causal discount); elementwise work counts 0"
 )
-VOLATILE_FIELDS: Final = ("run_id", "created_utc", "timing")
+VOLATILE_FIELDS: Final = ("run_id", "created_utc", "timing", "headline")
 """Top-level evidence fields that differ between otherwise identical runs (timing and where
-the reference counts came from)."""
+the reference counts came from, which the headline says)."""
 
 
 def comparison_from_json(data: Mapping[str, Any]) -> Comparison:
@@ -158,6 +158,9 @@ class RunRecord:
     errors: tuple[ErrorRecord, ...] = ()
     totals: tuple[StageTotal, ...] = ()
     timing: Mapping[str, Any] = attrs.field(factory=dict)
+    warnings: tuple[str, ...] = ()
+    """What the run could not do as asked without failing a check: counts it could not cache or
+    read back from the cache (each cost a recount)."""
 
     # -- counts and verdicts ----------------------------------------------------------------
 
@@ -190,7 +193,13 @@ class RunRecord:
 
     @property
     def headline(self) -> str:
-        """One line that says what the run verified, and no more."""
+        """One line that says what the run verified, and no more, and how many of the reference
+        counts it used came from the cache."""
+        cached = self.cache_phrase
+        return self.verdict_line + (f" · {cached}" if cached else "")
+
+    @property
+    def verdict_line(self) -> str:
         counts = self.counts
         ran = len(self.checks)
         tail = _count_phrase(counts)
@@ -208,6 +217,19 @@ class RunRecord:
         if self.verified == ran:
             return f"✅ all {ran:,} checks passed"
         return f"✅ {self.verified:,} of {ran:,} checks passed ({tail})"
+
+    @property
+    def cache_phrase(self) -> str:
+        """ "3 of 4 reference counts from the cache", or "" when no reference was counted."""
+        runs = self.timing.get("reference_runs", ())
+        sources = (
+            [run.get("source") for run in runs if isinstance(run, Mapping)] if isinstance(runs, list) else []
+        )
+        if not sources:
+            return ""
+        cached = sum(1 for source in sources if source == "cache")
+        noun = "reference count" if len(sources) == 1 else "reference counts"
+        return f"{cached:,} of {len(sources):,} {noun} from the cache"
 
     def skip_reasons(self) -> dict[str, int]:
         """Skip (and xfail) reasons with how many checks each one skipped, most first."""
@@ -315,6 +337,7 @@ class RunRecord:
             ],
             "errors": [attrs.asdict(error) for error in self.errors],
             "skipped": self.skip_reasons(),
+            "warnings": list(self.warnings),
             "timing": dict(self.timing),
         }
 
@@ -356,6 +379,7 @@ class RunRecord:
             errors=tuple(ErrorRecord(**e) for e in data["errors"]),
             totals=totals,
             timing=data.get("timing", {}),
+            warnings=tuple(data.get("warnings", ())),
         )
 
 

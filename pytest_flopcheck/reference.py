@@ -115,23 +115,30 @@ class ReferenceCounts:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ReferenceCounts:
+    def from_json(cls, data: Any) -> ReferenceCounts:
+        """Counts from :meth:`to_json`'s data; ValueError naming the field when it is not that
+        (a cache entry edited by hand, or written by another layout)."""
+        top = _fields(data, "counts", _COUNTS_FIELDS)
+        modules = _fields(top["modules"], "modules")
         return cls(
-            device=str(data["device"]),
-            total_flops=int(data["total_flops"]),
-            total_params=int(data["total_params"]),
-            total_ops=dict(data["total_ops"]),
-            modules={name: ModuleCount(**count) for name, count in data["modules"].items()},
-            uncounted_ops=dict(data["uncounted_ops"]),
-            seconds=float(data["seconds"]),
-            scope=tuple(data.get("scope", ())),
-            weight_bytes=int(data.get("weight_bytes", 0)),
-            baseline_bytes=int(data.get("baseline_bytes", 0)),
-            peak_bytes=int(data.get("peak_bytes", 0)),
-            dtype=str(data.get("dtype", "")),
+            device=_text(top["device"], "device"),
+            total_flops=_count(top["total_flops"], "total_flops"),
+            total_params=_count(top["total_params"], "total_params"),
+            total_ops=_per_op(top["total_ops"], "total_ops"),
+            modules={
+                _text(name, "modules"): _module_count(count, f"modules.{name}")
+                for name, count in modules.items()
+            },
+            uncounted_ops=_per_op(top["uncounted_ops"], "uncounted_ops"),
+            seconds=_seconds(top["seconds"]),
+            scope=tuple(_text(s, "scope") for s in _list(top["scope"], "scope")),
+            weight_bytes=_count(top["weight_bytes"], "weight_bytes"),
+            baseline_bytes=_count(top["baseline_bytes"], "baseline_bytes"),
+            peak_bytes=_count(top["peak_bytes"], "peak_bytes"),
+            dtype=_text(top["dtype"], "dtype"),
             allocator_peak_bytes=None
-            if data.get("allocator_peak_bytes") is None
-            else int(data["allocator_peak_bytes"]),
+            if top["allocator_peak_bytes"] is None
+            else _count(top["allocator_peak_bytes"], "allocator_peak_bytes"),
         )
 
     def value(self, name: str, own: bool, metric: str, ops: tuple[str, ...] = ()) -> int:
@@ -153,6 +160,67 @@ class ReferenceCounts:
         raise ValueError(
             f"metric {metric!r} is not counted by the reference (allowed: flops, params, io_bytes)"
         )
+
+
+_COUNTS_FIELDS = (
+    "device", "total_flops", "total_params", "total_ops", "modules", "uncounted_ops", "seconds", "scope",
+    "weight_bytes", "baseline_bytes", "peak_bytes", "dtype", "allocator_peak_bytes",
+)  # fmt: skip
+_MODULE_FIELDS = tuple(field.name for field in attrs.fields(ModuleCount))
+
+
+def _fields(value: Any, where: str, names: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"field {where} is {type(value).__name__}, not an object")
+    missing = [name for name in names if name not in value]
+    extra = sorted(set(value) - set(names)) if names else []
+    if missing or extra:
+        raise ValueError(f"field {where} lacks {missing} or has unknown {extra}")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"field {where} is {value!r}, not an integer")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"field {where} is {value!r}, not text")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"field {where} is {type(value).__name__}, not a list")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ValueError(f"field seconds is {value!r}, not a duration")
+    return float(value)
+
+
+def _per_op(value: Any, where: str) -> dict[str, int]:
+    return {_text(op, where): _count(n, f"{where}.{op}") for op, n in _fields(value, where).items()}
+
+
+def _module_count(value: Any, where: str) -> ModuleCount:
+    data = _fields(value, where, _MODULE_FIELDS)
+    return ModuleCount(
+        flops=_count(data["flops"], f"{where}.flops"),
+        own_flops=_count(data["own_flops"], f"{where}.own_flops"),
+        params=_count(data["params"], f"{where}.params"),
+        own_params=_count(data["own_params"], f"{where}.own_params"),
+        ops=_per_op(data["ops"], f"{where}.ops"),
+        own_ops=_per_op(data["own_ops"], f"{where}.own_ops"),
+        io_ops=_per_op(data["io_ops"], f"{where}.io_ops"),
+        own_io_ops=_per_op(data["own_io_ops"], f"{where}.own_io_ops"),
+        other_io=_count(data["other_io"], f"{where}.other_io"),
+        peak_bytes=_count(data["peak_bytes"], f"{where}.peak_bytes"),
+    )
 
 
 @attrs.frozen

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import pluggy
@@ -13,7 +13,7 @@ import pluggy
 from pytest_flopcheck import _hookspecs
 from pytest_flopcheck.names import is_safe_name, name_error
 from pytest_flopcheck.ops_policy import OpPolicy
-from pytest_flopcheck.tree import CostNode, Metrics
+from pytest_flopcheck.tree import CostNode, Metrics, TreeError, check_tree
 
 ENTRY_POINT_GROUP = "flopcheck"
 
@@ -23,6 +23,25 @@ Sized = Sequence[Any] | Mapping[str, Any]
 
 class RegistrationError(Exception):
     """A model package handed over something unusable; the message names the plugin."""
+
+
+class ModelError(Exception):
+    """A registration's own code raised, or returned something unusable, while a report or sweep
+    asked it for a figure: one sentence naming the model and what failed."""
+
+
+T = TypeVar("T")
+
+
+def model_call(model: str, what: str, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``, with anything it raises turned into one :class:`ModelError` sentence
+    (``what`` names the registration's callable, as "the analytic model of stage 'core'")."""
+    try:
+        return function(*args)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"model {model!r}: {what} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _check_name(kind: str) -> Callable[[Any, attrs.Attribute[Any], str], None]:
@@ -285,10 +304,41 @@ class ModelRegistration:
     runtimes: Mapping[str, Runtime] = attrs.field(factory=dict, converter=_workloads, validator=_runtimes)
 
     def totals(self, workload: Any, stage: str) -> Metrics:
-        """One run's totals of ``stage``, through the fast path when there is one."""
+        """One run's totals of ``stage``, through the fast path when there is one
+        (ModelError if the model's code fails)."""
         if self.stage_totals is not None:
-            return self.stage_totals(workload, stage)
-        return self.analytic(workload, stage).total
+            totals = model_call(
+                self.name, f"stage_totals of stage {stage!r}", self.stage_totals, workload, stage
+            )
+            if not isinstance(totals, Metrics):
+                raise ModelError(
+                    f"model {self.name!r}: stage_totals of stage {stage!r} returned {type(totals).__name__}, "
+                    "not Metrics"
+                )
+            return totals
+        return self.tree(workload, stage).total
+
+    def tree(self, workload: Any, stage: str) -> CostNode:
+        """The validated analytic tree of one run of ``stage`` (ModelError if the builder raises
+        or returns something that is not a usable tree, as the plugin checks it)."""
+        built = model_call(
+            self.name, f"the analytic model of stage {stage!r}", self.analytic, workload, stage
+        )
+        try:
+            return check_tree(built)
+        except TreeError as exc:
+            raise ModelError(f"model {self.name!r}: the analytic model of stage {stage!r} {exc}") from None
+
+    def checked_runs(self, workload: Any) -> dict[str, int]:
+        """:meth:`runs`, with a failure as one :class:`ModelError` sentence."""
+        try:
+            return self.runs(workload)
+        except ValueError as exc:
+            raise ModelError(f"model {self.name!r}: {exc}") from None
+        except Exception as exc:
+            raise ModelError(
+                f"model {self.name!r}: multiplicities raised {type(exc).__name__}: {exc}"
+            ) from exc
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:

@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
+from pytest_flopcheck.evidence import md
 from pytest_flopcheck.hardware import GPUS, ZERO_TIME, Gpu, roofline
-from pytest_flopcheck.registry import RUNTIME_DTYPES, ModelRegistration
+from pytest_flopcheck.registry import RUNTIME_DTYPES, ModelRegistration, model_call
 from pytest_flopcheck.tree import ZERO, CostNode, live_peak
 
 SCHEMA_VERSION = 1
@@ -61,10 +62,8 @@ def workload_fields(workload: Any) -> dict[str, Any]:
 
 
 def runs_per_generation(reg: ModelRegistration, workload: Any) -> dict[str, int]:
-    if reg.multiplicities is None:
-        return {stage.name: 1 for stage in reg.stages}
-    runs = reg.multiplicities(workload)
-    return {stage.name: int(runs.get(stage.name, 0)) for stage in reg.stages}
+    """Runs of each stage per generation, checked (ModelError if the registration's are unusable)."""
+    return reg.checked_runs(workload)
 
 
 def _node_json(node: CostNode) -> dict[str, Any]:
@@ -122,7 +121,7 @@ def build_report(
     """The report document for one workload (with ``runtime``, also that runtime's memory and
     times: per-stage weight dtypes, compute precisions, devices and residency)."""
     runs = runs_per_generation(reg, workload)
-    trees = {stage.name: reg.analytic(workload, stage.name) for stage in reg.stages}
+    trees = {stage.name: reg.tree(workload, stage.name) for stage in reg.stages}
     dtype = getattr(workload, "dtype", None)
 
     stages: dict[str, Any] = {}
@@ -171,7 +170,9 @@ def build_report(
 
     memory = _memory(trees, dtype, loaded, runs, _verified(reg))
     time_estimates = _times(trees, runs, gpus if gpus is not None else list(GPUS.values()), precision)
-    warnings = list(reg.warnings(workload)) if reg.warnings else []
+    warnings = (
+        [str(w) for w in model_call(reg.name, "warnings", reg.warnings, workload)] if reg.warnings else []
+    )
     serving = _serving(reg, workload, time_estimates, warnings)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -184,7 +185,9 @@ def build_report(
             "stages": [
                 {"name": s.name, "description": s.description, "weights_of": s.weights_of} for s in reg.stages
             ],
-            "metadata": dict(reg.metadata(workload)) if reg.metadata else {},
+            "metadata": dict(model_call(reg.name, "metadata", reg.metadata, workload))
+            if reg.metadata
+            else {},
         },
         "workload": workload_fields(workload),
         "convention": CONVENTION,
@@ -240,7 +243,7 @@ def runtime_section(
     stages: dict[str, dict[str, Any]] = {}
     for stage in reg.stages:
         sr = spec.stages[stage.name]
-        tree = reg.analytic(_at_dtype(workload, ACTIVATION_DTYPE[sr.compute]), stage.name)
+        tree = reg.tree(_at_dtype(workload, ACTIVATION_DTYPE[sr.compute]), stage.name)
         trees[stage.name] = tree
         stages[stage.name] = {
             "weights": sr.weights,
@@ -672,9 +675,17 @@ def _set_by(memory: Mapping[str, Any], mode: str) -> str:
     return f", set by {stage}" if stage else ""
 
 
+def _md_cell(text: str) -> str:
+    """A table cell as literal Markdown (a plugin's names and notes carry no markup into it);
+    ``**bold**`` cells stay bold."""
+    if len(text) > 4 and text.startswith("**") and text.endswith("**"):
+        return f"**{md(text[2:-2])}**"
+    return md(text)
+
+
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
     return lines
 
 
@@ -684,13 +695,13 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# {model['name']} sizing report",
         "",
-        model["description"],
+        md(model["description"]),
         "",
-        "Workload: " + ", ".join(f"{k}={v}" for k, v in workload.items()),
+        "Workload: " + md(", ".join(f"{k}={v}" for k, v in workload.items())),
         "",
     ]
     if report["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+        lines += ["## Warnings", ""] + [f"- {md(w)}" for w in report["warnings"]] + [""]
     lines += ["## Stages", "", *_md_table(STAGE_HEADER, _stage_rows(report)), ""]
     times = report["time_estimates"]
     lines += [f"## Time per generation ({times['precision']})", ""]
@@ -702,12 +713,12 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
             "",
         ]
     if "serving" in report:
-        lines += ["## Serving", "", _serving_intro(report), ""]
+        lines += ["## Serving", "", md(_serving_intro(report)), ""]
         lines += _md_table(*_serving_rows(report))
         lines += ["", *_md_table(*_kv_rows(report)), "", report["serving"]["caveat"], ""]
     if "runtime" in report:
         (sh, sr), (gh, gr) = _runtime_tables(report)
-        lines += [f"## Runtime: {report['runtime']['name']}", "", _runtime_intro(report), ""]
+        lines += [f"## Runtime: {md(report['runtime']['name'])}", "", md(_runtime_intro(report)), ""]
         lines += [*_md_table(sh, sr), "", *_md_table(gh, gr), "", report["runtime"]["note"], ""]
     memory = report["memory"]["pipeline"]
     lines += [
@@ -746,7 +757,7 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
             for i, c in enumerate(report["top_categories"], 1)
         ],
     )
-    lines += ["", "## Not modeled", ""] + [f"- {item}" for item in report["not_modeled"]]
+    lines += ["", "## Not modeled", ""] + [f"- {md(item)}" for item in report["not_modeled"]]
     lines += ["", "## Convention", "", report["convention"], ""]
     return "\n".join(lines)
 

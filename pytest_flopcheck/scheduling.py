@@ -5,6 +5,14 @@ so every worker needs (and, without the shared store, counts) nearly every refer
 the generated checks by (model, workload, stage) sends each reference's checks to one worker;
 the largest groups go first. Other tests stay one unit each, as under ``load``. The pipeline
 checks read their stages' counts from the shared store (see :mod:`pytest_flopcheck.store`).
+
+xdist's ``loadscope`` (3.8) mishandles a worker that dies: it keeps the dead worker's collection,
+so a replacement still collecting is taken for ready (KeyError, pytest-xdist issues 1189 and
+1362); it puts the crashed test back in the queue, so a check that kills its worker kills every
+replacement until the restarts run out (PR 1371); and it requeues finished tests, which can hang a
+replacement with an empty batch (issue 1323). :class:`ReferenceScheduling` removes a dead worker
+whole, marks the test it died on as done (xdist has already reported it as failed) and requeues
+only the tests that did not run.
 """
 
 from __future__ import annotations
@@ -28,10 +36,43 @@ def scope_of(nodeid: str) -> str:
 
 
 class ReferenceScheduling(LoadScopeScheduling):  # type: ignore[misc]
-    """``loadscope`` with one scope per reference (xdist's own LoadGroup/LoadFile pattern)."""
+    """``loadscope`` with one scope per reference (xdist's own LoadGroup/LoadFile pattern), safe
+    when a worker dies."""
 
     def _split_scope(self, nodeid: str) -> str:
         return scope_of(nodeid)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        """Every first worker collected (as xdist); once scheduling began, every live worker
+        did (a replacement for a dead one must finish collecting before it gets work)."""
+        if self.collection is None:
+            return bool(len(self.registered_collections) >= self.numnodes)
+        return all(node in self.registered_collections for node in self.assigned_work)
+
+    def remove_node(self, node: Any) -> str | None:
+        workload: dict[str, dict[str, bool]] = self.assigned_work.pop(node, {})
+        self.registered_collections.pop(node, None)
+        pending = [
+            (scope, nodeid) for scope, unit in workload.items() for nodeid, done in unit.items() if not done
+        ]
+        if not pending:
+            return None
+        crashed_scope, crashed = pending[0]  # the worker runs its tests in order: it died on the first
+        workload[crashed_scope][crashed] = True
+        for scope, unit in workload.items():
+            left = {nodeid: False for nodeid, done in unit.items() if not done}
+            if left:
+                self.workqueue[scope] = left
+        for other in list(self.assigned_work):
+            if other in self.registered_collections:
+                self._reschedule(other)
+        return crashed
+
+    def _reschedule(self, node: Any) -> None:
+        if node not in self.registered_collections:  # a replacement still collecting
+            return
+        super()._reschedule(node)
 
 
 def make_scheduler(config: Any, log: Any) -> Any:

@@ -55,19 +55,54 @@ def _strings(item: dict[str, Any], where: str, *keys: str) -> None:
         _need(item, where, key, _str, "text")
 
 
+def _only(item: dict[str, Any], where: str, allowed: tuple[str, ...]) -> None:
+    """Reject fields the schema does not have (a document of another version, or edited)."""
+    extra = [key for key in item if key not in allowed]
+    if extra:
+        field = f"{where}.{extra[0]}" if where else extra[0]
+        raise FileProblem(
+            f"field {field} is not a field of this schema version (expected: {', '.join(allowed)})"
+        )
+
+
+_TOP = (
+    "schema_version", "kind", "run_id", "created_utc", "status", "verdict", "headline", "environment",
+    "selection", "convention", "tests", "summary", "totals", "results", "checks", "coverage", "errors",
+    "skipped", "warnings", "timing",
+)  # fmt: skip
+_RESULT = (
+    "model", "workload", "stage", "layer", "reference_module", "metric", "analytic", "reference", "abs_error",
+    "rel_error", "tolerance", "passed", "ops", "test", "outcome",
+)  # fmt: skip
+_CHECK = ("test", "kind", "model", "workload", "stage", "layer", "outcome", "message", "cause", "gaps")
+_ERROR = ("cause", "kind", "model", "workload", "stage", "plugin", "message", "tests", "traceback")
+_TOTAL_ROW = ("runs_per_generation", "analytic_flops", "reference_flops", "params")
+
+
 def check_evidence(document: Any) -> None:
-    """Raise FileProblem unless ``document`` has every field ``flopcheck diff`` reads."""
+    """Raise FileProblem unless ``document`` is evidence this version reads back whole: every
+    field the loader reads has the type it needs, counts are integers (not floats, booleans or
+    NaN), and no field is unknown; the problem is one sentence naming the field."""
     top = _object(document, "")
+    _only(top, "", _TOP)
     _strings(top, "", "run_id", "created_utc")
     _need(top, "", "status", lambda v: v in ("complete", "interrupted", "nothing run"), "a run status")
     _need(_object(top.get("tests"), "tests"), "tests", "selected", _int, "an integer")
     _object(top.get("environment"), "environment")
+    _object(top.get("timing", {}), "timing")
+    warnings = top.get("warnings", [])
+    if not isinstance(warnings, list) or not all(map(_str, warnings)):
+        raise FileProblem(f"field warnings is {describe(warnings)}; it must be a list of text")
     selection = _object(top.get("selection"), "selection")
     names = lambda v: isinstance(v, list) and all(map(_str, v))  # noqa: E731
     _need(selection, "selection", "models", names, "a list of names")
+    chosen = _object(selection.get("workloads", {}), "selection.workloads")
+    for model in chosen:
+        _need(chosen, "selection.workloads", model, names, "a list of names")
     for i, result in enumerate(_list(top, "", "results")):
         where = f"results[{i}]"
         item = _object(result, where)
+        _only(item, where, _RESULT)
         _strings(item, where, "test", "model", "workload", "stage", "layer", "metric")
         _need(item, where, "reference_module", _optional(_str), "text or null")
         for key in ("analytic", "reference"):
@@ -79,27 +114,33 @@ def check_evidence(document: Any) -> None:
     for i, check in enumerate(_list(top, "", "checks")):
         where = f"checks[{i}]"
         item = _object(check, where)
+        _only(item, where, _CHECK)
         _strings(item, where, "test", "kind", "model", "workload", "stage", "layer")
         _need(item, where, "outcome", lambda v: v in OUTCOMES, f"one of {', '.join(OUTCOMES)}")
         for key in ("message", "cause"):
             if key in item:
                 _need(item, where, key, _str, "text")
-        for j, gap in enumerate(item.get("gaps", [])):
-            _strings(_object(gap, f"{where}.gaps[{j}]"), f"{where}.gaps[{j}]", "kind", "name", "detail")
+        for j, gap in enumerate(_list(item, where, "gaps") if "gaps" in item else []):
+            at = f"{where}.gaps[{j}]"
+            _only(_object(gap, at), at, ("kind", "name", "detail"))
+            _strings(gap, at, "kind", "name", "detail")
     for i, error in enumerate(_list(top, "", "errors")):
         where = f"errors[{i}]"
         item = _object(error, where)
+        _only(item, where, _ERROR)
         _strings(item, where, "cause", "kind", "model", "workload", "stage", "plugin", "message", "traceback")
         _need(item, where, "tests", _int, "an integer")
     for i, total in enumerate(_list(top, "", "totals")):
         where = f"totals[{i}]"
         item = _object(total, where)
+        _only(item, where, ("model", "workload", "stages"))
         _strings(item, where, "model", "workload")
         stages = _object(item.get("stages"), f"{where}.stages")
         for stage, row in stages.items():
             at = f"{where}.stages.{stage}"
-            for key in ("runs_per_generation", "analytic_flops", "reference_flops", "params"):
-                _need(_object(row, at), at, key, _optional(_int), "an integer or null")
+            _only(_object(row, at), at, _TOTAL_ROW)
+            for key in _TOTAL_ROW:
+                _need(row, at, key, _optional(_int), "an integer or null")
 
 
 def check_report(document: Any) -> None:

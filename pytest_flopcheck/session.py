@@ -10,8 +10,6 @@ a thousand dependent checks cost a thousand dictionary lookups, not a thousand t
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -22,6 +20,7 @@ import attrs
 
 from pytest_flopcheck.compare import Comparison, check_path
 from pytest_flopcheck.names import shorten
+from pytest_flopcheck.provenance import UnstableKey, canonical, code_key, framework_digest
 from pytest_flopcheck.reference import (
     COUNTS_FORMAT,
     CoverageGap,
@@ -183,16 +182,6 @@ def _short_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc, limit=-8))
 
 
-def _source_digest(obj: Any) -> str | None:
-    """A digest of the source of the module that defines ``obj`` (None if unknown)."""
-    try:
-        module = inspect.getmodule(obj)
-        source = inspect.getsource(module) if module is not None else None
-    except (OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode()).hexdigest()[:16] if source is not None else None
-
-
 def _version(package: str) -> str | None:
     try:
         return version(package)
@@ -219,6 +208,8 @@ class FlopcheckSession:
         attrs.field(factory=dict, init=False)
     )
     reference_runs: list[ReferenceRun] = attrs.field(factory=list, init=False)
+    notes: list[str] = attrs.field(factory=list, init=False)
+    """Why some counts were not cached (their keys would differ between runs)."""
 
     def __attrs_post_init__(self) -> None:
         unknown = [name for name in self.models if name not in self.registry.models]
@@ -362,23 +353,38 @@ class FlopcheckSession:
     # -- references -------------------------------------------------------------------------
 
     def reference_key(self, model: str, workload: str, stage: str) -> str:
-        """Everything a count depends on, digested (see :mod:`pytest_flopcheck.store`)."""
+        """Everything a count depends on, digested (see :mod:`pytest_flopcheck.provenance`);
+        UnstableKey when some part differs between runs."""
         reg = self.registration(model)
         wl = reg.workloads[workload]
-        packages = sorted({"torch", "pytest-flopcheck", *reg.reference_packages})
         return cache_key(
             {
                 "model": model,
-                "workload": repr(wl),
+                "workload": canonical(wl),
                 "stage": stage,
                 "device": self.device,
-                "versions": {p: _version(p) for p in packages},
-                "counts_format": COUNTS_FORMAT,
-                "reference_source": _source_digest(reg.reference),
-                "reference_config": reg.reference_config(wl, stage) if reg.reference_config else None,
-                "op_policy": reg.op_policy.describe(),
+                **self._shared_key(reg),
+                "reference": code_key(reg.reference),
+                "reference_config": canonical(reg.reference_config(wl, stage))
+                if reg.reference_config
+                else None,
             }
         )
+
+    def _shared_key(self, reg: ModelRegistration) -> dict[str, Any]:
+        """The parts of a key every count of a model shares: package versions, the counts'
+        layout, the framework's counting code, and the model's op policy with its formulas."""
+        packages = sorted({"torch", "pytest-flopcheck", *reg.reference_packages})
+        return {
+            "versions": {p: _version(p) for p in packages},
+            "counts_format": COUNTS_FORMAT,
+            "framework": framework_digest(),
+            "op_policy": reg.op_policy.describe(),
+            "formulas": code_key(*reg.op_policy.formulas.values()),
+        }
+
+    def _not_cached(self, what: str, why: UnstableKey) -> None:
+        self.notes.append(f"{what} is not cached: its cache key would hold {why}")
 
     def reference(self, model: str, workload: str, stage: str) -> ReferenceCounts:
         """The counted reference run; CheckSkipped if it cannot run here, CheckError if its
@@ -397,9 +403,16 @@ class FlopcheckSession:
         try:
             sized = reg.reference_bytes is not None and self.device != "meta"
             estimate = reg.reference_bytes(wl, stage) if reg.reference_bytes and sized else None
+            try:
+                key: str | None = self.reference_key(model, workload, stage)
+            except UnstableKey as why:
+                key = None
+                self._not_cached(f"the reference count of {model}/{workload}/{stage}", why)
+            except Exception as exc:  # the registration's reference_config raised
+                raise CountFailed(f"{type(exc).__name__}: {exc}", _short_traceback(exc)) from exc
             start = time.perf_counter()
             counts, source = self.store.fetch(
-                self.reference_key(model, workload, stage),
+                key,
                 lambda: run_reference(
                     lambda: build(wl, stage, self.device), self.device, estimate, reg.op_policy
                 ),
@@ -444,18 +457,19 @@ class FlopcheckSession:
         except Exception as exc:
             message = f"{where} could not be built: {type(exc).__name__}: {exc}"
             return self._cause("generation", model, name, GENERATION_STAGE, message, _short_traceback(exc))
-        packages = sorted({"torch", "pytest-flopcheck", *reg.reference_packages})
-        key = cache_key(
-            {
-                "model": model,
-                "generation": name,
-                "device": "cpu",
-                "versions": {p: _version(p) for p in packages},
-                "counts_format": COUNTS_FORMAT,
-                "source": _source_digest(generation.build),
-                "op_policy": reg.op_policy.describe(),
-            }
-        )
+        try:
+            key: str | None = cache_key(
+                {
+                    "model": model,
+                    "generation": name,
+                    "device": "cpu",
+                    **self._shared_key(reg),
+                    "build": code_key(generation.build),
+                }
+            )
+        except UnstableKey as why:
+            key = None
+            self._not_cached(f"the count of generation {model}/{name}", why)
         start = time.perf_counter()
         try:
             counts, source = self.store.fetch(

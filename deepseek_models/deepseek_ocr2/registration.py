@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 
 from deepseek_models.deepseek_ocr2 import reference
-from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM
-from deepseek_models.deepseek_ocr2.stages import runs_per_generation, stage_tree
+from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM, TINY
+from deepseek_models.deepseek_ocr2.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
 from deepseek_models.serving import DECODER_STAGES, serving
-from pytest_flopcheck import ModelRegistration, Stage, hookimpl
+from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"
 
@@ -30,6 +30,17 @@ NOT_MODELED = (
     "Sampling, stopping before new_tokens, and speculative or batched-prefill serving schedules",
     "References on cpu and cuda (the model is counted on meta)",
 )
+
+
+def tiny_generation(w: Page) -> Generation:
+    """A real ``generate()`` of the tiny configuration on CPU (random weights, so real MoE
+    routing through transformers' grouped_mm experts), and the analytic total for the same
+    configuration."""
+    return Generation(
+        generation_flops(w, TINY),
+        functools.partial(reference.tiny_generate, w),
+        "transformers generate(), tiny, CPU",
+    )
 
 
 def reference_config(workload: Page, stage: str) -> dict[str, Any]:
@@ -71,9 +82,7 @@ def registration() -> ModelRegistration:
         reference_packages=("torch", "transformers"),
         reference_config=reference_config,
         metadata=metadata,
-        generations={
-            name: functools.partial(reference.tiny_generation, w) for name, w in TINY_WORKLOADS.items()
-        },
+        generations={name: functools.partial(tiny_generation, w) for name, w in TINY_WORKLOADS.items()},
         not_modeled=NOT_MODELED,
         workload_type=Page,
         serving=serving(DECODER),

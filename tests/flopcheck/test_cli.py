@@ -336,6 +336,10 @@ HOSTILE = [
     (("checks",), {}, "field checks is {}; it must be a list"),
     (("tests", "selected"), None, "field tests.selected is None; it must be an integer"),
     (("schema_version",), 99, "is evidence of schema version 99; this flopcheck reads version 2"),
+    (("selection", "workloads"), 5, "field selection.workloads is 5; it must be an object"),
+    (("checks", 0, "gaps"), 5, "field checks[0].gaps is 5; it must be a list"),
+    (("errors",), [{"extra": 1}], "field errors[0].extra is not a field of this schema version"),
+    (("warnings",), [3], "field warnings is [3]; it must be a list of text"),
 ]
 
 
@@ -735,7 +739,7 @@ def test_serving_figures_in_the_report(tmp_path: Path, capsys: pytest.CaptureFix
     assert "2 requests per batch, 5 new tokens each" in summary
     assert "| tokens per request | KV cache, 2 requests |  |" in summary
     assert "| 14 | 2.80 kB | last step |" in summary
-    assert "Workload: batch=2, prompt=10, new_tokens=5" in summary
+    assert "Workload: batch=2, prompt=10, new\\_tokens=5" in summary  # literal Markdown
     assert "<h2>Serving</h2>" in (folder / "report.html").read_text()
 
 
@@ -962,3 +966,201 @@ def test_a_checked_live_set_sizes_the_stage_and_an_unchecked_one_is_at_least_a_l
     tree = group("", "stage", [CostNode("a", "x", Metrics(io_bytes=110, weight_bytes=10, cache_bytes=60))])
     assert working_bytes(tree, verified=True) == 100  # test_memory checks the live set: it is the figure
     assert working_bytes(tree, verified=False) == 100 + 60
+
+
+def test_diff_of_evidence_with_counts_beyond_a_float_reports_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = evidence_document(tmp_path, capsys)
+    after = hostile(before, ("results", 0, "analytic"), 10**400)
+    (tmp_path / "a.json").write_text(json.dumps(before))
+    (tmp_path / "b.json").write_text(json.dumps(after))
+    code, out, err = run(
+        capsys, "diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--fail-on", "1%"
+    )
+    assert code == 1
+    assert "Traceback" not in out + err
+    assert "1 value(s) changed by more than 0.01" in err
+
+
+def report_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> Path:
+    code, _, _ = run(capsys, "report", "wan2_1", "--workload", "W-001", "--output", str(tmp_path / name))
+    assert code == 0
+    (path,) = (tmp_path / name).glob("*/static_analysis/wan2_1/report.json")
+    return path
+
+
+def leaves(node: dict[str, Any]) -> list[dict[str, Any]]:
+    children = node.get("children", [])
+    return [node] if not children else [leaf for child in children for leaf in leaves(child)]
+
+
+def test_report_diffs_gate_layers_and_lost_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = report_json(tmp_path, capsys, "a")
+    document = json.loads(before.read_text())
+    moved = [leaf for leaf in leaves(document["tree"]["diffusion_core"]) if leaf["flops"]]
+    moved[0]["flops"] += 2 * 10**12  # two layers trade 2e12 FLOPs: the stage total stays
+    moved[1]["flops"] -= 2 * 10**12
+    shifted = tmp_path / "shifted.json"
+    shifted.write_text(json.dumps(document))
+    code, _, err = run(capsys, "diff", str(before), str(shifted), "--fail-on", "1%")
+    assert code == 1
+    assert "2 layer(s) changed by more than 0.01" in err
+    del document["stage_totals"]["vae_decode"], document["tree"]["vae_decode"]
+    shifted.write_text(json.dumps(document))
+    code, out, err = run(capsys, "diff", str(before), str(shifted), "--fail-on", "1%")
+    assert code == 1
+    assert "(stage removed)" in out
+    assert "stage vae_decode disappeared" in err
+    assert "layer(s) disappeared (first: vae_decode/" in err
+    document["schema_version"] = 99
+    shifted.write_text(json.dumps(document))
+    code, _, err = run(capsys, "diff", str(before), str(shifted))
+    assert code == 2
+    assert "is a report of schema version 99; this flopcheck reads version 1" in err
+
+
+def config_folder(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / kind
+    folder.mkdir()
+    target = folder / "config.json"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "loop":
+        target.symlink_to(target)
+    else:
+        target.symlink_to("/dev/zero")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("fifo", "is not a regular file"), ("loop", "cannot be read"), ("zero", "is not a regular file")],
+)
+def test_a_config_json_that_is_no_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, message: str
+) -> None:
+    folder = config_folder(tmp_path, kind)
+    code, _, err = run(capsys, "report", "wan2_1", "--config", str(folder), "--output", str(tmp_path / "o"))
+    assert code == 2
+    assert f"{folder / 'config.json'}' {message}" in err
+    assert "no config.json" not in err
+
+
+def test_config_sizes_and_an_empty_config_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {"dim": 1536, "ffn_dim": 8960, "num_heads": 12, "num_layers": 10**6, "in_dim": 16, "out_dim": 16}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code, _, err = run(capsys, "report", "wan2_1", "--config", str(tmp_path), "--output", str(tmp_path / "o"))
+    assert code == 2
+    assert "field 'num_layers' is 1000000; it must be a positive integer of at most 1,000" in err
+    os.chdir(tmp_path)  # a config.json in the working directory is not read for an empty --config
+    code, _, err = run(capsys, "report", "wan2_1", "--config", "", "--output", str(tmp_path / "o"))
+    assert code == 2
+    assert "--config is empty" in err
+
+
+BROKEN_TOY = (Path(__file__).parent / "toy_model.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("knob", "message"),
+    [
+        ('ANALYTIC = "raise"', "model 'toy': the analytic model of stage 'core' raised RuntimeError"),
+        ('LAYER_ID = "<b>x</b>"', "returned node id '<b>x</b>', which is not allowed"),
+        ('RUNS = {"core": -1}', "model 'toy': multiplicities gives stage 'core' the count -1"),
+    ],
+)
+def test_a_broken_model_is_one_sentence_in_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], knob: str, message: str
+) -> None:
+    name = knob.partition(" ")[0]
+    plugin = tmp_path / "toy.py"
+    plugin.write_text(BROKEN_TOY.replace(f"{name} = ", f"{knob}  # ", 1))
+    code, out, err = run(
+        capsys, "-p", str(plugin), "report", "toy", "--workload", "small", "--output", str(tmp_path)
+    )
+    assert code == 1
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in out + err
+    assert not list(tmp_path.glob("*/static_analysis"))
+
+
+def test_plugin_text_cannot_drive_the_terminal_or_the_markdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "toy.py"
+    plugin.write_text(
+        BROKEN_TOY.replace('name="toy",', 'name="toy", description="\\x1b[31mred\\x07 <b>bold</b> | `x`",')
+    )
+    code, out, _ = run(capsys, "-p", str(plugin), "list")
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\\x1b[31mred\\x07" in out
+    code, _, _ = run(
+        capsys, "-p", str(plugin), "report", "toy", "--workload", "small", "--output", str(tmp_path)
+    )
+    (summary,) = tmp_path.glob("*/static_analysis/toy/summary.md")
+    text = summary.read_text()
+    assert "<b>" not in text
+    assert "&lt;b&gt;bold&lt;/b&gt; \\| \\`x\\`" in text
+
+
+def test_a_plugin_that_exits_on_import_is_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.py").write_text("import sys\nsys.exit(0)\n")
+    code, _, err = run(capsys, "-p", str(tmp_path / "bad.py"), "list")
+    assert code == 2
+    assert "called sys.exit(0) while being imported" in err
+
+
+def test_a_runtime_a_gpu_cannot_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(
+        capsys, "report", "wan2_1", "--workload", "W-001", "--runtime", "fp8", "--gpu", "A100-80GB",
+        "--output", str(tmp_path),
+    )  # fmt: skip
+    assert code == 2
+    assert "its stage diffusion_core computes in fp8, for which A100-80GB has no tensor cores" in err
+    assert not any(tmp_path.iterdir())
+    code, out, _ = run(
+        capsys, "report", "wan2_1", "--workload", "W-001", "--runtime", "fp8", "--output", str(tmp_path)
+    )
+    assert code == 0
+    assert "A100-80GB: not estimated (no fp8 tensor cores)" in out
+    assert "runtime fp8" in out
+
+
+def test_prune_leaves_symbolic_links_and_names_what_it_cannot_remove(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "out"
+    for name in ("20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb", "20260103T000000Z-cccccc"):
+        (root / name).mkdir(parents=True)
+        (root / name / "f").write_text("x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("x")
+    (root / "20250101T000000Z-dddddd").symlink_to(elsewhere)
+    import shutil
+
+    real_rmtree = shutil.rmtree
+
+    def refuse(path: Any, onerror: Any = None, **kwargs: Any) -> None:
+        if "aaaaaa" in str(path):  # as a file the user may not delete would (the tests run as root)
+            error = PermissionError(13, "Permission denied", str(path / "f"))
+            onerror(os.unlink, str(path / "f"), (PermissionError, error, None))
+            return
+        real_rmtree(path, onerror=onerror, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", refuse)
+    code, out, err = run(capsys, "prune", "--keep", "1", "--output", str(root))
+    assert code == 1
+    assert "removed 1 of 3 runs" in out
+    assert "left alone: 20250101T000000Z-dddddd is a symbolic link" in out
+    assert "could not be removed completely, first 20260101T000000Z-aaaaaa" in err
+    assert "Permission denied" in err
+    assert (elsewhere / "keep").exists()
+    assert "Traceback" not in out + err

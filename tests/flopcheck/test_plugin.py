@@ -208,7 +208,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
     assert evidence["schema_version"] == 2
     assert evidence["run_id"] == first.name
     assert evidence["status"] == "complete"
-    assert evidence["headline"] == "✅ all 34 checks passed"
+    assert evidence["headline"] == "✅ all 34 checks passed · 0 of 2 reference counts from the cache"
     assert {"python", "torch", "git_sha", "git_dirty", "device"} <= set(evidence["environment"])
     assert evidence["tests"] == {
         "selected": 34,
@@ -248,7 +248,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
     summary = (first / "flopcheck" / "summary.md").read_text()
     assert "| toy | small | core | 16 passed | 5 | 6 | 4 | 0.00e+00 | – | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
-    assert "<h2>flopcheck: ✅ all 34 checks passed</h2>" in report
+    assert "<h2>flopcheck: ✅ all 34 checks passed · 0 of 2 reference counts from the cache</h2>" in report
     assert "leaves out the rows of the 34 passed and 0 skipped generated checks" in report
     assert "test_layer[toy/small/core/proj]" not in report
     assert "test_plain.py::test_plain" in report  # ordinary tests keep their rows
@@ -315,7 +315,10 @@ def test_a_keyboard_interrupt_publishes_an_interrupted_run(toy: pytest.Pytester)
     assert_no_false_claims(toy, result)
     evidence = load_evidence(run_dirs(toy)[0])
     assert evidence["status"] == "interrupted"
-    assert evidence["headline"] == "⚠️ interrupted: 12 of 34 checks finished (12 passed, 22 not run)"
+    assert evidence["headline"] == (
+        "⚠️ interrupted: 12 of 34 checks finished (12 passed, 22 not run)"
+        " · 0 of 1 reference count from the cache"
+    )
 
 
 def test_stopping_at_the_first_failure_is_an_interrupted_run(toy: pytest.Pytester) -> None:
@@ -597,6 +600,20 @@ def test_diff_of_two_evidence_runs_shows_drift_and_gates_on_it(
     assert "value(s) changed by more than 0" in capsys.readouterr().err
 
 
+def test_diff_gates_checks_that_are_no_longer_verified(
+    toy: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_flopcheck.cli import main
+
+    toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", "--flopcheck-device=cuda", *NO_CACHE)
+    good, skipped = (str(d) for d in run_dirs(toy))
+    assert main(["diff", good, skipped, "--fail-on", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "17 check(s) no longer verified (first: test_params[toy/small/core], passed -> skipped)" in err
+    assert "2 stage(s) no longer pass" in err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -835,3 +852,52 @@ def test_two_leaves_split_one_modules_own_work_through_the_plugin(pytester: pyte
     result = pytester.runpytest("--flopcheck=split", "-rf", *NO_CACHE)
     result.assert_outcomes(passed=5, failed=3)  # only the bmm leaf (FLOPs, I/O) and the total are off
     result.stdout.fnmatch_lines(["FAILED flopcheck::test_layer[[]split/w/core/rel_pos[]]*"])
+
+
+# -- crashed workers --------------------------------------------------------------------------------
+
+KILL = """
+import os
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    if item.name == "test_layer[toy/small/core/conv]" and not os.path.exists(MARK):
+        open(MARK, "w").close()
+        os._exit(1)
+"""
+
+
+def test_a_check_whose_worker_dies_is_a_failure_in_the_evidence(toy: pytest.Pytester) -> None:
+    toy.makeconftest(TOY + KILL.replace("MARK", repr(str(toy.path / "killed"))))
+    result = toy.runpytest("--flopcheck=toy", "-m", "flopcheck", "-n", "2", *NO_CACHE)
+    result.assert_outcomes(passed=33, failed=1)  # the crashed check is not run again
+    evidence = load_evidence(run_dirs(toy)[-1])
+    assert evidence["verdict"] == "failed"
+    assert evidence["tests"]["failed"] == 1
+    (crashed,) = [c for c in evidence["checks"] if c["outcome"] == "failed"]
+    assert crashed["test"] == "test_layer[toy/small/core/conv]"
+    assert "crashed" in crashed["message"]
+    summary = (run_dirs(toy)[-1] / "flopcheck" / "summary.md").read_text()
+    assert "❌ 1 failed of 34 checks" in summary
+
+
+def test_a_reference_that_kills_every_worker_ends_the_run_without_hanging(toy: pytest.Pytester) -> None:
+    toy.makeconftest(
+        toy_source().replace(
+            "    if REFERENCE_ERROR is not None:\n        raise REFERENCE_ERROR",
+            "    if REFERENCE_ERROR is not None:\n        raise REFERENCE_ERROR\n    if w.seq == 7:\n"
+            "        import os\n        os._exit(1)",
+        )
+    )
+    result = toy.runpytest(
+        "--flopcheck=toy", "-m", "flopcheck", "-n", "2", "--max-worker-restart=2", *NO_CACHE, timeout=300
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == 1
+    evidence = load_evidence(run_dirs(toy)[-1])
+    assert evidence["status"] == "interrupted"
+    assert evidence["tests"]["failed"] == 3  # one per crashed worker: the first two and their replacement
+    assert evidence["tests"]["passed"] == 17  # every check of the workload whose reference runs

@@ -89,3 +89,39 @@ def test_the_key_depends_on_every_field() -> None:
     base = {"model": "m", "workload": "W(1)", "stage": "s", "device": "meta", "versions": {"torch": "2.13"}}
     keys = {cache_key(base)} | {cache_key({**base, field: "other"}) for field in base}
     assert len(keys) == 1 + len(base)
+
+
+def test_an_entry_that_is_not_a_count_is_counted_again_with_one_problem(tmp_path: Path) -> None:
+    count = Counter()
+    ReferenceStore(tmp_path, "run-1").fetch("k", count)
+    entry = tmp_path / "k.json"
+    entry.write_text(
+        entry.read_text().replace('"total_flops": 1180591620717411303424', '"total_flops": 1e400')
+    )
+    store = ReferenceStore(tmp_path, "run-2")
+    assert store.fetch("k", count) == (COUNTS, COUNTED)
+    assert count.calls == 2
+    (problem,) = store.problems
+    assert "is unusable (field total_flops is inf, not an integer); it was counted again" in problem
+    assert ReferenceStore(tmp_path, "run-3").fetch("k", count) == (COUNTS, CACHED)  # rewritten whole
+
+
+def test_an_unusable_directory_falls_back_to_the_next_candidate(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    store = ReferenceStore.first_usable(
+        [(blocked / "cache", "in the cache"), (tmp_path / "run", "of this run")], "r"
+    )
+    assert store.directory == tmp_path / "run"
+    (problem,) = store.problems
+    assert problem.startswith(f"the reference cache in the cache ({blocked / 'cache'}) cannot be used")
+    assert ReferenceStore.first_usable([(blocked / "cache", "x")], "r").directory is None
+
+
+def test_a_key_of_none_counts_and_stores_nothing(tmp_path: Path) -> None:
+    count = Counter()
+    store = ReferenceStore(tmp_path, "run-1")
+    assert store.fetch(None, count) == (COUNTS, COUNTED)
+    assert store.fetch(None, count) == (COUNTS, COUNTED)
+    assert count.calls == 2
+    assert not list(tmp_path.iterdir())

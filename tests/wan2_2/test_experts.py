@@ -60,7 +60,7 @@ def test_the_tiny_pipeline_calls_each_stage_as_modeled(
 ) -> None:
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
-    from wan_models.wan2_2.reference import _tiny_call
+    from wan_models.wan2_2.reference import tiny_call
 
     size = 32 if variant == "TI2V-5B" else 16
     workloads = [
@@ -71,7 +71,7 @@ def test_the_tiny_pipeline_calls_each_stage_as_modeled(
         for image in ((False, True) if variant == "TI2V-5B" else (variant == "I2V-A14B",))
     ]  # fmt: skip
     for w in workloads:
-        observe_stage_calls(w, _tiny_call(w))
+        observe_stage_calls(w, tiny_call(w))
 
 
 def observe_stage_calls(w: Workload, call: Any) -> None:

@@ -188,13 +188,18 @@ _FIELDS = {
 }
 
 
-def _positive_int(path: Path, field: str, raw: dict[str, Any]) -> int:
+MAX_LAYERS = 1_000
+"""The most DiT layers a config may give: the analytic tree holds one node per layer (the largest
+published Wan DiT has 40), and a million-layer tree would take minutes and gigabytes to build."""
+
+
+def _positive_int(path: Path, field: str, raw: dict[str, Any], limit: int = 2**31 - 1) -> int:
     if field not in raw:
         raise ConfigError(f"{path}: field {field!r} is missing")
     value = raw[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
         raise ConfigError(
-            f"{path}: field {field!r} is {shorten(value)}; it must be a positive integer below 2**31"
+            f"{path}: field {field!r} is {shorten(value)}; it must be a positive integer of at most {limit:,}"
         )
     return value
 
@@ -209,7 +214,9 @@ def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
     default_name = path.name if path.is_dir() else path.parent.name
     if path.is_dir():
         candidates = [path / "config.json", path / "transformer" / "config.json"]
-        found = next((c for c in candidates if c.is_file()), None)
+        # A config.json that is there but is no regular file (a FIFO, a device, a symlink loop) is
+        # found too, so that reading it names what is wrong with it.
+        found = next((c for c in candidates if c.exists() or c.is_symlink()), None)
         if found is None:
             raise ConfigError(f"{path}: no config.json (looked for {', '.join(str(c) for c in candidates)})")
         path = found
@@ -224,7 +231,7 @@ def load_dit_config(path: str | Path, name: str | None = None) -> DiTConfig:
     for ours, (official_key, diffusers_key) in _FIELDS.items():
         key = diffusers_key if diffusers else official_key
         if key is not None and (key in raw or ours not in ("text_len", "freq_dim", "text_dim")):
-            values[ours] = _positive_int(path, key, raw)
+            values[ours] = _positive_int(path, key, raw, MAX_LAYERS if ours == "num_layers" else 2**31 - 1)
     if diffusers:
         values["dim"] = values["num_heads"] * _positive_int(path, "attention_head_dim", raw)
         patch = raw.get("patch_size", [1, 2, 2])

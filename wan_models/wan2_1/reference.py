@@ -2,7 +2,9 @@
 
 The only module of ``wan_models`` that imports torch, diffusers or transformers (lazily, inside
 the builders). No weights are loaded: modules are built from configs, on ``meta`` (no memory)
-or with random weights on a real device.
+or with random weights on a real device. It imports no analytic builder: the reference cache keys
+a count by the source of this module and what it imports, so an edit of an analytic model keeps
+the counts.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pytest_flopcheck import Generation, ReferenceCall
+from pytest_flopcheck import ReferenceCall
 from wan_models.wan2_1.config import (
     CLIP_VIT_H,
     TINY_DIT,
@@ -21,7 +23,6 @@ from wan_models.wan2_1.config import (
     UMT5_XXL,
     VAEConfig,
 )
-from wan_models.wan2_1.pipeline import generation_flops
 from wan_models.wan2_1.workload import Workload
 
 PACKAGES = ("torch", "diffusers", "transformers")
@@ -274,23 +275,6 @@ def pipeline_call(pipe: Any, w: Any, **inputs: Any) -> Callable[[], object]:
         )
 
     return run
-
-
-def tiny_generation(w: Workload) -> Generation:
-    """One whole generation of the tiny pipeline for ``w`` (prompt, negative prompt, every step,
-    the decode; for an image variant also the CLIP image encoder and the conditioning encode),
-    and the analytic total for the tiny configurations (no torch needed for it)."""
-    if w.dit.image_dim is not None:
-        return Generation(
-            generation_flops(w, TINY_I2V_DIT, TINY_TEXT_ENCODER, TINY_VAE, TINY_IMAGE_ENCODER),
-            lambda: tiny_i2v_call(w),
-            "diffusers WanImageToVideoPipeline, tiny random configs (CLIP too), on CPU: the whole call",
-        )
-    return Generation(
-        generation_flops(w, TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE),
-        lambda: tiny_pipeline_call(w),
-        "diffusers WanPipeline with tiny random configs on CPU: the whole call",
-    )
 
 
 def tiny_i2v_call(w: Workload) -> ReferenceCall:

@@ -12,29 +12,17 @@ from __future__ import annotations
 
 from typing import Final
 
-import attrs
-
 from pytest_flopcheck.tree import CostNode, Metrics
 from wan_models.wan2_1.config import UMT5_XXL, DiTConfig, TextEncoderConfig, VAEConfig
 from wan_models.wan2_1.dit import dit_forward
 from wan_models.wan2_1.pipeline import stage_totals as wan21_totals
 from wan_models.wan2_1.text_encoder import text_encoder
 from wan_models.wan2_1.vae import vae_decode, vae_encode
-from wan_models.wan2_1.workload import Workload as Wan21Workload
 from wan_models.wan2_2.schedule import expert_steps
-from wan_models.wan2_2.workload import Workload
+from wan_models.wan2_2.workload import WAN21_STAGE, Workload, encode_geometry
 
 EXPERTS: Final = ("diffusion_high_noise", "diffusion_low_noise")
 STAGES: Final = ("text_encoder", "vae_encode", "diffusion_core", *EXPERTS, "vae_decode")
-WAN21_STAGE: Final = {
-    "text_encoder": "text_encoder",
-    "vae_encode": "vae_encode",
-    "diffusion_core": "diffusion_core",
-    "diffusion_high_noise": "diffusion_core",
-    "diffusion_low_noise": "diffusion_core",
-    "vae_decode": "vae_decode",
-}
-"""The Wan2.1 stage whose builder (and reference) each stage shares."""
 
 
 def _check(stage: str) -> str:
@@ -74,14 +62,6 @@ def stage_tree(w: Workload, stage: str) -> CostNode:
     if shared == "diffusion_core":
         return dit_forward(geometry)
     return vae_decode(geometry)
-
-
-def encode_geometry(w: Workload) -> Wan21Workload:
-    """The conditioning video diffusers encodes, whatever the batch (the latent condition is
-    repeated over the batch): the image then zeros over every frame (A14B), or the image alone
-    (TI2V-5B, whose per-token timesteps keep the first latent frame clean)."""
-    frames = 1 if w.spec.dit.expand_timesteps else w.pipeline_frames
-    return attrs.evolve(w.as_wan2_1(), batch_size=1, frames=frames)
 
 
 def stage_totals(w: Workload, stage: str) -> Metrics:

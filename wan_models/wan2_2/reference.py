@@ -10,11 +10,10 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck import Generation, ReferenceCall
+from pytest_flopcheck import ReferenceCall
 from wan_models.wan2_1 import reference as wan21
-from wan_models.wan2_1.config import TINY_DIT, TINY_TEXT_ENCODER, TINY_VAE, TINY_VAE22, DiTConfig, VAEConfig
-from wan_models.wan2_2.pipeline import WAN21_STAGE, encode_geometry, generation_flops
-from wan_models.wan2_2.workload import Workload
+from wan_models.wan2_1.config import TINY_DIT, TINY_VAE, TINY_VAE22, DiTConfig, VAEConfig
+from wan_models.wan2_2.workload import WAN21_STAGE, Workload, encode_geometry
 
 
 def build(w: Workload, stage: str, device: str) -> ReferenceCall:
@@ -37,19 +36,7 @@ def tiny_vae(w: Workload) -> VAEConfig:
     return TINY_VAE22 if w.spec.vae.residual else TINY_VAE
 
 
-def tiny_generation(w: Workload) -> Generation:
-    """One whole generation of a tiny pipeline (two experts, or TI2V's single DiT and Wan2.2
-    VAE), and the analytic total for it."""
-    kind = "WanImageToVideoPipeline" if w.image else "WanPipeline"
-    what = "two tiny experts and boundary_ratio" if w.spec.experts else "a tiny DiT with expand_timesteps"
-    return Generation(
-        generation_flops(w, tiny_dit(w), TINY_TEXT_ENCODER, tiny_vae(w)),
-        lambda: _tiny_call(w),
-        f"diffusers {kind} with {what}, UniPC flow sigmas, CPU",
-    )
-
-
-def _tiny_call(w: Workload) -> ReferenceCall:
+def tiny_call(w: Workload) -> ReferenceCall:
     import torch
     from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
 

@@ -269,3 +269,22 @@ STANDARD_WORKLOADS: Final = {
 }
 """Each A14B variant at its two official sizes, 81 frames; TI2V-5B at its official 704×1280 and
 121 frames, in text-to-video and image-to-video use; official sampling throughout."""
+
+
+WAN21_STAGE: Final = {
+    "text_encoder": "text_encoder",
+    "vae_encode": "vae_encode",
+    "diffusion_core": "diffusion_core",
+    "diffusion_high_noise": "diffusion_core",
+    "diffusion_low_noise": "diffusion_core",
+    "vae_decode": "vae_decode",
+}
+"""The Wan2.1 stage whose builder (and reference) each stage shares."""
+
+
+def encode_geometry(w: Workload) -> Wan21Workload:
+    """The conditioning video diffusers encodes, whatever the batch (the latent condition is
+    repeated over the batch): the image then zeros over every frame (A14B), or the image alone
+    (TI2V-5B, whose per-token timesteps keep the first latent frame clean)."""
+    frames = 1 if w.spec.dit.expand_timesteps else w.pipeline_frames
+    return attrs.evolve(w.as_wan2_1(), batch_size=1, frames=frames)
