@@ -10,7 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from pytest_flopcheck.reference import run_reference
+from pytest_flopcheck.reference.counting import run_reference
 from wan_models.wan2_1 import STANDARD_WORKLOADS
 from wan_models.wan2_1.dit import dit_forward
 

@@ -51,7 +51,7 @@ def counted(run: Path | None) -> str:
 
 
 FLOOR = """
-from pytest_flopcheck.reference import run_reference
+from pytest_flopcheck.reference.counting import run_reference
 from wan_models.wan2_1 import STANDARD_WORKLOADS, reference, runs_per_generation
 for name in ("W-001", "W-002", "W-003", "W-004"):
     workload = STANDARD_WORKLOADS[name]

@@ -13,8 +13,8 @@ import time
 
 import attrs
 
-from pytest_flopcheck.cli import sweep_rows
-from pytest_flopcheck.registry import load_registry
+from pytest_flopcheck.cli.app import sweep_rows
+from pytest_flopcheck.model.registration import load_registry
 from wan_models.wan2_1 import Workload, runs_per_generation, stage_tree
 from wan_models.wan2_1.pipeline import _TOTALS
 

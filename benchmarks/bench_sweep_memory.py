@@ -35,7 +35,7 @@ def measure(points: int, grid: dict[str, int], output: Path) -> tuple[float, flo
     """Wall seconds, peak RSS in MB, and bytes written."""
     script = (
         "import resource, sys\n"
-        "from pytest_flopcheck.cli import main\n"
+        "from pytest_flopcheck.cli.app import main\n"
         "code = main(sys.argv[1:])\n"
         "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
         "sys.exit(code)\n"

@@ -1,12 +1,19 @@
 """pytest-flopcheck: verify analytic FLOP and memory models against the real models."""
 
 from pytest_flopcheck._hookspecs import hookimpl, hookspec
-from pytest_flopcheck.compare import Comparison, relative_error
+from pytest_flopcheck.analytic import layers
+from pytest_flopcheck.analytic.tree import (
+    METRICS,
+    CostNode,
+    Metrics,
+    closed_form_calls,
+    group,
+    join,
+    merge_call_trees,
+    merge_calls,
+)
 from pytest_flopcheck.files import FileProblem, read_json
-from pytest_flopcheck.names import shorten
-from pytest_flopcheck.ops_policy import OpPolicy
-from pytest_flopcheck.reference import ReferenceSkipped
-from pytest_flopcheck.registry import (
+from pytest_flopcheck.model.registration import (
     Generation,
     ModelRegistration,
     ReferenceCall,
@@ -18,16 +25,10 @@ from pytest_flopcheck.registry import (
     StageRuntime,
     load_registry,
 )
-from pytest_flopcheck.tree import (
-    METRICS,
-    CostNode,
-    Metrics,
-    closed_form_calls,
-    group,
-    join,
-    merge_call_trees,
-    merge_calls,
-)
+from pytest_flopcheck.names import shorten
+from pytest_flopcheck.reference.counting import ReferenceSkipped
+from pytest_flopcheck.reference.ops_policy import OpPolicy
+from pytest_flopcheck.verification.compare import Comparison, relative_error
 
 __all__ = [
     "METRICS",
@@ -51,6 +52,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "join",
+    "layers",
     "load_registry",
     "merge_call_trees",
     "merge_calls",

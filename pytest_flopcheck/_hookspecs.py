@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from pytest_flopcheck.registry import ModelRegistration
+    from pytest_flopcheck.model.registration import ModelRegistration
 
 hookspec = pluggy.HookspecMarker("flopcheck")
 hookimpl = pluggy.HookimplMarker("flopcheck")

@@ -16,7 +16,7 @@ from deepseek_models.deepseek_ocr.config import CHECKPOINT, Architecture, ClipCo
 from deepseek_models.deepseek_ocr.workload import TILE_SIZE, Page, view_tokens
 from deepseek_models.deepseek_ocr2.vision import sam
 from pytest_flopcheck import CostNode, group, layers, merge_call_trees
-from pytest_flopcheck.tree import Renamer, with_repeat
+from pytest_flopcheck.analytic.tree import Renamer, with_repeat
 
 CLIP_PREFIX = "vision_model"
 

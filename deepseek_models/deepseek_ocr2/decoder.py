@@ -10,8 +10,8 @@ import attrs
 
 from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig
 from pytest_flopcheck import CostNode, Metrics, closed_form_calls, group, join, layers
-from pytest_flopcheck.layers import FP32_BYTES
-from pytest_flopcheck.tree import Renamer, peaking_at, regroup
+from pytest_flopcheck.analytic.layers import FP32_BYTES
+from pytest_flopcheck.analytic.tree import Renamer, peaking_at, regroup
 
 
 def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> CostNode:

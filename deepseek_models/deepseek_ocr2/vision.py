@@ -24,7 +24,7 @@ from deepseek_models.deepseek_ocr2.config import (
     SamConfig,
 )
 from pytest_flopcheck import CostNode, group, join, layers, merge_call_trees
-from pytest_flopcheck.tree import Renamer
+from pytest_flopcheck.analytic.tree import Renamer
 
 GLOBAL_VIEW, CROP_VIEW = 1024, 768
 

@@ -7,7 +7,7 @@ import pytest
 
 from deepseek_models.deepseek_ocr2 import DECODER, decoder_prefill
 from pytest_flopcheck import ReferenceCall
-from pytest_flopcheck.reference import count_reference, coverage_gaps
+from pytest_flopcheck.reference.counting import count_reference, coverage_gaps
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopcheck.hardware import GPUS, HardwareError, check_precision, lookup, roofline
-from pytest_flopcheck.tree import CostNode, Metrics, group, with_repeat
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, group, with_repeat
+from pytest_flopcheck.sizing.hardware import GPUS, HardwareError, check_precision, lookup, roofline
 
 
 def test_table_covers_the_required_gpus_with_sources() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopcheck import ops
+from pytest_flopcheck.analytic import ops
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

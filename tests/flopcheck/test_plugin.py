@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_flopcheck.record import VOLATILE_FIELDS
+from pytest_flopcheck.evidence.record import VOLATILE_FIELDS
 
 pytest.importorskip("torch")
 TOY = (Path(__file__).parent / "toy_model.py").read_text()
@@ -165,7 +165,7 @@ def test_ini_keys(toy: pytest.Pytester) -> None:
 
 MISSING = """
 from pytest_flopcheck import ModelRegistration, Stage, hookimpl
-from pytest_flopcheck.tree import CostNode, Metrics
+from pytest_flopcheck.analytic.tree import CostNode, Metrics
 
 def reference(w, stage, device):
     import nonexistent_reference_package  # noqa: F401
@@ -573,7 +573,7 @@ def test_editing_the_reference_forces_a_recount(toy: pytest.Pytester) -> None:
 def test_diff_of_two_evidence_runs_shows_drift_and_gates_on_it(
     toy: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_flopcheck.cli import main
+    from pytest_flopcheck.cli.app import main
 
     toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
     toy.makeconftest(toy_source(FUDGE="7"))
@@ -603,7 +603,7 @@ def test_diff_of_two_evidence_runs_shows_drift_and_gates_on_it(
 def test_diff_gates_checks_that_are_no_longer_verified(
     toy: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_flopcheck.cli import main
+    from pytest_flopcheck.cli.app import main
 
     toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
     toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", "--flopcheck-device=cuda", *NO_CACHE)
@@ -625,7 +625,7 @@ def test_diff_gates_checks_that_are_no_longer_verified(
 def test_bad_diff_options(
     toy: pytest.Pytester, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], message: str
 ) -> None:
-    from pytest_flopcheck.cli import main
+    from pytest_flopcheck.cli.app import main
 
     toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
     (run,) = (str(d) for d in run_dirs(toy))
@@ -697,7 +697,7 @@ def test_a_model_named_twice_runs_each_check_once(toy: pytest.Pytester) -> None:
 GROUPED = """
 import torch
 from pytest_flopcheck import CostNode, Metrics, ModelRegistration, OpPolicy, ReferenceCall, Stage, hookimpl
-from pytest_flopcheck.ops import grouped_matmul_flops
+from pytest_flopcheck.analytic.ops import grouped_matmul_flops
 
 ROWS, K, N, EXPERTS = 12, 8, 16, 3
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from pytest_flopcheck.provenance import CodeSet, UnstableKey, canonical, code_key, framework_digest
-from pytest_flopcheck.registry import load_registry
+from pytest_flopcheck.model.registration import load_registry
+from pytest_flopcheck.reference.provenance import CodeSet, UnstableKey, canonical, code_key, framework_digest
 
 pytest.importorskip("torch")
 TOY = (Path(__file__).parent / "toy_model.py").read_text()
@@ -172,8 +172,8 @@ def test_a_models_reference_key_follows_its_imports_but_not_its_analytic_models(
 
 def test_the_framework_digest_covers_the_counting_and_tracking_code() -> None:
     code = CodeSet()
-    code.add_module("pytest_flopcheck.reference")
-    assert {"pytest_flopcheck.ops_policy", "pytest_flopcheck.memory"} <= set(code.modules)
+    code.add_module("pytest_flopcheck.reference.counting")
+    assert {"pytest_flopcheck.reference.ops_policy", "pytest_flopcheck.reference.memory"} <= set(code.modules)
     assert len(framework_digest()) == 16
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopcheck.compare import Comparison
-from pytest_flopcheck.evidence import md, summary_html, summary_markdown, terminal_lines
-from pytest_flopcheck.record import (
+from pytest_flopcheck.evidence.record import (
     COMPLETE,
     INTERRUPTED,
     NOTHING_RUN,
@@ -15,7 +13,9 @@ from pytest_flopcheck.record import (
     RunRecord,
     StageTotal,
 )
-from pytest_flopcheck.reference import CoverageGap
+from pytest_flopcheck.evidence.render import md, summary_html, summary_markdown, terminal_lines
+from pytest_flopcheck.reference.counting import CoverageGap
+from pytest_flopcheck.verification.compare import Comparison
 
 
 def check(outcome: str, kind: str = "test_layer", layer: str = "proj", **extra: object) -> CheckRecord:

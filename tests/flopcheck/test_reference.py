@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_flopcheck import ReferenceCall
-from pytest_flopcheck.reference import (
+from pytest_flopcheck.reference.counting import (
     ReferenceSkipped,
     check_device,
     count_reference,
@@ -112,7 +112,7 @@ def test_cuda_without_gpu_is_a_skip() -> None:
 
 
 def test_grouped_mm_is_counted_by_the_shipped_formula() -> None:
-    from pytest_flopcheck.ops import grouped_matmul_flops
+    from pytest_flopcheck.analytic.ops import grouped_matmul_flops
 
     rows, k, n, experts = 12, 8, 16, 3
     a = torch.randn(rows, k, device="meta", dtype=torch.bfloat16)
@@ -195,7 +195,7 @@ def test_a_scope_naming_no_submodule_is_an_error() -> None:
 
 def test_merged_calls_match_a_module_called_with_different_shapes() -> None:
     from pytest_flopcheck import layers, merge_calls
-    from pytest_flopcheck.report import peak_activation_bytes
+    from pytest_flopcheck.sizing.report import peak_activation_bytes
 
     proj = torch.nn.Linear(16, 32, device="meta")
     rows = [256, 144, 144]  # a global view and two crops

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pytest_flopcheck import ModelRegistration, RegistrationError, Stage, hookimpl, load_registry
-from pytest_flopcheck.tree import CostNode, Metrics
+from pytest_flopcheck.analytic.tree import CostNode, Metrics
 
 
 def registration(name: str = "m", **overrides: Any) -> ModelRegistration:

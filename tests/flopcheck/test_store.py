@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flopcheck.reference import ModuleCount, ReferenceCounts, ReferenceSkipped
-from pytest_flopcheck.store import CACHED, COUNTED, SHARED, CountFailed, ReferenceStore, cache_key
+from pytest_flopcheck.reference.counting import ModuleCount, ReferenceCounts, ReferenceSkipped
+from pytest_flopcheck.reference.store import CACHED, COUNTED, SHARED, CountFailed, ReferenceStore, cache_key
 
 COUNTS = ReferenceCounts(
     device="meta",

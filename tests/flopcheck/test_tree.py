@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.tree import METRICS, CostNode, Metrics, group, with_repeat
+from pytest_flopcheck.analytic.tree import METRICS, CostNode, Metrics, group, with_repeat
 
 
 def leaf(node_id: str, flops: int, params: int = 0, cache: int = 0) -> CostNode:
@@ -46,7 +46,7 @@ def test_metrics_are_exact_integers_for_huge_values() -> None:
 
 
 def test_renamer_copies_ids_and_references_and_shares_metrics() -> None:
-    from pytest_flopcheck.tree import Renamer
+    from pytest_flopcheck.analytic.tree import Renamer
 
     template = group(
         "blocks.0", "block", [leaf("blocks.0.a", 1), leaf("blocks.0.b", 2)], reference="enc.block.0"
@@ -67,7 +67,7 @@ def test_renamer_copies_ids_and_references_and_shares_metrics() -> None:
 def test_renamer_rejects_a_template_outside_its_prefix() -> None:
     import pytest
 
-    from pytest_flopcheck.tree import Renamer
+    from pytest_flopcheck.analytic.tree import Renamer
 
     with pytest.raises(ValueError, match=r"node id 'other' does not start with 'blocks.0'"):
         Renamer(group("blocks.0", "b", [leaf("other", 1)]), "blocks.0", "x")
@@ -77,7 +77,7 @@ def test_closed_form_decode_steps_equal_their_sum_and_build_in_constant_time() -
     import time
 
     from pytest_flopcheck import closed_form_calls, layers
-    from pytest_flopcheck.tree import Metrics
+    from pytest_flopcheck.analytic.tree import Metrics
 
     def step(kv_len: int) -> Metrics:
         return layers.attention_core(
@@ -107,7 +107,7 @@ def test_closed_form_decode_steps_equal_their_sum_and_build_in_constant_time() -
 
 def test_calls_survive_renaming_and_are_validated() -> None:
     from pytest_flopcheck import closed_form_calls
-    from pytest_flopcheck.tree import Metrics, Renamer, check_tree, group
+    from pytest_flopcheck.analytic.tree import Metrics, Renamer, check_tree, group
 
     leaf = closed_form_calls(
         "blocks.0.attn", "attention", total=Metrics(flops=10), calls=5, largest=Metrics(flops=4)
@@ -122,7 +122,7 @@ def test_calls_survive_renaming_and_are_validated() -> None:
 
 
 def test_live_peak_adds_what_groups_hold_to_the_largest_call_and_its_scratch() -> None:
-    from pytest_flopcheck.tree import live_path, live_peak
+    from pytest_flopcheck.analytic.tree import live_path, live_peak
 
     a = CostNode("a", "x", Metrics(io_bytes=110, weight_bytes=10), scratch_bytes=5)  # 100 + 5
     b = CostNode("b", "x", Metrics(io_bytes=90))
@@ -136,7 +136,7 @@ def test_live_peak_adds_what_groups_hold_to_the_largest_call_and_its_scratch() -
 def test_merged_calls_peak_at_the_call_with_the_most_live_bytes() -> None:
     """The call with the most I/O need not hold the most: a smaller call with a large scratch
     (a materialised mask, say) sets the merged node's peak, not a mix of the two."""
-    from pytest_flopcheck.tree import live_peak, merge_call_trees, merge_calls
+    from pytest_flopcheck.analytic.tree import live_peak, merge_call_trees, merge_calls
 
     wide = CostNode("a", "x", Metrics(io_bytes=1_000, weight_bytes=10), scratch_bytes=50)  # 1,040
     masked = CostNode("a", "x", Metrics(io_bytes=400, weight_bytes=10), scratch_bytes=900)  # 1,290

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_flopcheck.reference import coverage_gaps, run_reference
-from pytest_flopcheck.tree import CostNode
+from pytest_flopcheck.analytic.tree import CostNode
+from pytest_flopcheck.reference.counting import coverage_gaps, run_reference
 from wan_models.wan2_1 import STAGES, Workload, pipeline_tree, runs_per_generation, stage_tree
 
 sizes = st.integers(1, 45).map(lambda n: 16 * n)  # up to 720

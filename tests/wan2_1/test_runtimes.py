@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopcheck.report import build_report
+from pytest_flopcheck.sizing.report import build_report
 from wan_models.wan2_1.registration import registration
 from wan_models.wan2_1.workload import STANDARD_WORKLOADS
 

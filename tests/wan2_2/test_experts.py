@@ -160,7 +160,7 @@ def test_bad_workloads_name_the_field(values: dict[str, object], field: str, mes
 
 
 def test_the_cli_parses_the_flow_shift(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_flopcheck.cli import main
+    from pytest_flopcheck.cli.app import main
 
     assert main(["report", "wan2_2", "--flow-shift", "x", "--output", str(tmp_path)]) == 2
     assert "--flow-shift 'x' is not allowed: it must be a number" in capsys.readouterr().err
@@ -191,7 +191,8 @@ def test_the_analytic_side_and_reports_do_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, wan_models.wan2_2.registration as r; from pytest_flopcheck.report import build_report; "
+        "import sys, wan_models.wan2_2.registration as r; "
+        "from pytest_flopcheck.sizing.report import build_report; "
         "reg = r.registration(); "
         "[build_report(reg, w, run_id='x', created_utc='y', runtime='official') "
         "for w in reg.workloads.values()]; "

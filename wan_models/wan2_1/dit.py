@@ -9,8 +9,8 @@ from __future__ import annotations
 from math import prod
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.layers import FP32_BYTES
-from pytest_flopcheck.tree import CostNode, Metrics, Renamer, group, join, merge_calls
+from pytest_flopcheck.analytic.layers import FP32_BYTES
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, Renamer, group, join, merge_calls
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
 

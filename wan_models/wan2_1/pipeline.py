@@ -13,7 +13,7 @@ from typing import Final
 
 import attrs
 
-from pytest_flopcheck.tree import CostNode, Metrics, group
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, group
 from wan_models.wan2_1.config import (
     CLIP_VIT_H,
     UMT5_XXL,

@@ -15,8 +15,8 @@ from itertools import pairwise
 import attrs
 
 from pytest_flopcheck import layers
-from pytest_flopcheck.layers import FP32_BYTES
-from pytest_flopcheck.tree import CostNode, Metrics, closed_form_calls, group, join, regroup
+from pytest_flopcheck.analytic.layers import FP32_BYTES
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, closed_form_calls, group, join, regroup
 from wan_models.wan2_1.config import VAEConfig
 from wan_models.wan2_1.workload import Workload
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pytest_flopcheck.tree import CostNode, Metrics
+from pytest_flopcheck.analytic.tree import CostNode, Metrics
 from wan_models.wan2_1.config import UMT5_XXL, DiTConfig, TextEncoderConfig, VAEConfig
 from wan_models.wan2_1.dit import dit_forward
 from wan_models.wan2_1.pipeline import stage_totals as wan21_totals

@@ -4,7 +4,7 @@ With xdist's default ``load`` scheduling, the checks of one stage are spread ove
 so every worker needs (and, without the shared store, counts) nearly every reference. Grouping
 the generated checks by (model, workload, stage) sends each reference's checks to one worker;
 the largest groups go first. Other tests stay one unit each, as under ``load``. The pipeline
-checks read their stages' counts from the shared store (see :mod:`pytest_flopcheck.store`).
+checks read their stages' counts from the shared store (see :mod:`pytest_flopcheck.reference.store`).
 
 xdist's ``loadscope`` (3.8) mishandles a worker that dies: it keeps the dead worker's collection,
 so a replacement still collecting is taken for ready (KeyError, pytest-xdist issues 1189 and
@@ -21,7 +21,7 @@ from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling
 
-from pytest_flopcheck.session import Case
+from pytest_flopcheck.verification.session import Case
 
 NODE_PREFIX = "flopcheck::"
 

@@ -4,7 +4,7 @@ Tests are generated only when ``--flopcheck`` (or the ``flopcheck`` ini key) nam
 run state lives in one :class:`FlopcheckRun` object registered as a plugin. Outcomes are
 recorded on the controller from pytest's own reports (``pytest_runtest_logreport``), with and
 without xdist; the evidence is rendered from the resulting
-:class:`~pytest_flopcheck.record.RunRecord` and published once, whole, by the controller.
+:class:`~pytest_flopcheck.evidence.record.RunRecord` and published once, whole, by the controller.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any
 import attrs
 import pytest
 
-from pytest_flopcheck import evidence
-from pytest_flopcheck.compare import Comparison
-from pytest_flopcheck.names import printable, shorten
-from pytest_flopcheck.record import (
+from pytest_flopcheck.analytic.tree import CostNode
+from pytest_flopcheck.evidence import render as evidence
+from pytest_flopcheck.evidence.record import (
     COMPLETE,
     INTERRUPTED,
     NOTHING_RUN,
@@ -34,10 +33,13 @@ from pytest_flopcheck.record import (
     StageTotal,
     comparison_from_json,
 )
-from pytest_flopcheck.reference import DEVICES, CoverageGap
-from pytest_flopcheck.registry import RegistrationError, load_registry
-from pytest_flopcheck.scheduling import NODE_PREFIX
-from pytest_flopcheck.session import (
+from pytest_flopcheck.model.registration import RegistrationError, load_registry
+from pytest_flopcheck.names import printable, shorten
+from pytest_flopcheck.plugin.scheduling import NODE_PREFIX
+from pytest_flopcheck.reference.counting import DEVICES, CoverageGap
+from pytest_flopcheck.reference.store import CACHED, COUNTED, ReferenceStore
+from pytest_flopcheck.verification.compare import Comparison
+from pytest_flopcheck.verification.session import (
     PIPELINE,
     Case,
     CheckError,
@@ -46,8 +48,6 @@ from pytest_flopcheck.session import (
     SelectionError,
     parse_list,
 )
-from pytest_flopcheck.store import CACHED, COUNTED, ReferenceStore
-from pytest_flopcheck.tree import CostNode
 
 DEFAULT_OUTPUT = "tmp/profile-output"
 _WORKER_KEY = "flopcheck_reference_runs"
@@ -143,7 +143,7 @@ def _selects_generated(markexpr: str) -> bool:
 def _conftest_plugins(config: pytest.Config) -> list[tuple[str, object]]:
     """Plugins already loaded by pytest (conftest modules) that implement flopcheck hooks,
     found with pluggy's own hook-implementation marker."""
-    from pytest_flopcheck.registry import plugin_manager
+    from pytest_flopcheck.model.registration import plugin_manager
 
     pm = plugin_manager()
     found = []
@@ -496,7 +496,7 @@ class FlopcheckRun:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         if config.getvalue("dist") != "load":
             return None  # the user chose a scheduling: keep it
-        from pytest_flopcheck.scheduling import make_scheduler
+        from pytest_flopcheck.plugin.scheduling import make_scheduler
 
         return make_scheduler(config, log)
 

@@ -8,8 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from pytest_flopcheck.evidence.record import OUTCOMES
 from pytest_flopcheck.files import FileProblem, describe
-from pytest_flopcheck.record import OUTCOMES
 
 Check = Callable[[Any], bool]
 

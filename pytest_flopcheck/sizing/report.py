@@ -14,10 +14,10 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.evidence import md
-from pytest_flopcheck.hardware import GPUS, ZERO_TIME, Gpu, roofline
-from pytest_flopcheck.registry import RUNTIME_DTYPES, ModelRegistration, model_call
-from pytest_flopcheck.tree import ZERO, CostNode, live_peak
+from pytest_flopcheck.analytic.tree import ZERO, CostNode, live_peak
+from pytest_flopcheck.evidence.render import md
+from pytest_flopcheck.model.registration import RUNTIME_DTYPES, ModelRegistration, model_call
+from pytest_flopcheck.sizing.hardware import GPUS, ZERO_TIME, Gpu, roofline
 
 SCHEMA_VERSION = 1
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
@@ -92,7 +92,7 @@ def peak_activation_bytes(tree: CostNode) -> int:
 
 def working_bytes(tree: CostNode, verified: bool) -> int:
     """What a stage holds beyond its weights at its peak: the model's live set
-    (:func:`~pytest_flopcheck.tree.live_peak`), which ``test_memory`` checks where the stage
+    (:func:`~pytest_flopcheck.analytic.tree.live_peak`), which ``test_memory`` checks where the stage
     declares a memory tolerance (``verified``); for a stage that does not, the largest layer call
     plus every cache where that is larger (a live set that may not model its caches)."""
     live = live_peak(tree)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from pytest_flopcheck.tree import CostNode
+from pytest_flopcheck.analytic.tree import CostNode
 
 PRECISIONS = ("tf32", "bf16", "fp16", "fp8")
 

@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 
 _ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
-COUNTING_MODULES = ("pytest_flopcheck.reference",)
+COUNTING_MODULES = ("pytest_flopcheck.reference.counting",)
 """The framework's counting and tracking code starts here (its imports inside the framework are
 followed)."""
 

@@ -16,9 +16,17 @@ from typing import Any, Final
 
 import attrs
 
-from pytest_flopcheck.compare import Comparison
-from pytest_flopcheck.reference import CoverageGap
-from pytest_flopcheck.session import END_TO_END, GENERATION, IO, LAYER, LIVE_PEAK, PARAMS, PIPELINE
+from pytest_flopcheck.reference.counting import CoverageGap
+from pytest_flopcheck.verification.compare import Comparison
+from pytest_flopcheck.verification.session import (
+    END_TO_END,
+    GENERATION,
+    IO,
+    LAYER,
+    LIVE_PEAK,
+    PARAMS,
+    PIPELINE,
+)
 
 SCHEMA_VERSION: Final = 2
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import attrs
 
-from pytest_flopcheck.memory import LiveBytes, op_traffic, reachable_tensors, tensors
-from pytest_flopcheck.ops_policy import COMPUTE_OPS, OpPolicy
-from pytest_flopcheck.registry import ReferenceCall
-from pytest_flopcheck.tree import CostNode
+from pytest_flopcheck.analytic.tree import CostNode
+from pytest_flopcheck.model.registration import ReferenceCall
+from pytest_flopcheck.reference.memory import LiveBytes, op_traffic, reachable_tensors, tensors
+from pytest_flopcheck.reference.ops_policy import COMPUTE_OPS, OpPolicy
 
 DEVICES = ("meta", "cpu", "cuda")
 
@@ -54,7 +54,7 @@ class ModuleCount:
     own_ops: Mapping[str, int] = attrs.field(factory=dict)
     io_ops: Mapping[str, int] = attrs.field(factory=dict)
     """Bytes read and written by the counted ops that ran in the module (children included), per
-    operator (:mod:`pytest_flopcheck.memory` says how bytes are counted)."""
+    operator (:mod:`pytest_flopcheck.reference.memory` says how bytes are counted)."""
     own_io_ops: Mapping[str, int] = attrs.field(factory=dict)
     other_io: int = 0
     """Bytes moved by every other op that ran in the module (children included): elementwise
@@ -304,7 +304,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     The module is wrapped in a root module whose forward performs the call, so every module
     is named by its path from ``call.module`` whatever method the call uses. ``policy`` adds
     formulas to the counter and says which compute ops do no counted work; the framework's own
-    formulas (:data:`~pytest_flopcheck.ops_policy.SHIPPED_FORMULAS`) always apply.
+    formulas (:data:`~pytest_flopcheck.reference.ops_policy.SHIPPED_FORMULAS`) always apply.
     """
     rules = policy or OpPolicy()
     import torch

@@ -8,7 +8,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_flopcheck.report import percent
+from pytest_flopcheck.sizing.report import percent
 
 PALETTE = ("#3b6ea5", "#e07b39", "#4b9b62", "#b2443a", "#7d5ba6", "#8c7a5b")
 

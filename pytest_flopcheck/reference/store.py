@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.reference import ReferenceCounts, ReferenceSkipped
+from pytest_flopcheck.reference.counting import ReferenceCounts, ReferenceSkipped
 
 try:
     import fcntl

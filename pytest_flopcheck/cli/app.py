@@ -29,21 +29,30 @@ from typing import Any, NoReturn
 
 import attrs
 
-from pytest_flopcheck import evidence, plots, report
-from pytest_flopcheck.compare import relative_error
-from pytest_flopcheck.diff import diff_runs, parse_threshold
+from pytest_flopcheck.evidence import render as evidence
+from pytest_flopcheck.evidence.diff import diff_runs, parse_threshold
+from pytest_flopcheck.evidence.record import SCHEMA_VERSION, RunRecord
+from pytest_flopcheck.evidence.schema import check_evidence, check_report
 from pytest_flopcheck.files import FileProblem, describe, read_json
-from pytest_flopcheck.hardware import GPUS, PRECISIONS, Gpu, HardwareError, check_precision, lookup, roofline
-from pytest_flopcheck.names import printable, shorten
-from pytest_flopcheck.record import SCHEMA_VERSION, RunRecord
-from pytest_flopcheck.registry import (
+from pytest_flopcheck.model.registration import (
     ModelError,
     ModelRegistration,
     RegistrationError,
     Registry,
     load_registry,
 )
-from pytest_flopcheck.schema import check_evidence, check_report
+from pytest_flopcheck.names import printable, shorten
+from pytest_flopcheck.sizing import plots, report
+from pytest_flopcheck.sizing.hardware import (
+    GPUS,
+    PRECISIONS,
+    Gpu,
+    HardwareError,
+    check_precision,
+    lookup,
+    roofline,
+)
+from pytest_flopcheck.verification.compare import relative_error
 
 DEFAULT_OUTPUT = "tmp/profile-output"
 MAX_DIGITS = 30

@@ -11,9 +11,9 @@ import attrs
 import pluggy
 
 from pytest_flopcheck import _hookspecs
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, TreeError, check_tree
 from pytest_flopcheck.names import is_safe_name, name_error
-from pytest_flopcheck.ops_policy import OpPolicy
-from pytest_flopcheck.tree import CostNode, Metrics, TreeError, check_tree
+from pytest_flopcheck.reference.ops_policy import OpPolicy
 
 ENTRY_POINT_GROUP = "flopcheck"
 
@@ -75,7 +75,7 @@ class Stage:
         default=None, validator=attrs.validators.optional(_check_tolerance)
     )
     """The largest allowed relative error of the stage's analytic live peak beyond its weights
-    (:func:`~pytest_flopcheck.tree.live_peak`) against the live tensor bytes measured on the
+    (:func:`~pytest_flopcheck.analytic.tree.live_peak`) against the live tensor bytes measured on the
     reference beyond its weights (which are compared exactly); with it each workload gets a
     ``test_memory`` check. None: the peak is not verified (and reports say so)."""
 
@@ -274,7 +274,7 @@ class ModelRegistration:
     - ``serving`` (a :class:`Serving`) turns a generative model's stages into time to first
       token, time per output token, throughput and KV-cache memory in reports and sweeps.
     - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
-      compute-like ops that do no counted work (see :mod:`pytest_flopcheck.ops_policy`).
+      compute-like ops that do no counted work (see :mod:`pytest_flopcheck.reference.ops_policy`).
     """
 
     name: str = attrs.field(validator=_check_name("model"))

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import attrs
 
-from pytest_flopcheck.compare import relative_error
-from pytest_flopcheck.record import CheckRecord, RunRecord
+from pytest_flopcheck.evidence.record import CheckRecord, RunRecord
+from pytest_flopcheck.verification.compare import relative_error
 
 PROBLEMS = frozenset({"failed", "error"})
 VERIFIED = frozenset({"passed", "xpassed"})

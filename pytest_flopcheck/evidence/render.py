@@ -1,4 +1,4 @@
-"""Evidence of a verification run, rendered from its :class:`~pytest_flopcheck.record.RunRecord`:
+"""Evidence of a verification run, rendered from its :class:`~pytest_flopcheck.evidence.record.RunRecord`:
 ``evidence.json`` for machines, ``summary.md``, the HTML summary and the terminal lines for
 people; and the staged run directory they are published in.
 
@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pytest_flopcheck.record import RunRecord, StageSummary
+from pytest_flopcheck.evidence.record import RunRecord, StageSummary
 
 MAX_LISTED = 20
 """Failures and errors listed by name in the summaries (all of them are in evidence.json)."""

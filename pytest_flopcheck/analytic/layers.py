@@ -1,7 +1,7 @@
 """Leaf-node builders: one function per kind of layer, shared by every model package.
 
-Each returns a :class:`~pytest_flopcheck.tree.CostNode` for one run of the layer, with FLOPs
-from :mod:`pytest_flopcheck.ops` and byte counts for the given element size. Byte counts are
+Each returns a :class:`~pytest_flopcheck.analytic.tree.CostNode` for one run of the layer, with FLOPs
+from :mod:`pytest_flopcheck.analytic.ops` and byte counts for the given element size. Byte counts are
 first-order: ``io_bytes`` is inputs + weights + outputs read or written once (what a fused
 kernel moves), ``activation_bytes`` the output.
 """
@@ -13,8 +13,8 @@ from math import prod
 
 import attrs
 
-from pytest_flopcheck import ops
-from pytest_flopcheck.tree import CostNode, Metrics, group
+from pytest_flopcheck.analytic import ops
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, group
 
 GROUP_OFFSET_BYTES = 4
 """Bytes of one group offset (int32) a grouped GEMM reads."""

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import attrs
 
-from pytest_flopcheck.compare import Comparison, check_path
+from pytest_flopcheck.analytic.tree import CostNode, TreeError, check_tree, live_path, live_peak
+from pytest_flopcheck.model.registration import Generation, ModelRegistration, Registry
 from pytest_flopcheck.names import shorten
-from pytest_flopcheck.provenance import UnstableKey, canonical, code_key, framework_digest
-from pytest_flopcheck.reference import (
+from pytest_flopcheck.reference.counting import (
     COUNTS_FORMAT,
     CoverageGap,
     ReferenceCounts,
@@ -31,9 +31,9 @@ from pytest_flopcheck.reference import (
     run_reference,
     uncounted_gaps,
 )
-from pytest_flopcheck.registry import Generation, ModelRegistration, Registry
-from pytest_flopcheck.store import COUNTED, CountFailed, ReferenceStore, cache_key
-from pytest_flopcheck.tree import CostNode, TreeError, check_tree, live_path, live_peak
+from pytest_flopcheck.reference.provenance import UnstableKey, canonical, code_key, framework_digest
+from pytest_flopcheck.reference.store import COUNTED, CountFailed, ReferenceStore, cache_key
+from pytest_flopcheck.verification.compare import Comparison, check_path
 
 PIPELINE = "pipeline"
 
@@ -353,7 +353,7 @@ class FlopcheckSession:
     # -- references -------------------------------------------------------------------------
 
     def reference_key(self, model: str, workload: str, stage: str) -> str:
-        """Everything a count depends on, digested (see :mod:`pytest_flopcheck.provenance`);
+        """Everything a count depends on, digested (see :mod:`pytest_flopcheck.reference.provenance`);
         UnstableKey when some part differs between runs."""
         reg = self.registration(model)
         wl = reg.workloads[workload]

@@ -1,0 +1,5 @@
+import sys
+
+from pytest_flopcheck.cli.app import main
+
+sys.exit(main())
