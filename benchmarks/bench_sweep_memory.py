@@ -9,6 +9,7 @@ Run: python benchmarks/bench_sweep_memory.py
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,21 +32,24 @@ def values(field: str, n: int) -> str:
     return ",".join(str(i) for i in range(1, n + 1))
 
 
+WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "print('maxrss_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
 def measure(points: int, grid: dict[str, int], output: Path) -> tuple[float, float, int]:
     """Wall seconds, peak RSS in MB, and bytes written."""
-    script = (
-        "import resource, sys\n"
-        "from pytest_flopcheck.cli.app import main\n"
-        "code = main(sys.argv[1:])\n"
-        "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-        "sys.exit(code)\n"
-    )
     argv = ["sweep", "wan2_1", "--max-points", str(points), "--output", str(output)]
     for field, n in grid.items():
         argv += ["--vary", f"{field}={values(field, n)}"]
+    command = shutil.which("flopcheck") or str(Path(sys.executable).parent / "flopcheck")
     start = time.perf_counter()
+    # A wrapper process runs the `flopcheck` command alone, so its children's peak is the sweep's.
     done = subprocess.run(
-        [sys.executable, "-c", script, *argv], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-c", WRAPPER, command, *argv], cwd=ROOT, capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:

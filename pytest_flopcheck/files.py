@@ -8,12 +8,13 @@ rejected. Every problem is one sentence naming the file and, where there is one,
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
-from pytest_flopcheck.names import shorten
+from pytest_flopcheck.text import shorten
 
 MAX_BYTES = 256 * 2**20
 MAX_DEPTH = 200
@@ -82,3 +83,91 @@ def describe(value: Any) -> str:
     if isinstance(value, float):
         return f"{value!r} (a float)"
     return shorten(value)
+
+
+class Fields:
+    """A JSON object read field by field, each problem one :class:`FileProblem` sentence naming the
+    field by its path (``memory.stages.vae_decode.cache_bytes``): the reading side of a typed
+    record's ``from_json``."""
+
+    def __init__(self, value: Any, where: str = "") -> None:
+        if not isinstance(value, dict):
+            raise FileProblem(f"field {where or '(top level)'} is {describe(value)}; it must be an object")
+        self.value = value
+        self.where = where
+        self.read: set[str] = set()
+
+    def _path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str) -> Any:
+        if key not in self.value:
+            raise FileProblem(f"field {self._path(key)} is missing")
+        self.read.add(key)
+        return self.value[key]
+
+    def has(self, key: str) -> bool:
+        return key in self.value
+
+    def _check(self, key: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise FileProblem(f"field {self._path(key)} is {describe(self.value[key])}; it must be {what}")
+
+    def integer(self, key: str) -> int:
+        value = self.get(key)
+        self._check(key, isinstance(value, int) and not isinstance(value, bool), "an integer")
+        return int(value)
+
+    def optional_integer(self, key: str) -> int | None:
+        return None if self.get(key) is None else self.integer(key)
+
+    def number(self, key: str) -> float:
+        """A finite number, kept as it is (an int stays an int, so the JSON comes back whole)."""
+        value = self.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        self._check(key, ok, "a finite number")
+        return value  # type: ignore[no-any-return]
+
+    def text(self, key: str) -> str:
+        value = self.get(key)
+        self._check(key, isinstance(value, str), "text")
+        return str(value)
+
+    def optional_text(self, key: str) -> str | None:
+        return None if self.get(key) is None else self.text(key)
+
+    def flag(self, key: str) -> bool:
+        value = self.get(key)
+        self._check(key, isinstance(value, bool), "true or false")
+        return bool(value)
+
+    def object(self, key: str) -> Fields:
+        return Fields(self.get(key), self._path(key))
+
+    def items(self, key: str) -> list[tuple[str, Fields]]:
+        """The fields of an object of objects, in order."""
+        inner = self.object(key)
+        return [(name, inner.object(name)) for name in inner.value]
+
+    def array(self, key: str) -> list[Any]:
+        value = self.get(key)
+        self._check(key, isinstance(value, list), "a list")
+        return value  # type: ignore[no-any-return]
+
+    def objects(self, key: str) -> list[Fields]:
+        return [Fields(item, f"{self._path(key)}[{i}]") for i, item in enumerate(self.array(key))]
+
+    def texts(self, key: str) -> list[str]:
+        values = self.array(key)
+        self._check(key, all(isinstance(v, str) for v in values), "a list of text")
+        return values
+
+    def data(self, key: str) -> Any:
+        """Free-form JSON data (a model's metadata, a workload's fields), taken as it is."""
+        return self.get(key)
+
+    def done(self) -> None:
+        """Refuse a field this reader never asked for: another schema version, or an edit."""
+        extra = [key for key in self.value if key not in self.read]
+        if extra:
+            raise FileProblem(f"field {self._path(extra[0])} is not a field of this schema version")

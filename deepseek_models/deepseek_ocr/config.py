@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig, SamConfig
-from deepseek_models.deepseek_ocr2.config import TINY as OCR2_TINY
+from deepseek_models.shared.config import DECODER, TINY_DECODER, TINY_SAM, DecoderConfig, SamConfig
 
 SAM = SamConfig(compressor=(512, 1024))
 
@@ -54,9 +53,9 @@ class Architecture:
 
 CHECKPOINT = Architecture()
 TINY = Architecture(
-    sam=attrs.evolve(OCR2_TINY.sam, compressor=(8, 16)),
+    sam=TINY_SAM,
     clip=ClipConfig(width=16, layers=2, heads=2, mlp=24, image_size=28, patch=14),
-    decoder=OCR2_TINY.decoder,
+    decoder=TINY_DECODER,
 )
 """Tiny configurations of the same architecture, for a real end-to-end generation on CPU (SAM's
 output width equals CLIP's, as in the checkpoint)."""

@@ -34,11 +34,10 @@ from typing import Any
 
 from deepseek_models.deepseek_ocr.config import CHECKPOINT, TINY, Architecture
 from deepseek_models.deepseek_ocr.workload import TILE_SIZE, Page
-from deepseek_models.deepseek_ocr2 import reference as ocr2_reference
-from deepseek_models.deepseek_ocr2.config import Architecture as Ocr2Architecture
+from deepseek_models.shared import reference as shared_reference
 from pytest_flopcheck import ReferenceCall, ReferenceSkipped
 
-IMAGE_TOKEN = ocr2_reference.IMAGE_TOKEN
+IMAGE_TOKEN = shared_reference.IMAGE_TOKEN
 VISION_SCOPE = ("sam_model", "vision_model", "projector", "image_newline", "view_seperator")
 LANGUAGE_SCOPE = ("language_model", "lm_head")
 
@@ -64,7 +63,7 @@ def clip_config(arch: Architecture = CHECKPOINT) -> Any:
 def config(arch: Architecture = CHECKPOINT) -> Any:
     """transformers' DeepSeek-OCR-2 configuration carrying v1's SAM and the shared decoder (its
     own vision encoder is not used)."""
-    return ocr2_reference.config(Ocr2Architecture(sam=arch.sam, decoder=arch.decoder))
+    return shared_reference.config(arch.sam, arch.decoder)
 
 
 @functools.cache
@@ -182,7 +181,9 @@ def build(w: Page, stage: str, device: str) -> ReferenceCall:
                     model.page(view, tiles, w.tile_grid)
 
             return ReferenceCall(model, vision, scope=VISION_SCOPE)
-    return ocr2_reference.language_call(model, model.language_model, model.lm_head, w, stage, LANGUAGE_SCOPE)
+    return shared_reference.language_call(
+        model, model.language_model, model.lm_head, w, stage, LANGUAGE_SCOPE
+    )
 
 
 def tiny_generate(w: Page) -> ReferenceCall:

@@ -12,8 +12,8 @@ from deepseek_models.deepseek_ocr import reference
 from deepseek_models.deepseek_ocr.config import CHECKPOINT, TINY
 from deepseek_models.deepseek_ocr.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.deepseek_ocr2 import reference as ocr2_reference
-from deepseek_models.serving import DECODER_STAGES, serving
+from deepseek_models.shared.reference import IMPLEMENTATION
+from deepseek_models.shared.serving import DECODER_STAGES, serving
 from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr"
@@ -51,7 +51,7 @@ def reference_config(workload: Page, stage: str) -> dict[str, Any]:
     """What the reference is built from (it keys the reference cache)."""
     return {
         "architecture": attrs.asdict(CHECKPOINT),
-        "experts": ocr2_reference.IMPLEMENTATION,
+        "experts": IMPLEMENTATION,
     }
 
 

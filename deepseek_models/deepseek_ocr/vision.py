@@ -14,9 +14,8 @@ import attrs
 
 from deepseek_models.deepseek_ocr.config import CHECKPOINT, Architecture, ClipConfig
 from deepseek_models.deepseek_ocr.workload import TILE_SIZE, Page, view_tokens
-from deepseek_models.deepseek_ocr2.vision import sam
-from pytest_flopcheck import CostNode, group, layers, merge_call_trees
-from pytest_flopcheck.analytic.tree import Renamer, with_repeat
+from deepseek_models.shared.sam import sam
+from pytest_flopcheck import CostNode, Renamer, group, layers, merge_call_trees, with_repeat
 
 CLIP_PREFIX = "vision_model"
 

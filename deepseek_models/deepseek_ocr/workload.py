@@ -8,7 +8,8 @@ from typing import Any, Final
 
 import attrs
 
-from deepseek_models.validation import PageBatch, WorkloadError, helped
+from deepseek_models.shared.workload import PageBatch, helped
+from pytest_flopcheck import WorkloadError
 
 MODES: Final = {"tiny": 512, "small": 640, "base": 1024, "large": 1280, "gundam": 1024}
 """Resolution modes (paper, table 1) and the size of their single (or global) view."""

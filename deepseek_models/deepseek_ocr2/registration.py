@@ -12,7 +12,7 @@ from deepseek_models.deepseek_ocr2 import reference
 from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM, TINY
 from deepseek_models.deepseek_ocr2.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.serving import DECODER_STAGES, serving
+from deepseek_models.shared.serving import DECODER_STAGES, serving
 from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Final
 
 from deepseek_models.deepseek_ocr2.config import CHECKPOINT, Architecture
-from deepseek_models.deepseek_ocr2.decoder import decoder_decode, decoder_prefill, lm_head
 from deepseek_models.deepseek_ocr2.vision import vision_stage
 from deepseek_models.deepseek_ocr2.workload import Page
-from pytest_flopcheck import CostNode, group
+from deepseek_models.shared.decoder import decoder_decode, decoder_prefill, lm_head
+from pytest_flopcheck import CostNode, group, per_generation
 
 LANGUAGE_MODEL: Final = "model.language_model"
 STAGES: Final = ("vision", "prefill", "decode")
@@ -30,7 +30,9 @@ def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT) -> CostNode
 
 def generation_flops(w: Page, arch: Architecture = CHECKPOINT) -> int:
     """FLOPs of one whole generation (every stage runs once)."""
-    return sum(stage_tree(w, stage, arch).total.flops for stage in STAGES)
+    return per_generation(
+        runs_per_generation(w), {stage: stage_tree(w, stage, arch).total.flops for stage in STAGES}
+    )
 
 
 def runs_per_generation(w: Page) -> dict[str, int]:

@@ -7,7 +7,8 @@ from typing import Any, Final
 import attrs
 
 from deepseek_models.deepseek_ocr2.vision import image_tokens
-from deepseek_models.validation import PageBatch, WorkloadError, helped
+from deepseek_models.shared.workload import PageBatch, helped
+from pytest_flopcheck import WorkloadError
 
 MAX_CROPS: Final = 9
 

@@ -14,7 +14,7 @@ from typing import Final
 
 import attrs
 
-from pytest_flopcheck.names import is_safe_name, shorten
+from pytest_flopcheck.text import is_safe_name, shorten
 
 METRICS: Final = ("flops", "params", "weight_bytes", "activation_bytes", "io_bytes", "cache_bytes")
 """The metric names, in report order."""

@@ -17,8 +17,7 @@ from typing import Any, Final
 import attrs
 
 from pytest_flopcheck.reference.counting import CoverageGap
-from pytest_flopcheck.verification.compare import Comparison
-from pytest_flopcheck.verification.session import (
+from pytest_flopcheck.verification.cases import (
     END_TO_END,
     GENERATION,
     IO,
@@ -27,6 +26,7 @@ from pytest_flopcheck.verification.session import (
     PARAMS,
     PIPELINE,
 )
+from pytest_flopcheck.verification.compare import Comparison
 
 SCHEMA_VERSION: Final = 2
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")

@@ -1,6 +1,6 @@
-"""Structure checks for the documents ``flopcheck diff`` reads back (``evidence.json`` and
-``report.json``): every field it uses has the type it needs, counts are integers (not floats,
-booleans or NaN), and a problem is one sentence naming the field."""
+"""Reading ``evidence.json`` back (``flopcheck diff`` and any later reader): every field has the
+type it needs, counts are integers (not floats, booleans or NaN), no field is unknown, and a
+problem is one sentence naming the field."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pytest_flopcheck.evidence.record import OUTCOMES
+from pytest_flopcheck.evidence.record import OUTCOMES, SCHEMA_VERSION, RunRecord
 from pytest_flopcheck.files import FileProblem, describe
 
 Check = Callable[[Any], bool]
@@ -143,31 +143,17 @@ def check_evidence(document: Any) -> None:
                 _need(row, at, key, _optional(_int), "an integer or null")
 
 
-def check_report(document: Any) -> None:
-    """Raise FileProblem unless ``document`` has every field ``flopcheck diff`` reads."""
-    top = _object(document, "")
-    _need(_object(top.get("model"), "model"), "model", "name", _str, "text")
-    _object(top.get("workload"), "workload")
-    stages = _object(top.get("stage_totals"), "stage_totals")
-    for stage, totals in stages.items():
-        where = f"stage_totals.{stage}"
-        item = _object(totals, where)
-        _need(item, where, "runs_per_generation", _int, "an integer")
-        per_generation = _object(item.get("per_generation"), f"{where}.per_generation")
-        _need(per_generation, f"{where}.per_generation", "flops", _int, "an integer")
-    trees = _object(top.get("tree"), "tree")
-    for stage, root in trees.items():
-        if stage not in stages:
-            raise FileProblem(f"field tree.{stage} has no stage_totals.{stage}")
-        stack = [(root, f"tree.{stage}")]
-        while stack:
-            node, where = stack.pop()
-            item = _object(node, where)
-            _need(item, where, "id", _str, "text")
-            _need(item, where, "flops", _int, "an integer")
-            if "repeat" in item:
-                _need(item, where, "repeat", lambda v: _int(v) and v >= 1, "an integer >= 1")
-            children = item.get("children", [])
-            if not isinstance(children, list):
-                raise FileProblem(f"field {where}.children is {describe(children)}; it must be a list")
-            stack.extend((child, f"{where}.children[{i}]") for i, child in enumerate(children))
+def load_evidence(document: Any) -> RunRecord:
+    """A run record read back from its ``evidence.json`` document: the kind and schema version
+    checked, then every field (:func:`check_evidence`); FileProblem naming the first problem."""
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if kind != "flopcheck.evidence":
+        raise FileProblem("is neither a flopcheck report.json nor an evidence.json")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise FileProblem(
+            f"is evidence of schema version {describe(version)}; this flopcheck reads version "
+            f"{SCHEMA_VERSION}"
+        )
+    check_evidence(document)
+    return RunRecord.from_json(document)

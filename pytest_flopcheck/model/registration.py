@@ -1,22 +1,18 @@
-"""Model registrations and the ``flopcheck`` plugin manager that collects them."""
+"""What a model package registers: its stages, workloads, analytic and reference builders,
+generations, runtimes and serving figures (:class:`ModelRegistration` and its parts)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from importlib.metadata import entry_points
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import attrs
-import pluggy
 
-from pytest_flopcheck import _hookspecs
 from pytest_flopcheck.analytic.tree import CostNode, Metrics, TreeError, check_tree
-from pytest_flopcheck.names import is_safe_name, name_error
+from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS
 from pytest_flopcheck.reference.ops_policy import OpPolicy
-
-ENTRY_POINT_GROUP = "flopcheck"
-
+from pytest_flopcheck.text import is_safe_name, name_error
 
 Sized = Sequence[Any] | Mapping[str, Any]
 
@@ -159,17 +155,12 @@ def _workloads(value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value)
 
 
-RUNTIME_DTYPES: Final = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
-"""Bytes per element of the dtypes a runtime may hold weights in."""
-RUNTIME_COMPUTE: Final = {"tf32": 4, "bf16": 2, "fp16": 2, "fp8": 2}
-"""Compute precisions and the bytes per activation element they keep (fp32 matmuls run on TF32
-tensor cores; fp8 matmuls keep bf16 activations between layers)."""
+def _choice(options: Iterable[str], what: str) -> Any:
+    allowed = tuple(options)
 
-
-def _choice(options: Mapping[str, int], what: str) -> Any:
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value not in options:
-            raise ValueError(f"runtime {what} {value!r} is not allowed: choose one of {', '.join(options)}")
+        if value not in allowed:
+            raise ValueError(f"runtime {what} {value!r} is not allowed: choose one of {', '.join(allowed)}")
 
     return check
 
@@ -178,9 +169,9 @@ def _choice(options: Mapping[str, int], what: str) -> Any:
 class StageRuntime:
     """How one stage runs: its weights' dtype, its compute precision, and where it runs."""
 
-    weights: str = attrs.field(validator=_choice(RUNTIME_DTYPES, "weights dtype"))
-    compute: str = attrs.field(validator=_choice(RUNTIME_COMPUTE, "compute precision"))
-    device: str = attrs.field(default="gpu", validator=_choice({"gpu": 0, "cpu": 0}, "device"))
+    weights: str = attrs.field(validator=_choice(DTYPE_BYTES, "weights dtype"))
+    compute: str = attrs.field(validator=_choice(PRECISIONS, "compute precision"))
+    device: str = attrs.field(default="gpu", validator=_choice(("gpu", "cpu"), "device"))
 
 
 @attrs.frozen(kw_only=True)
@@ -191,7 +182,7 @@ class Runtime:
 
     description: str
     stages: Mapping[str, StageRuntime]
-    resident: str = attrs.field(default="all", validator=_choice({"all": 0, "one_stage": 0}, "residency"))
+    resident: str = attrs.field(default="all", validator=_choice(("all", "one_stage"), "residency"))
 
 
 def _runtimes(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Runtime]) -> None:
@@ -332,7 +323,7 @@ class ModelRegistration:
     def checked_runs(self, workload: Any) -> dict[str, int]:
         """:meth:`runs`, with a failure as one :class:`ModelError` sentence."""
         try:
-            return self.runs(workload)
+            return self.runs_per_generation(workload)
         except ValueError as exc:
             raise ModelError(f"model {self.name!r}: {exc}") from None
         except Exception as exc:
@@ -346,7 +337,7 @@ class ModelRegistration:
                 return stage
         raise KeyError(name)
 
-    def runs(self, workload: Any) -> dict[str, int]:
+    def runs_per_generation(self, workload: Any) -> dict[str, int]:
         """How often each stage runs in one generation, checked: every stage present, none
         negative, at least one running (a stage may run 0 times in some workloads: one of two
         denoising experts no step reaches). Without ``multiplicities`` every stage runs once."""
@@ -384,94 +375,3 @@ class ModelRegistration:
         if self.end_to_end_tolerance is not None:
             return self.end_to_end_tolerance
         return min(stage.tolerance for stage in self.stages)
-
-
-@attrs.define
-class Registry:
-    """The registered models, by name, and which plugin registered each."""
-
-    models: dict[str, ModelRegistration] = attrs.field(factory=dict)
-    origins: dict[str, str] = attrs.field(factory=dict)
-
-    def add(self, registration: object, plugin: str) -> None:
-        if not isinstance(registration, ModelRegistration):
-            raise RegistrationError(
-                f"flopcheck plugin {plugin!r} registered {type(registration).__name__!s}, "
-                "not a ModelRegistration"
-            )
-        if registration.name in self.models:
-            raise RegistrationError(
-                f"flopcheck plugin {plugin!r} registered model {registration.name!r}, which plugin "
-                f"{self.origins[registration.name]!r} already registered"
-            )
-        self.models[registration.name] = registration
-        self.origins[registration.name] = plugin
-
-    def names(self) -> list[str]:
-        return sorted(self.models)
-
-    def describe(self) -> str:
-        """The registered models as a short list for error messages."""
-        return ", ".join(self.names()) or "(none)"
-
-
-def plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-    pm.add_hookspecs(_hookspecs)
-    return pm
-
-
-def hook_names(pm: pluggy.PluginManager) -> list[str]:
-    """The hooks a flopcheck plugin may implement."""
-    return sorted(name for name in vars(pm.hook) if not name.startswith("_"))
-
-
-def load_registry(
-    extra_plugins: Iterable[tuple[str, object]] = (), *, entry_point_plugins: bool = True
-) -> Registry:
-    """Collect the models of every installed model package and of ``extra_plugins``.
-
-    ``extra_plugins`` are ``(name, plugin)`` pairs, such as conftest modules that implement
-    ``flopcheck_register_models``. Errors name the plugin that caused them.
-    """
-    pm = plugin_manager()
-    if entry_point_plugins:
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-            try:
-                module = ep.load()
-            except Exception as exc:
-                raise RegistrationError(
-                    f"flopcheck plugin {ep.name!r} ({ep.value}) could not be imported: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            if not pm.is_registered(module):
-                pm.register(module, name=ep.name)
-    for name, plugin in extra_plugins:
-        if not pm.is_registered(plugin) and pm.get_plugin(name) is None:
-            pm.register(plugin, name=name)
-    try:
-        pm.check_pending()  # a misspelt hook name would otherwise be ignored silently
-    except pluggy.PluginValidationError as exc:
-        raise RegistrationError(
-            f"flopcheck plugin {pm.get_name(exc.plugin)!r} implements a hook flopcheck does not know: "
-            f"{exc}; known hooks: {', '.join(hook_names(pm))}"
-        ) from None
-    registry = Registry()
-    # Each implementation is called on its own, in registration order, so that an error
-    # can name its plugin.
-    for impl in pm.hook.flopcheck_register_models.get_hookimpls():
-        plugin_name = impl.plugin_name
-
-        def register(registration: ModelRegistration, _plugin: str = plugin_name) -> None:
-            registry.add(registration, _plugin)
-
-        try:
-            impl.function(register=register)
-        except RegistrationError:
-            raise
-        except Exception as exc:
-            raise RegistrationError(
-                f"flopcheck plugin {plugin_name!r} failed while registering models: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-    return registry

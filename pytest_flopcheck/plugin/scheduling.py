@@ -17,30 +17,29 @@ only the tests that did not run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling
 
-from pytest_flopcheck.verification.session import Case
+from pytest_flopcheck.plugin.items import NODE_PREFIX
+from pytest_flopcheck.verification.cases import Case
 
-NODE_PREFIX = "flopcheck::"
-
-
-def scope_of(nodeid: str) -> str:
-    """The work unit of a test: its reference for a generated check, else the test itself."""
-    if nodeid.startswith(NODE_PREFIX):
-        case = Case.parse(nodeid[len(NODE_PREFIX) :])
-        if case is not None:
-            return f"{NODE_PREFIX}{case.model}/{case.workload}/{case.stage}"
-    return nodeid
+CaseOf = Callable[[str], Case | None]
 
 
 class ReferenceScheduling(LoadScopeScheduling):  # type: ignore[misc]
     """``loadscope`` with one scope per reference (xdist's own LoadGroup/LoadFile pattern), safe
     when a worker dies."""
 
+    def __init__(self, config: Any, log: Any, case_of: CaseOf) -> None:
+        super().__init__(config, log)
+        self.case_of = case_of
+
     def _split_scope(self, nodeid: str) -> str:
-        return scope_of(nodeid)
+        """The work unit of a test: its reference for a generated check, else the test itself."""
+        case = self.case_of(nodeid)
+        return nodeid if case is None else f"{NODE_PREFIX}{case.model}/{case.workload}/{case.stage}"
 
     @property
     def collection_is_completed(self) -> bool:
@@ -75,5 +74,5 @@ class ReferenceScheduling(LoadScopeScheduling):  # type: ignore[misc]
         super()._reschedule(node)
 
 
-def make_scheduler(config: Any, log: Any) -> Any:
-    return ReferenceScheduling(config, log)
+def make_scheduler(config: Any, log: Any, case_of: CaseOf) -> Any:
+    return ReferenceScheduling(config, log, case_of)

@@ -588,7 +588,7 @@ def _child(parent: str, child: str) -> str:
     return f"{parent}.{child}" if parent else child
 
 
-def run_reference(
+def build_and_count(
     build: Callable[[], ReferenceCall],
     device: str,
     estimate: int | None = None,

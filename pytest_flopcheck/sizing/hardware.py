@@ -14,8 +14,9 @@ from collections.abc import Mapping
 import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode
+from pytest_flopcheck.model.workload import PRECISIONS as COMPUTE_PRECISIONS
 
-PRECISIONS = ("tf32", "bf16", "fp16", "fp8")
+PRECISIONS = tuple(COMPUTE_PRECISIONS)
 
 
 @attrs.frozen

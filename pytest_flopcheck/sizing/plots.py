@@ -8,7 +8,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_flopcheck.sizing.report import percent
+from pytest_flopcheck.sizing.records import SizingReport
+from pytest_flopcheck.sizing.render import percent
 
 PALETTE = ("#3b6ea5", "#e07b39", "#4b9b62", "#b2443a", "#7d5ba6", "#8c7a5b")
 
@@ -44,23 +45,23 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
+def report_plots(report: SizingReport) -> dict[str, str]:
     """Title -> base64 PNG for the report page: stage FLOPs, categories, time per GPU."""
     plots = {}
-    stages = report["stage_totals"]
     fig, ax = _figure()
-    names = [n for n in stages if stages[n]["runs_per_generation"]]  # stages this generation runs
+    running = [s for s in report.stages if s.runs_per_generation]  # stages this generation runs
+    names = [s.name for s in running]
     # Floats for plotting only: exact counts can exceed what matplotlib's C longs hold.
-    values = [float(stages[n]["per_generation"]["flops"]) for n in names]
+    values = [float(s.per_generation.flops) for s in running]
     bars = ax.barh(names, values, color=PALETTE[: len(names)])
     ax.set_xscale("log")
     ax.set_xlabel("FLOPs per generation (log scale)")
     ax.set_title("FLOPs per stage, one generation")
-    for bar, stage in zip(bars, names, strict=True):
+    for bar, stage in zip(bars, running, strict=True):
         ax.text(
             bar.get_width(),
             bar.get_y() + bar.get_height() / 2,
-            f" {percent(stages[stage]['flops_share'])}",
+            f" {percent(stage.flops_share)}",
             va="center",
             fontsize=8,
         )
@@ -68,24 +69,24 @@ def report_plots(report: Mapping[str, Any]) -> dict[str, str]:
     plots["FLOPs per stage"] = base64.b64encode(_png(fig)).decode()
 
     fig, ax = _figure()
-    categories = report["top_categories"]
-    ax.barh([c["category"] for c in categories], [c["share"] * 100 for c in categories], color=PALETTE[0])
+    categories = report.top_categories
+    ax.barh([c.category for c in categories], [c.share * 100 for c in categories], color=PALETTE[0])
     ax.set_xlabel("share of end-to-end FLOPs (%)")
     ax.set_title("Top categories by FLOPs")
     ax.invert_yaxis()
     plots["Top categories"] = base64.b64encode(_png(fig)).decode()
 
-    estimates = report["time_estimates"]["estimates"]
+    estimates = report.time.estimates
     if estimates:
         fig, ax = _figure(height=3.8)
         left = [0.0] * len(estimates)
-        for i, stage in enumerate(names):
-            widths = [e["stages"][stage]["per_generation_s"] for e in estimates]
+        for i, name in enumerate(names):
+            widths = [e.stage(name).per_generation_s for e in estimates]
             ax.barh(
-                [e["gpu"] for e in estimates], widths, left=left, label=stage, color=PALETTE[i % len(PALETTE)]
+                [e.gpu for e in estimates], widths, left=left, label=name, color=PALETTE[i % len(PALETTE)]
             )
             left = [a + b for a, b in zip(left, widths, strict=True)]
-        ax.set_xlabel(f"seconds per generation ({report['time_estimates']['precision']}, roofline)")
+        ax.set_xlabel(f"seconds per generation ({report.time.precision}, roofline)")
         ax.set_title("Estimated time per GPU")
         ax.legend(frameon=False, fontsize=8)
         ax.invert_yaxis()

@@ -10,7 +10,7 @@ import pytest
 
 from deepseek_models.deepseek_ocr.stages import STAGES, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.validation import WorkloadError
+from pytest_flopcheck import WorkloadError
 
 PUBLISHED_PARAMETERS = 3_336_106_240
 """DeepSeek-OCR's own remote code instantiated on meta (DEEPSEEK_OCR_FACTS.md)."""

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from deepseek_models.deepseek_ocr2.stages import STAGES, stage_tree
-from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page, WorkloadError
+from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
+from pytest_flopcheck import WorkloadError
 
 
 def test_importing_the_registration_and_building_trees_does_not_import_torch() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepseek_models.deepseek_ocr2 import DECODER, decoder_prefill
+from deepseek_models.shared.config import DECODER
+from deepseek_models.shared.decoder import decoder_prefill
 from pytest_flopcheck import ReferenceCall
 from pytest_flopcheck.reference.counting import count_reference, coverage_gaps
 
@@ -124,7 +125,7 @@ def generation_model() -> object:
 def test_decode_steps_are_exact_module_by_module_and_built_in_constant_time() -> None:
     import time
 
-    from deepseek_models.deepseek_ocr2.decoder import decoder_decode
+    from deepseek_models.shared.decoder import decoder_decode
 
     batch, prompt, steps = 2, 300, 8
     model = generation_model()

@@ -284,7 +284,7 @@ def test_bad_cli_input_is_one_sentence(
 def test_a_float_overflow_is_one_sentence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_flopcheck.cli.app as cli
+    import pytest_flopcheck.cli.workloads as cli
 
     monkeypatch.setattr(cli, "MAX_DIGITS", 400)  # past the digit limit, the float guard still holds
     code, _, err = run(
@@ -440,7 +440,7 @@ def test_an_output_under_a_file_is_one_sentence(tmp_path: Path, capsys: pytest.C
 def test_sweep_streams_every_point_and_shows_progress_on_long_sweeps(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_flopcheck.cli.app as cli
+    import pytest_flopcheck.cli.sweep as cli
 
     monkeypatch.setattr(cli, "PROGRESS_FROM", 10)
     code, out, err = run(
@@ -960,7 +960,7 @@ def test_a_runtime_must_give_every_stage() -> None:
 
 def test_a_checked_live_set_sizes_the_stage_and_an_unchecked_one_is_at_least_a_layer_and_its_caches() -> None:
     from pytest_flopcheck.analytic.tree import CostNode, Metrics, group
-    from pytest_flopcheck.sizing.report import working_bytes
+    from pytest_flopcheck.sizing.build import working_bytes
 
     # a layer whose call moves 100 B and writes a 60 B cache its live set does not hold
     tree = group("", "stage", [CostNode("a", "x", Metrics(io_bytes=110, weight_bytes=10, cache_bytes=60))])

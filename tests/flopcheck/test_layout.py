@@ -31,3 +31,57 @@ def test_ci_runs_the_readme_test_command_with_torchs_cpu_index() -> None:
     assert 'torch = { version = "==2.13.0", index = "https://download.pytorch.org/whl/cpu" }' in pixi
     assert "[project]" not in pixi  # pixi's deprecated table name
     assert ".pixi/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
+# -- the public surface for model authors ---------------------------------------------------------
+
+MODEL_CODE = ("wan_models", "deepseek_models", "benchmarks", "tests/flopcheck/toy_model.py")
+
+
+def framework_imports(roots: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(file, module, name) of every import from pytest_flopcheck in these packages or files."""
+    import ast
+
+    found = []
+    for root in roots:
+        path = ROOT / root
+        for source in [path] if path.suffix == ".py" else sorted(path.rglob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pytest_flopcheck"):
+                    found += [(source.name, node.module or "", alias.name) for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    found += [
+                        (source.name, a.name, "") for a in node.names if a.name.startswith("pytest_flopcheck")
+                    ]
+    return found
+
+
+def test_model_packages_and_benchmarks_use_only_the_public_api() -> None:
+    outside = [
+        (file, module, name)
+        for file, module, name in framework_imports(MODEL_CODE)
+        if module != "pytest_flopcheck" or name not in pytest_flopcheck.__all__
+    ]
+    assert outside == []
+
+
+def test_the_public_api_is_what_model_packages_use_and_the_readme_lists() -> None:
+    import typing
+
+    import attrs
+
+    from pytest_flopcheck.model.registration import ModelRegistration
+
+    used = {name for _, _, name in framework_imports(MODEL_CODE)}
+    # The types of a registration's fields are public even where no package here fills them in.
+    hints = typing.get_type_hints(ModelRegistration)
+    field_types = {
+        name
+        for name in pytest_flopcheck.__all__
+        for f in attrs.fields(ModelRegistration)
+        if name in str(hints[f.name])
+    }
+    assert set(pytest_flopcheck.__all__) == used | field_types
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    api = readme.partition("## API for model authors")[2].partition("\n## ")[0]
+    assert [name for name in pytest_flopcheck.__all__ if f"`{name}" not in api] == []

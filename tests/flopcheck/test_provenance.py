@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from pytest_flopcheck.model.registration import load_registry
+from pytest_flopcheck.model.registry import load_registry
 from pytest_flopcheck.reference.provenance import CodeSet, UnstableKey, canonical, code_key, framework_digest
 
 pytest.importorskip("torch")

@@ -13,8 +13,9 @@ from pytest_flopcheck.evidence.record import (
     RunRecord,
     StageTotal,
 )
-from pytest_flopcheck.evidence.render import md, summary_html, summary_markdown, terminal_lines
+from pytest_flopcheck.evidence.render import summary_html, summary_markdown, terminal_lines
 from pytest_flopcheck.reference.counting import CoverageGap
+from pytest_flopcheck.text import md
 from pytest_flopcheck.verification.compare import Comparison
 
 

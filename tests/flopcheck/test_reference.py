@@ -10,10 +10,10 @@ import pytest
 from pytest_flopcheck import ReferenceCall
 from pytest_flopcheck.reference.counting import (
     ReferenceSkipped,
+    build_and_count,
     check_device,
     count_reference,
     coverage_gaps,
-    run_reference,
 )
 
 torch = pytest.importorskip("torch")
@@ -28,7 +28,7 @@ def device(request: pytest.FixtureRequest) -> str:
 
 def test_counts_per_module_and_own_work(device: str) -> None:
     w = toy_model.ToyWorkload(2, 5, 8)
-    counts = run_reference(lambda: toy_model.reference(w, "core", device), device)
+    counts = build_and_count(lambda: toy_model.reference(w, "core", device), device)
     tree = toy_model.analytic(w, "core")
     assert counts.total_flops == tree.total.flops
     assert counts.module("attention").own_flops == tree.find("attention.core").total.flops
@@ -40,7 +40,7 @@ def test_counts_per_module_and_own_work(device: str) -> None:
 
 def test_unclaimed_module_is_a_gap() -> None:
     w = toy_model.ToyWorkload(2, 5, 8)
-    counts = run_reference(lambda: toy_model.reference(w, "core", "meta"), "meta")
+    counts = build_and_count(lambda: toy_model.reference(w, "core", "meta"), "meta")
     tree = toy_model.analytic(w, "core")
     without_conv = type(tree)(tree.id, tree.category, tree.metrics, tree.children[:2], reference="")
     gaps = coverage_gaps(without_conv, counts)
@@ -71,7 +71,7 @@ def test_missing_package_is_a_skip_with_the_reason() -> None:
         raise ModuleNotFoundError("No module named 'nonexistent_models'")
 
     with pytest.raises(ReferenceSkipped, match="nonexistent_models") as info:
-        run_reference(build, "meta")
+        build_and_count(build, "meta")
     assert info.value.missing_dependency
 
 
@@ -88,8 +88,8 @@ def test_unknown_device() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_counts_match_meta() -> None:
     w = toy_model.ToyWorkload(2, 5, 8)
-    cuda = run_reference(lambda: toy_model.reference(w, "core", "cuda"), "cuda")
-    meta = run_reference(lambda: toy_model.reference(w, "core", "meta"), "meta")
+    cuda = build_and_count(lambda: toy_model.reference(w, "core", "cuda"), "cuda")
+    meta = build_and_count(lambda: toy_model.reference(w, "core", "meta"), "meta")
     assert {n: c.flops for n, c in cuda.modules.items()} == {n: c.flops for n, c in meta.modules.items()}
     assert cuda.uncounted_ops == {}
     # the same weights on both devices (the kernels' outputs may differ: cuda's SDPA pads its
@@ -195,7 +195,7 @@ def test_a_scope_naming_no_submodule_is_an_error() -> None:
 
 def test_merged_calls_match_a_module_called_with_different_shapes() -> None:
     from pytest_flopcheck import layers, merge_calls
-    from pytest_flopcheck.sizing.report import peak_activation_bytes
+    from pytest_flopcheck.sizing.build import peak_activation_bytes
 
     proj = torch.nn.Linear(16, 32, device="meta")
     rows = [256, 144, 144]  # a global view and two crops

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_flopcheck import ModelRegistration, RegistrationError, Stage, hookimpl, load_registry
+from pytest_flopcheck import ModelRegistration, Stage, hookimpl
 from pytest_flopcheck.analytic.tree import CostNode, Metrics
+from pytest_flopcheck.model.registration import RegistrationError
+from pytest_flopcheck.model.registry import load_registry
 
 
 def registration(name: str = "m", **overrides: Any) -> ModelRegistration:

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import attrs
 
-from pytest_flopcheck import Generation, ModelRegistration, ReferenceCall, Stage, group, hookimpl, layers
-from pytest_flopcheck.analytic.tree import CostNode
+from pytest_flopcheck import (
+    CostNode,
+    Generation,
+    ModelRegistration,
+    ReferenceCall,
+    Stage,
+    group,
+    hookimpl,
+    layers,
+)
 
 FUDGE = 0  # added to the analytic FLOPs of "proj"; tests change it to make one layer wrong
 ANALYTIC = "ok"  # "raise", "wrong-type", "duplicate" or "unhandled"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from pytest_flopcheck import WorkloadError
 from wan_models.wan2_1.pipeline import runs_per_generation, stage_tree
-from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload, WorkloadError
+from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
 
 
 def test_image_stages_run_once_for_image_variants_and_never_for_text_to_video() -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_flopcheck.analytic.tree import CostNode
-from pytest_flopcheck.reference.counting import coverage_gaps, run_reference
+from pytest_flopcheck.reference.counting import build_and_count, coverage_gaps
 from wan_models.wan2_1 import STAGES, Workload, pipeline_tree, runs_per_generation, stage_tree
 
 sizes = st.integers(1, 45).map(lambda n: 16 * n)  # up to 720
@@ -34,7 +34,7 @@ def check_against_reference(w: Workload, stage: str, layers: list[str]) -> None:
     from wan_models.wan2_1 import reference
 
     tree = stage_tree(w, stage)
-    counts = run_reference(lambda: reference.build(w, stage, "meta"), "meta")
+    counts = build_and_count(lambda: reference.build(w, stage, "meta"), "meta")
     assert tree.total.flops == counts.total_flops
     assert coverage_gaps(tree, counts) == []
     for layer in layers:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_flopcheck.sizing.report import build_report
+from pytest_flopcheck.sizing.build import build_report
+from pytest_flopcheck.sizing.records import RuntimeFigures
 from wan_models.wan2_1.registration import registration
 from wan_models.wan2_1.workload import STANDARD_WORKLOADS
 
 
-def runtime(name: str, workload: str = "W-004") -> dict:  # type: ignore[type-arg]
-    document = build_report(
+def runtime(name: str, workload: str = "W-004") -> RuntimeFigures:
+    report = build_report(
         registration(), STANDARD_WORKLOADS[workload], run_id="r", created_utc="t", runtime=name
     )
-    return document["runtime"]  # type: ignore[no-any-return]
+    assert report.runtime is not None
+    return report.runtime
 
 
 @pytest.mark.parametrize(
@@ -28,39 +30,33 @@ def runtime(name: str, workload: str = "W-004") -> dict:  # type: ignore[type-ar
     ],
 )
 def test_each_runtime_names_the_stage_that_sets_the_peak(name: str, stage: str) -> None:
-    assert runtime(name)["pipeline"]["set_by"] == stage
+    assert runtime(name).set_by == stage
 
 
 def test_runtimes_hold_weights_at_their_dtypes() -> None:
     diffusers, official, fp8 = runtime("diffusers"), runtime("official"), runtime("fp8")
-    params = official["stages"]["diffusion_core"]["weight_bytes"] // 4
-    assert diffusers["stages"]["diffusion_core"]["weight_bytes"] == 2 * params
-    assert fp8["stages"]["diffusion_core"]["weight_bytes"] == params
-    assert (
-        official["stages"]["vae_decode"]["weight_bytes"] == diffusers["stages"]["vae_decode"]["weight_bytes"]
-    )
-    assert runtime("official-t5-cpu")["stages"]["text_encoder"]["gpu_bytes_while_running"] == 0
+    params = official.stage("diffusion_core").weight_bytes // 4
+    assert diffusers.stage("diffusion_core").weight_bytes == 2 * params
+    assert fp8.stage("diffusion_core").weight_bytes == params
+    assert official.stage("vae_decode").weight_bytes == diffusers.stage("vae_decode").weight_bytes
+    assert runtime("official-t5-cpu").stage("text_encoder").gpu_bytes_while_running == 0
     # 14B DiT weights in fp32: the official code's 57 GB
-    assert round(runtime("official", "W-003")["stages"]["diffusion_core"]["weight_bytes"] / 1e9) == 57
+    assert round(runtime("official", "W-003").stage("diffusion_core").weight_bytes / 1e9) == 57
 
 
 def test_stages_a_text_to_video_run_skips_are_not_loaded() -> None:
     rt = runtime("diffusers")
-    loaded = sum(
-        s["weight_bytes"]
-        for n, s in rt["stages"].items()
-        if n in ("text_encoder", "diffusion_core", "vae_decode")
-    )
-    assert rt["pipeline"]["peak_bytes"] == loaded + rt["stages"]["vae_decode"]["working_bytes"]
+    loaded = sum(rt.stage(n).weight_bytes for n in ("text_encoder", "diffusion_core", "vae_decode"))
+    assert rt.peak_bytes == loaded + rt.stage("vae_decode").working_bytes
 
 
 def test_the_report_counts_only_the_weights_a_generation_loads() -> None:
     from wan_models.wan2_1.pipeline import stage_tree
 
     w = STANDARD_WORKLOADS["W-004"]
-    document = build_report(registration(), w, run_id="r", created_utc="t")
+    report = build_report(registration(), w, run_id="r", created_utc="t")
     loaded = sum(
         stage_tree(w, s).total.weight_bytes for s in ("text_encoder", "diffusion_core", "vae_decode")
     )
-    assert document["memory"]["pipeline"]["weight_bytes"] == loaded  # no CLIP, no VAE encoder
-    assert document["totals"]["per_generation"]["weight_bytes"] == loaded
+    assert report.memory.pipeline.weight_bytes == loaded  # no CLIP, no VAE encoder
+    assert report.totals.weight_bytes == loaded

@@ -81,7 +81,7 @@ def test_categories_rank_the_dit() -> None:
 def test_vae_peaks_are_one_chunks_not_the_sum_over_chunks() -> None:
     """The coder runs one chunk at a time: a layer is one call per chunk, and the peak is the
     largest call's (W-004: the 0.92 GB conv the issue measured), whatever the video's length."""
-    from pytest_flopcheck.sizing.report import peak_activation_bytes
+    from pytest_flopcheck.sizing.build import peak_activation_bytes
     from wan_models.wan2_1.pipeline import stage_tree as tree
 
     short, long = Workload(variant="T2V-1.3B", frames=9, height=480, width=832), STANDARD_WORKLOADS["W-004"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload, WorkloadError
+from pytest_flopcheck import WorkloadError
+from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
 
 
 def test_standard_workloads_are_the_seeds_set_and_the_image_models() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from wan_models.wan2_1.workload import WorkloadError
+from pytest_flopcheck import WorkloadError
 from wan_models.wan2_2.pipeline import runs_per_generation, stage_tree
 from wan_models.wan2_2.registration import registration
 from wan_models.wan2_2.schedule import expert_steps, flow_timesteps
@@ -125,7 +125,7 @@ def test_an_expert_no_step_reaches_runs_zero_times() -> None:
     runs = runs_per_generation(Workload(steps=1))
     assert runs["diffusion_high_noise"] == 2
     assert runs["diffusion_low_noise"] == 0
-    assert registration().runs(Workload(steps=1))["diffusion_low_noise"] == 0
+    assert registration().runs_per_generation(Workload(steps=1))["diffusion_low_noise"] == 0
 
 
 def test_frames_follow_diffusers_and_the_difference_is_stated() -> None:
@@ -192,7 +192,7 @@ def test_the_analytic_side_and_reports_do_not_import_torch() -> None:
 
     code = (
         "import sys, wan_models.wan2_2.registration as r; "
-        "from pytest_flopcheck.sizing.report import build_report; "
+        "from pytest_flopcheck.sizing.build import build_report; "
         "reg = r.registration(); "
         "[build_report(reg, w, run_id='x', created_utc='y', runtime='official') "
         "for w in reg.workloads.values()]; "

@@ -15,7 +15,7 @@ from wan_models.wan2_1.config import (
     load_dit_config,
 )
 from wan_models.wan2_1.pipeline import STAGES, pipeline_tree, runs_per_generation, stage_tree
-from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload, WorkloadError
+from wan_models.wan2_1.workload import STANDARD_WORKLOADS, Workload
 
 __all__ = [
     "STAGES",
@@ -27,7 +27,6 @@ __all__ = [
     "WAN_VAE",
     "ConfigError",
     "Workload",
-    "WorkloadError",
     "load_dit_config",
     "pipeline_tree",
     "runs_per_generation",

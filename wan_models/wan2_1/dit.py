@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from math import prod
 
-from pytest_flopcheck import layers
-from pytest_flopcheck.analytic.layers import FP32_BYTES
-from pytest_flopcheck.analytic.tree import CostNode, Metrics, Renamer, group, join, merge_calls
+from pytest_flopcheck import CostNode, Metrics, Renamer, group, join, layers, merge_calls
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -176,7 +174,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             q_rows=tokens,
             kv_rows=tokens,
             dtype_bytes=db,
-            out_scratch_bytes=3 * stream * FP32_BYTES,
+            out_scratch_bytes=3 * stream * layers.FP32_BYTES,
         )
     ]
     if cfg.cross_attn_norm:
@@ -233,7 +231,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
     # previous sublayer's output (diffusers rebinds it only when the next one returns).
     held = 3 * stream * db
     if cfg.expand_timesteps:  # the per-token shift/scale/gate table plus time projection, in fp32
-        held += 6 * stream * FP32_BYTES
+        held += 6 * stream * layers.FP32_BYTES
     return group(prefix, "block", children, reference=ref, held_bytes=held)
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from pytest_flopcheck import layers
-from pytest_flopcheck.analytic.tree import CostNode, Renamer, group
+from pytest_flopcheck import CostNode, Renamer, group, layers
 from wan_models.wan2_1.config import CLIP_VIT_H, ImageEncoderConfig
 
 

@@ -13,7 +13,7 @@ from typing import Final
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode, Metrics, group
+from pytest_flopcheck import CostNode, Metrics, group, per_generation
 from wan_models.wan2_1.config import (
     CLIP_VIT_H,
     UMT5_XXL,
@@ -130,11 +130,13 @@ def generation_flops(
 ) -> int:
     """FLOPs of one whole generation (every stage times its runs), for any configuration of the
     three architectures (the tiny ones of a real end-to-end check, say)."""
-    runs = runs_per_generation(w)
-    return (
-        runs["text_encoder"] * text_encoder(w, text).total.flops
-        + runs["image_encoder"] * clip_images(w, image).total.flops
-        + runs["vae_encode"] * vae_encode(attrs.evolve(w, batch_size=1), vae).total.flops
-        + runs["diffusion_core"] * dit_forward(w, dit).total.flops
-        + runs["vae_decode"] * vae_decode(w, vae).total.flops
+    return per_generation(
+        runs_per_generation(w),
+        {
+            "text_encoder": text_encoder(w, text).total.flops,
+            "image_encoder": clip_images(w, image).total.flops,
+            "vae_encode": vae_encode(attrs.evolve(w, batch_size=1), vae).total.flops,
+            "diffusion_core": dit_forward(w, dit).total.flops,
+            "vae_decode": vae_decode(w, vae).total.flops,
+        },
     )

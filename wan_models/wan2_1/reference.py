@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pytest_flopcheck import ReferenceCall
+from pytest_flopcheck import DTYPES, ReferenceCall
 from wan_models.wan2_1.config import (
     CLIP_VIT_H,
     TINY_DIT,
@@ -28,15 +28,12 @@ from wan_models.wan2_1.workload import Workload
 PACKAGES = ("torch", "diffusers", "transformers")
 
 
-_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
-
-
 def _dtype(w: Workload, device: str) -> Any:
-    """The dtype the reference is built in: the sized one on meta (free) and on a GPU; fp32 on
-    CPU, where bf16 matmuls are slow. fp8 builds bf16 (matmuls cannot run in it here)."""
+    """The dtype the reference is built in: the sized one (the framework's dtype table) on meta,
+    which runs every op in fp8 too, and on a GPU; fp32 on CPU, where bf16 matmuls are slow."""
     import torch
 
-    return getattr(torch, _TORCH_DTYPES[w.dtype]) if device != "cpu" else torch.float32
+    return getattr(torch, DTYPES[w.dtype].torch) if device != "cpu" else torch.float32
 
 
 def _on_device(module: Any, w: Workload, device: str) -> Any:

@@ -7,8 +7,7 @@ position bias (a per-layer lookup table), the norms and the gated GELU carry no 
 
 from __future__ import annotations
 
-from pytest_flopcheck import layers
-from pytest_flopcheck.analytic.tree import CostNode, Metrics, Renamer, group, join
+from pytest_flopcheck import CostNode, Metrics, Renamer, group, join, layers
 from wan_models.wan2_1.config import UMT5_XXL, TextEncoderConfig
 from wan_models.wan2_1.workload import Workload
 

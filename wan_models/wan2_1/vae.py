@@ -14,9 +14,7 @@ from itertools import pairwise
 
 import attrs
 
-from pytest_flopcheck import layers
-from pytest_flopcheck.analytic.layers import FP32_BYTES
-from pytest_flopcheck.analytic.tree import CostNode, Metrics, closed_form_calls, group, join, regroup
+from pytest_flopcheck import CostNode, Metrics, closed_form_calls, group, join, layers, regroup
 from wan_models.wan2_1.config import VAEConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -203,8 +201,10 @@ class _Builder:
         contiguous copy are live (``input_held``: the input is one its parent already holds)."""
         pixels = self.b * dim * level.frames * level.height * level.width
         metrics = Metrics(activation_bytes=4 * pixels * self.db, io_bytes=5 * pixels * self.db)
-        upcast = pixels * FP32_BYTES if self.db < FP32_BYTES else 0  # .float() copies half precision only
-        scratch = upcast + 2 * 4 * pixels * FP32_BYTES - (5 if input_held else 4) * pixels * self.db
+        upcast = (
+            pixels * layers.FP32_BYTES if self.db < layers.FP32_BYTES else 0
+        )  # .float() copies half precision only
+        scratch = upcast + 2 * 4 * pixels * layers.FP32_BYTES - (5 if input_held else 4) * pixels * self.db
         return CostNode(
             node_id, "vae_upsample_nearest", metrics, reference=ref, scratch_bytes=scratch,
             note="nearest ×2 in fp32; elementwise, 0 FLOPs",

@@ -6,19 +6,11 @@ from typing import Any, Final
 
 import attrs
 
+from pytest_flopcheck import DTYPES, WorkloadError
 from wan_models.wan2_1.config import OFFICIAL_FRAMES, OFFICIAL_SIZES, VARIANTS, WAN_VAE, DiTConfig, VAEConfig
 
-DTYPE_BYTES: Final = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
-
-
-class WorkloadError(ValueError):
-    """A workload value that is not allowed; ``field`` names it for option-aware callers."""
-
-    def __init__(self, field: str, value: object, allowed: str) -> None:
-        self.field = field
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"workload field {field!r} is {value!r}; {allowed}")
+DTYPE_BYTES: Final = {name: dtype.bytes for name, dtype in DTYPES.items()}
+"""The framework's dtypes (fp32, bf16, fp16, fp8), by element size."""
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:

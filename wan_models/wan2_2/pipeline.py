@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pytest_flopcheck.analytic.tree import CostNode, Metrics
+from pytest_flopcheck import CostNode, Metrics, per_generation
 from wan_models.wan2_1.config import UMT5_XXL, DiTConfig, TextEncoderConfig, VAEConfig
 from wan_models.wan2_1.dit import dit_forward
 from wan_models.wan2_1.pipeline import stage_totals as wan21_totals
@@ -80,12 +80,16 @@ def generation_flops(
 ) -> int:
     """FLOPs of one whole generation, for any configuration of the architectures (the tiny ones
     of a real end-to-end check, say); both experts share ``dit``."""
-    runs = runs_per_generation(w)
     geometry = w.as_wan2_1()
     forward = dit_forward(geometry, dit if dit is not None else w.spec.dit).total.flops
-    return (
-        runs["text_encoder"] * text_encoder(geometry, text).total.flops
-        + runs["vae_encode"] * vae_encode(encode_geometry(w), vae).total.flops
-        + (runs["diffusion_core"] + runs["diffusion_high_noise"] + runs["diffusion_low_noise"]) * forward
-        + runs["vae_decode"] * vae_decode(geometry, vae).total.flops
+    return per_generation(
+        runs_per_generation(w),
+        {
+            "text_encoder": text_encoder(geometry, text).total.flops,
+            "vae_encode": vae_encode(encode_geometry(w), vae).total.flops,
+            "diffusion_core": forward,
+            "diffusion_high_noise": forward,
+            "diffusion_low_noise": forward,
+            "vae_decode": vae_decode(geometry, vae).total.flops,
+        },
     )

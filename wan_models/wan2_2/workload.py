@@ -12,10 +12,10 @@ from typing import Any, Final
 
 import attrs
 
+from pytest_flopcheck import WorkloadError
 from wan_models.wan2_1.config import T2V_14B, WAN22_VAE, WAN_VAE, DiTConfig, VAEConfig
 from wan_models.wan2_1.workload import (
     DTYPE_BYTES,
-    WorkloadError,
     _dtype,
     _flag,
     _help,

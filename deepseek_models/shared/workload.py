@@ -7,17 +7,11 @@ from typing import Any, Final
 
 import attrs
 
-DTYPE_BYTES: Final = {"fp32": 4, "bf16": 2, "fp16": 2}
+from pytest_flopcheck import DTYPES, WorkloadError
 
-
-class WorkloadError(ValueError):
-    """A workload value that is not allowed; ``field`` names it for option-aware callers."""
-
-    def __init__(self, field: str, value: object, allowed: str) -> None:
-        self.field = field
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"workload field {field!r} is {value!r}; {allowed}")
+DTYPE_BYTES: Final = {name: DTYPES[name].bytes for name in ("fp32", "bf16", "fp16")}
+"""The framework's dtypes the OCR models are sized in: transformers runs them in fp32, bf16 or
+fp16 (no fp8 path)."""
 
 
 def at_least(minimum: int) -> Any:

@@ -1,12 +1,14 @@
-"""Safe names: model, workload, stage and node names become test ids, file names, HTML and
-Markdown, so they are limited to a small set of characters (no markup, spaces, newlines or
-path separators)."""
+"""Text a person reads, made safe: names (model, workload, stage and node names become test
+ids, file names, HTML and Markdown, so they are limited to a small set of characters), values cut
+to a readable length, plugin or file text shown literally on a terminal and in Markdown."""
 
 from __future__ import annotations
 
+import html
 import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}|#!~])")
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -34,3 +36,15 @@ def printable(text: str) -> str:
     """``text`` safe for a terminal line: control characters (escape sequences, carriage returns,
     newlines) shown as ``\\x1b``-style escapes instead of acting on the terminal."""
     return _CONTROL.sub(lambda m: "\\x" + format(ord(m.group()), "02x"), text)
+
+
+def md(text: object) -> str:
+    """``text`` as literal Markdown on one line: special characters escaped, markup characters
+    as entities (so no tag survives), newlines joined."""
+    flat = html.escape(" ".join(str(text).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", flat)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

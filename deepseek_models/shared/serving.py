@@ -1,10 +1,10 @@
 """Serving figures of the DeepSeek OCR models: pages in, tokens out (both packages' ``Page``
-workloads are :class:`~deepseek_models.validation.PageBatch`)."""
+workloads are :class:`~deepseek_models.shared.workload.PageBatch`)."""
 
 from __future__ import annotations
 
-from deepseek_models.deepseek_ocr2.config import DecoderConfig
-from deepseek_models.validation import PageBatch
+from deepseek_models.shared.config import DecoderConfig
+from deepseek_models.shared.workload import PageBatch
 from pytest_flopcheck import Serving, Stage
 
 

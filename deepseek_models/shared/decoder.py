@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import attrs
 
-from deepseek_models.deepseek_ocr2.config import DECODER, DecoderConfig
-from pytest_flopcheck import CostNode, Metrics, closed_form_calls, group, join, layers
-from pytest_flopcheck.analytic.layers import FP32_BYTES
-from pytest_flopcheck.analytic.tree import Renamer, peaking_at, regroup
+from deepseek_models.shared.config import DECODER, DecoderConfig
+from pytest_flopcheck import (
+    CostNode,
+    Metrics,
+    Renamer,
+    closed_form_calls,
+    group,
+    join,
+    layers,
+    peaking_at,
+    regroup,
+)
 
 
 def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> CostNode:
@@ -109,7 +117,7 @@ def _layer(
             router_dtype_bytes=4,  # transformers' DeepSeek-V2 router computes in fp32
         )
         routed = rows * cfg.top_k * cfg.hidden
-        finish = 2 * routed * dtype_bytes + 2 * routed * FP32_BYTES
+        finish = 2 * routed * dtype_bytes + 2 * routed * layers.FP32_BYTES
         children = [peaking_at(n, finish) if n.id.endswith(".experts") else n for n in mlp.children]
         mlp = attrs.evolve(mlp, children=tuple(children))
     own_cache = attention.total.cache_bytes

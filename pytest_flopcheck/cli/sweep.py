@@ -1,0 +1,163 @@
+"""``flopcheck sweep``: the report's figures over a grid of workloads, streamed into
+``sweep.csv`` and ``sweep.json`` point by point, with one plot per varied field."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_flopcheck import output
+from pytest_flopcheck.cli.common import FLOAT_SAFE, UsageError, estimating, gpus, option_name, say, staged
+from pytest_flopcheck.cli.workloads import build_workload, workload_from_args, workload_options
+from pytest_flopcheck.model.registration import ModelRegistration
+from pytest_flopcheck.model.workload import workload_fields
+from pytest_flopcheck.sizing import plots
+from pytest_flopcheck.sizing.build import CONVENTION, SERVING_CAVEAT, TIME_CAVEAT
+from pytest_flopcheck.sizing.records import SCHEMA_VERSION
+from pytest_flopcheck.sizing.sweep import sweep_columns, sweep_rows
+from pytest_flopcheck.text import shorten
+
+DEFAULT_MAX_POINTS = 100_000
+"""Largest sweep grid without --max-points (a point takes about 10 µs and 100 bytes of output)."""
+PROGRESS_FROM = 20_000
+
+
+def parse_vary(
+    reg: ModelRegistration, items: Sequence[str], args: argparse.Namespace
+) -> dict[str, list[Any]]:
+    """The grid ``--vary FIELD=V1,V2`` asks for, every value parsed."""
+    options = {o.field: o for o in workload_options(reg.workload_type)}
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        field = name.strip().lstrip("-").replace("-", "_")
+        if not sep or not values.strip():
+            raise UsageError(
+                f"--vary {shorten(item)} is not allowed: write FIELD=V1,V2,... (fields: {', '.join(options)})"
+            )
+        if field not in options:
+            raise UsageError(
+                f"--vary {shorten(name.strip())} is not allowed: choose a field of {', '.join(options)}"
+            )
+        if field in grid:
+            raise UsageError(f"--vary {field!r} is given twice: list all its values in one --vary")
+        if vars(args).get(field) is not None:
+            raise UsageError(
+                f"--vary {field!r} is not allowed together with {option_name(field)}: "
+                "a field is either fixed or varied"
+            )
+        texts = values.split(",")
+        if any(not text.strip() for text in texts):
+            raise UsageError(
+                f"--vary {shorten(item)} is not allowed: it has an empty value; write FIELD=V1,V2,..."
+            )
+        grid[field] = [options[field].parse(text) for text in texts]
+    if not grid:
+        raise UsageError("--vary is required: give at least one FIELD=V1,V2,...")
+    return grid
+
+
+def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
+    if args.max_points < 1:
+        raise UsageError(f"--max-points {args.max_points} is not allowed: it must be 1 or more")
+    grid = parse_vary(reg, args.vary, args)
+    points = math.prod(len(values) for values in grid.values())
+    if points > args.max_points:
+        raise UsageError(
+            f"--vary gives {points:,} workloads, more than --max-points {args.max_points:,}: "
+            "vary fewer values, or raise --max-points"
+        )
+    base = workload_from_args(reg, args)
+    for field, values in grid.items():  # every value checked before anything is written
+        for value in values:
+            build_workload(reg, base, {field: value})
+    stages = [s.name for s in reg.stages]
+    chosen = gpus(args.gpu, args.precision)  # checks the name and the precision
+    gpu = None if args.gpu is None else chosen[0]
+    if args.gpu is None and args.precision != "bf16":
+        raise UsageError("--precision needs --gpu in a sweep: the precision only sets the GPU's peak")
+    figures = sweep_columns(reg, gpu)
+    run_id = output.new_run_id()
+    columns = [*grid, *figures]
+    header = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "flopcheck.sweep",
+        "run_id": run_id,
+        "created_utc": output.utc_now(),
+        "model": reg.name,
+        "base_workload": workload_fields(base),
+        "vary": grid,
+        "convention": CONVENTION,
+        "columns": figures,
+    }
+    if gpu is not None:
+        header["gpu"] = {"name": gpu.name, "precision": args.precision, "caveat": TIME_CAVEAT}
+        if reg.serving is not None:
+            header["serving_caveat"] = SERVING_CAVEAT
+    lines = {knob: {k: v[0] for k, v in grid.items() if k != knob} for knob in grid}
+    on_line: dict[str, list[dict[str, Any]]] = {knob: [] for knob in grid}
+    encode = json.JSONEncoder(allow_nan=False).encode
+    base_dir = f"sweep/{reg.name}"
+    with staged(args, run_id) as run:
+        csv_path = run.staging / base_dir / "sweep.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            csv_path.open("w", encoding="utf-8", newline="") as csv_file,
+            (run.staging / base_dir / "sweep.json").open("w", encoding="utf-8") as json_file,
+        ):
+            writer = csv.DictWriter(csv_file, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            json_file.write(encode(header)[:-1] + ', "rows": [\n')
+            rows = sweep_rows(
+                reg, grid, lambda values: build_workload(reg, base, values), gpu, args.precision
+            )
+            for done, row in enumerate(rows, 1):
+                writer.writerow(row)
+                json_file.write(("" if done == 1 else ",\n") + encode(row))
+                for knob, fixed in lines.items():
+                    if all(row[k] == v for k, v in fixed.items()):
+                        on_line[knob].append(row)
+                if points >= PROGRESS_FROM and done % (points // 20) == 0:
+                    say(f"swept {done:,} of {points:,} workloads", file=sys.stderr, flush=True)
+            json_file.write("\n]}\n")
+        if plots.available():
+            with estimating(base):
+                if any(row["total_flops"] > FLOAT_SAFE for line in on_line.values() for row in line):
+                    raise OverflowError("too large to plot")
+                for knob, xs in grid.items():
+                    line = on_line[knob]
+                    series = {s: [r[f"{s}_flops"] for r in line] for s in stages} | {
+                        "total": [r["total_flops"] for r in line]
+                    }
+                    (run.staging / base_dir / f"{knob}.png").write_bytes(
+                        plots.sweep_plot(knob, xs, series, lines[knob])
+                    )
+                    if gpu is None:
+                        continue
+                    timing = {
+                        s: [r[f"{s}_s"] for r in line] for s in stages if any(r[f"{s}_s"] for r in line)
+                    }
+                    (run.staging / base_dir / f"{knob}_seconds.png").write_bytes(
+                        plots.sweep_plot(
+                            knob, xs, timing | {"total": [r["total_s"] for r in line]}, lines[knob],
+                            quantity=f"Seconds on {gpu.name}", unit="seconds per generation",
+                        )
+                    )  # fmt: skip
+                    memory = {
+                        "all weights resident": [r["peak_bytes_all_resident"] for r in line],
+                        "one stage resident": [r["peak_bytes_one_stage"] for r in line],
+                    }
+                    (run.staging / base_dir / f"{knob}_memory.png").write_bytes(
+                        plots.sweep_plot(
+                            knob, xs, memory, lines[knob], quantity="Peak memory", unit="bytes (estimate)"
+                        )
+                    )
+        else:
+            say("warning: matplotlib is not installed: no plots were written")
+    say(f"{points:,} workloads; sweep: {run.final / base_dir}")
+    return 0

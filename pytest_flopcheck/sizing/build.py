@@ -1,0 +1,439 @@
+"""Building a :class:`~pytest_flopcheck.sizing.records.SizingReport` from a registration's
+analytic model alone (no torch): per-stage totals, the node trees, the top layers and
+categories, memory, time per GPU, serving figures and a runtime's view of the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from pytest_flopcheck.analytic.tree import CostNode, live_peak
+from pytest_flopcheck.model.generation import GenerationTotals
+from pytest_flopcheck.model.registration import ModelRegistration, model_call
+from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
+from pytest_flopcheck.sizing.hardware import GPUS, ZERO_TIME, Gpu, roofline
+from pytest_flopcheck.sizing.records import (
+    GpuTime,
+    KvRow,
+    MemoryFigures,
+    MissingPrecision,
+    ModelInfo,
+    NodeFigures,
+    PipelineMemory,
+    RuntimeFigures,
+    RuntimeGpu,
+    RuntimeStage,
+    ServingFigures,
+    ServingTimes,
+    SizingReport,
+    StageInfo,
+    StageMemory,
+    StageTime,
+    StageTotals,
+    TimeFigures,
+    TopCategory,
+    TopLayer,
+    Unsupported,
+)
+
+CONVENTION = (
+    "FLOPs follow torch.utils.flop_counter: 2 per multiply-add for matmul, convolution and attention "
+    "(QK^T and PV, no causal discount); bias adds, norms, activations, softmax, RoPE and other "
+    "elementwise work count 0."
+)
+TIME_CAVEAT = (
+    "First-order roofline estimates: each layer takes max(FLOPs / dense peak, bytes / bandwidth) at the "
+    "datasheet peak, with no kernel launch, fusion, overlap, elementwise-kernel or communication cost; "
+    "real runs are slower."
+)
+MEMORY_CAVEAT = (
+    "A stage's peak is its weights plus its live set: what the model package declares its implementation "
+    "holds (residual streams, caches, decoded frames) plus the largest layer call's inputs, outputs and "
+    "temporaries, checked by test_memory against the live tensor bytes of the real module where the "
+    "stage declares a memory tolerance (elsewhere marked unchecked, and at least the largest layer call "
+    "plus every cache); allocator rounding, caching and kernel workspaces are not included."
+)
+SERVING_CAVEAT = (
+    "Time per output token is the mean over the decode steps (later steps read a longer KV cache). One "
+    "batch runs from its first stage to its last token: no continuous batching, no overlap of one batch's "
+    "decode with another's prefill, no speculative decoding. Throughput is the batch over its whole "
+    "generation time."
+)
+RUNTIME_NOTE = (
+    "Weights at the runtime's dtype; activations at its compute precision (fp8 matmuls keep bf16 "
+    "activations); stages on the CPU take no GPU memory and their time is not estimated; stages the "
+    "workload does not run are not loaded. The working set is the stage's live set beyond its weights, "
+    "as in the memory section."
+)
+KV_LENGTHS_UP_TO = 32_768
+"""Without a model's ``max_context``, the KV-cache table stops here."""
+
+
+def generation_totals(reg: ModelRegistration, workload: Any, per_run: Mapping[str, Any]) -> GenerationTotals:
+    """The generation's totals for one run's metrics of each stage (``per_run``), with the
+    registration's runs per generation (checked) and weight owners."""
+    return GenerationTotals(
+        reg.checked_runs(workload), dict(per_run), {s.name: s.weights_of or s.name for s in reg.stages}
+    )
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _fraction(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+def node_figures(node: CostNode) -> NodeFigures:
+    """A node of an analytic tree as the report shows it."""
+    return NodeFigures(
+        id=node.id,
+        category=node.category,
+        metrics=node.metrics,
+        repeat=node.repeat,
+        calls=node.calls,
+        largest_call=node.per_call if node.calls != 1 else None,
+        reference=None
+        if node.reference is None
+        else node.reference + (" (own work)" if node.reference_own else ""),
+        note=node.note,
+        children=tuple(node_figures(child) for child in node.children),
+    )
+
+
+def build_report(
+    reg: ModelRegistration,
+    workload: Any,
+    *,
+    run_id: str,
+    created_utc: str,
+    gpus: Sequence[Gpu] | None = None,
+    precision: str = "bf16",
+    runtime: str | None = None,
+) -> SizingReport:
+    """The report for one workload (with ``runtime``, also that runtime's memory and times:
+    per-stage weight dtypes, compute precisions, devices and residency); ModelError if the
+    registration's own code fails."""
+    trees = {stage.name: reg.tree(workload, stage.name) for stage in reg.stages}
+    generation = generation_totals(reg, workload, {name: tree.total for name, tree in trees.items()})
+    runs = generation.runs
+    total = generation.total
+    stages = tuple(
+        StageTotals(
+            name, runs[name], tree.total, generation.of(name), _share(generation.of(name).flops, total.flops)
+        )
+        for name, tree in trees.items()
+    )
+    gpu_list = list(gpus) if gpus is not None else list(GPUS.values())
+    time = time_figures(trees, runs, gpu_list, precision)
+    warnings = (
+        [str(w) for w in model_call(reg.name, "warnings", reg.warnings, workload)] if reg.warnings else []
+    )
+    serving = serving_figures(reg, workload, time, warnings)
+    metadata = dict(model_call(reg.name, "metadata", reg.metadata, workload)) if reg.metadata else {}
+    return SizingReport(
+        run_id=run_id,
+        created_utc=created_utc,
+        model=ModelInfo(
+            reg.name,
+            reg.description,
+            tuple(StageInfo(s.name, s.description, s.weights_of) for s in reg.stages),
+            metadata,
+        ),
+        workload=workload_fields(workload),
+        convention=CONVENTION,
+        stages=stages,
+        totals=total,
+        memory=memory_figures(reg, trees, sized_dtype(workload), generation),
+        time=time,
+        top_layers=_top_layers(trees, runs, total.flops),
+        top_categories=_top_categories(trees, runs, total.flops),
+        trees={name: node_figures(tree) for name, tree in trees.items()},
+        warnings=tuple(warnings),
+        not_modeled=tuple(reg.not_modeled),
+        serving=serving,
+        runtime=None if runtime is None else runtime_figures(reg, workload, runtime, runs, gpu_list),
+    )
+
+
+def _ranked_leaves(
+    trees: Mapping[str, CostNode], runs: Mapping[str, int]
+) -> list[tuple[int, int, int, str, CostNode]]:
+    """Leaves with FLOPs, largest per generation first (ties in stage and tree order)."""
+    layers = []
+    for stage_index, (name, tree) in enumerate(trees.items()):
+        for order, (node, times) in enumerate(tree.runs()):
+            if node.children or node.metrics.flops == 0:
+                continue
+            layers.append((-node.metrics.flops * times * runs[name], stage_index, order, name, node))
+    layers.sort(key=lambda item: item[:3])
+    return layers
+
+
+def _top_layers(trees: Mapping[str, CostNode], runs: Mapping[str, int], whole: int) -> tuple[TopLayer, ...]:
+    return tuple(
+        TopLayer(name, node.id, node.category, node.reference, -neg, _share(-neg, whole))
+        for neg, _, _, name, node in _ranked_leaves(trees, runs)[:10]
+    )
+
+
+def _top_categories(
+    trees: Mapping[str, CostNode], runs: Mapping[str, int], whole: int
+) -> tuple[TopCategory, ...]:
+    categories: dict[str, int] = {}
+    for name, tree in trees.items():
+        for node, times in tree.runs():
+            if node.children or node.metrics.flops == 0:
+                continue
+            categories[node.category] = (
+                categories.get(node.category, 0) + node.metrics.flops * times * runs[name]
+            )
+    ranked = sorted(categories.items(), key=lambda item: (-item[1], item[0]))[:5]
+    return tuple(TopCategory(category, flops, _share(flops, whole)) for category, flops in ranked)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+
+
+def peak_activation_bytes(tree: CostNode) -> int:
+    """The largest single layer call's inputs plus outputs (a node of several calls counts its
+    largest call, not their sum)."""
+    return max(
+        (max(leaf.per_call.io_bytes - leaf.per_call.weight_bytes, 0) for leaf in tree.leaves()), default=0
+    )
+
+
+def working_bytes(tree: CostNode, verified: bool) -> int:
+    """What a stage holds beyond its weights at its peak: the model's live set
+    (:func:`~pytest_flopcheck.analytic.tree.live_peak`), which ``test_memory`` checks where the stage
+    declares a memory tolerance (``verified``); for a stage that does not, the largest layer call
+    plus every cache where that is larger (a live set that may not model its caches)."""
+    live = live_peak(tree)
+    return live if verified else max(live, peak_activation_bytes(tree) + tree.total.cache_bytes)
+
+
+def memory_figures(
+    reg: ModelRegistration, trees: Mapping[str, CostNode], dtype: str | None, generation: GenerationTotals
+) -> MemoryFigures:
+    """Per-stage memory, and the pipeline's peaks over the stages the generation runs (with the
+    weights it loads)."""
+    verified = {stage.name for stage in reg.stages if stage.memory_tolerance is not None}
+    stages = tuple(
+        StageMemory(
+            name=name,
+            params=tree.total.params,
+            weight_bytes=tree.total.weight_bytes,
+            weight_bytes_by_dtype={d: tree.total.params * b for d, b in DTYPE_BYTES.items()},
+            peak_activation_bytes=peak_activation_bytes(tree),
+            working_bytes=working_bytes(tree, name in verified),
+            working_bytes_verified=name in verified,
+            cache_bytes=tree.total.cache_bytes,
+            cache_note=tree.note,
+        )
+        for name, tree in trees.items()
+    )
+    loaded, runs = generation.loaded, generation.runs
+    weights = sum(s.weight_bytes for s in stages if s.name in loaded)
+    working = {s.name: s.working_bytes for s in stages if runs[s.name]}
+    alone = {s.name: s.weight_bytes + working[s.name] for s in stages if s.name in working}
+    pipeline = PipelineMemory(
+        weight_bytes=weights,
+        peak_bytes_all_weights_resident=weights + max(working.values(), default=0),
+        peak_stage_all_weights_resident=max(working, key=working.__getitem__, default=None),
+        peak_bytes_one_stage_resident=max(alone.values(), default=0),
+        peak_stage_one_stage_resident=max(alone, key=alone.__getitem__, default=None),
+    )
+    return MemoryFigures(dtype, stages, pipeline, MEMORY_CAVEAT)
+
+
+def pipeline_memory(reg: ModelRegistration, workload: Any, trees: Mapping[str, CostNode]) -> PipelineMemory:
+    """The pipeline's estimated memory peaks for ``trees`` (one per stage), as in the report."""
+    generation = generation_totals(reg, workload, {name: tree.total for name, tree in trees.items()})
+    return memory_figures(reg, trees, sized_dtype(workload), generation).pipeline
+
+
+# -- time --------------------------------------------------------------------------------------------
+
+
+def time_figures(
+    trees: Mapping[str, CostNode], runs: Mapping[str, int], gpus: Sequence[Gpu], precision: str
+) -> TimeFigures:
+    """Roofline seconds of every stage on each GPU that has ``precision`` tensor cores."""
+    estimates = []
+    skipped = []
+    for gpu in gpus:
+        if precision not in gpu.tflops:
+            skipped.append(gpu.name)
+            continue
+        per_stage = []
+        total = ZERO_TIME
+        for name, tree in trees.items():
+            one = roofline(tree, gpu, precision)
+            generation = one.times(runs[name])
+            total = total + generation
+            per_stage.append(
+                StageTime(
+                    name, one.seconds, generation.seconds, _fraction(one.compute_bound_seconds, one.seconds)
+                )
+            )
+        estimates.append(
+            GpuTime(
+                gpu=gpu.name,
+                peak_tflops=gpu.tflops[precision],
+                bandwidth_gbs=gpu.bandwidth_gbs,
+                memory_gb=gpu.memory_gb,
+                source=gpu.source,
+                stages=tuple(per_stage),
+                total_s=total.seconds,
+                compute_bound_fraction=_fraction(total.compute_bound_seconds, total.seconds),
+            )
+        )
+    unsupported = Unsupported(tuple(skipped), f"no {precision} tensor cores") if skipped else None
+    return TimeFigures(precision, tuple(estimates), TIME_CAVEAT, unsupported)
+
+
+# -- serving -----------------------------------------------------------------------------------------
+
+
+def kv_lengths(context: int, final: int, max_context: int | None) -> list[int]:
+    """Sequence lengths of the KV-cache table: after the first token, at the last step, and
+    powers of two from 1,024 up to the model's longest context."""
+    limit = max_context if max_context is not None else max(KV_LENGTHS_UP_TO, final)
+    powers = [1 << k for k in range(10, 64) if (1 << k) <= limit]
+    return sorted({context, final, *powers})
+
+
+def serving_times(
+    reg: ModelRegistration, workload: Any, gpu: str, stage_seconds: Mapping[str, float]
+) -> ServingTimes:
+    """Time to first token, mean time per output token, generation time and throughput from
+    per-generation stage seconds (a registration with ``serving``)."""
+    spec = reg.serving
+    assert spec is not None
+    new = model_call(reg.name, "serving.new_tokens", spec.new_tokens, workload)
+    sequences = model_call(reg.name, "serving.sequences", spec.sequences, workload)
+    total = sum(stage_seconds.values())
+    steps = new - 1
+    return ServingTimes(
+        gpu=gpu,
+        time_to_first_token_s=sum(stage_seconds[name] for name in spec.first_token),
+        time_per_output_token_s=stage_seconds[spec.per_token] / steps if steps else 0.0,
+        generation_s=total,
+        units_per_s=sequences / total if total else 0.0,
+        output_tokens_per_s=sequences * new / total if total else 0.0,
+    )
+
+
+def serving_figures(
+    reg: ModelRegistration, workload: Any, time: TimeFigures, warnings: list[str]
+) -> ServingFigures | None:
+    """The serving figures of a registration that declares them (a warning when the sequences
+    outgrow the model's context)."""
+    spec = reg.serving
+    if spec is None:
+        return None
+    new = model_call(reg.name, "serving.new_tokens", spec.new_tokens, workload)
+    sequences = model_call(reg.name, "serving.sequences", spec.sequences, workload)
+    context = model_call(reg.name, "serving.context", spec.context, workload)
+    per_token = model_call(reg.name, "serving.cache_bytes_per_token", spec.cache_bytes_per_token, workload)
+    final = context + new - 1
+    if spec.max_context is not None and final > spec.max_context:
+        warnings.append(
+            f"the sequences reach {final:,} tokens, beyond the model's context of {spec.max_context:,}"
+        )
+    estimates = tuple(
+        serving_times(reg, workload, e.gpu, {s.name: s.per_generation_s for s in e.stages})
+        for e in time.estimates
+    )
+    return ServingFigures(
+        unit=spec.unit,
+        sequences=sequences,
+        new_tokens=new,
+        context_after_first_token=context,
+        final_context=final,
+        max_context=spec.max_context,
+        first_token_stages=tuple(spec.first_token),
+        per_token_stage=spec.per_token,
+        kv_bytes_per_token_per_sequence=per_token,
+        kv_by_length=tuple(
+            KvRow(n, sequences * n * per_token) for n in kv_lengths(context, final, spec.max_context)
+        ),
+        estimates=estimates,
+        caveat=SERVING_CAVEAT,
+    )
+
+
+# -- runtimes ----------------------------------------------------------------------------------------
+
+
+def runtime_figures(
+    reg: ModelRegistration, workload: Any, name: str, runs: Mapping[str, int], gpus: Sequence[Gpu]
+) -> RuntimeFigures:
+    """Per-stage GPU memory, the pipeline peak (and the stage setting it) and GPU times under the
+    registration's runtime ``name``."""
+    spec = reg.runtimes[name]
+    owner = {s.name: s.weights_of or s.name for s in reg.stages}
+    trees: dict[str, CostNode] = {}
+    partial: dict[str, RuntimeStage] = {}
+    for stage in reg.stages:
+        sr = spec.stages[stage.name]
+        tree = reg.tree(at_dtype(workload, PRECISIONS[sr.compute].activations), stage.name)
+        trees[stage.name] = tree
+        partial[stage.name] = RuntimeStage(
+            name=stage.name,
+            weights=sr.weights,
+            compute=sr.compute,
+            device=sr.device,
+            weight_bytes=tree.total.params * DTYPE_BYTES[sr.weights],
+            working_bytes=working_bytes(tree, stage.memory_tolerance is not None),
+            runs_per_generation=runs[stage.name],
+            gpu_bytes_while_running=0,
+        )
+    on_gpu = [n for n, s in partial.items() if s.device == "gpu" and runs[n]]
+
+    def while_running(n: str) -> int:
+        weights = partial[owner[n]].weight_bytes if partial[owner[n]].device == "gpu" else 0
+        return weights + partial[n].working_bytes if n in on_gpu else 0
+
+    stages = {n: attrs.evolve(s, gpu_bytes_while_running=while_running(n)) for n, s in partial.items()}
+    if (
+        spec.resident == "all"
+    ):  # the weights of every stage the generation runs (one run 0 times is not loaded)
+        loaded = {owner[n] for n, count in runs.items() if count}
+        resident = sum(s.weight_bytes for n, s in stages.items() if n in loaded and s.device == "gpu")
+        working = {n: stages[n].working_bytes for n in on_gpu}
+        setter = max(working, key=working.__getitem__, default=None)
+        peak = resident + (working[setter] if setter else 0)
+    else:
+        alone = {n: stages[n].gpu_bytes_while_running for n in on_gpu}
+        setter = max(alone, key=alone.__getitem__, default=None)
+        peak = alone[setter] if setter else 0
+    estimates, unsupported = [], []
+    for gpu in gpus:
+        needed = {stages[n].compute for n in on_gpu}
+        if not needed <= set(gpu.tflops):
+            unsupported.append(MissingPrecision(gpu.name, tuple(sorted(needed - set(gpu.tflops)))))
+            continue
+        seconds = {
+            n: roofline(trees[n], gpu, stages[n].compute, DTYPE_BYTES[stages[n].weights])
+            .times(runs[n])
+            .seconds
+            for n in on_gpu
+        }
+        estimates.append(
+            RuntimeGpu(gpu.name, seconds, sum(seconds.values()), peak <= gpu.memory_gb * 1e9, gpu.memory_gb)
+        )
+    return RuntimeFigures(
+        name=name,
+        description=spec.description,
+        resident=spec.resident,
+        stages=tuple(stages.values()),
+        peak_bytes=peak,
+        set_by=setter,
+        estimates=tuple(estimates),
+        not_supported=tuple(unsupported),
+        note=RUNTIME_NOTE,
+    )

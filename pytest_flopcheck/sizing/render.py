@@ -1,0 +1,448 @@
+"""A :class:`~pytest_flopcheck.sizing.records.SizingReport` as people read it: Markdown
+(``summary.md``), a self-contained HTML page with plots (``report.html``) and the terminal
+lines of ``flopcheck report``. Everything a plugin wrote (names, descriptions, notes) is shown
+literally: escaped in Markdown and HTML, control characters escaped on the terminal."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+from pytest_flopcheck.sizing.records import GpuTime, SizingReport
+from pytest_flopcheck.text import md
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def human(value: float, unit: str = "") -> str:
+    """1.23e15 -> '1.23 P' (SI prefixes; bytes use the same decimal prefixes)."""
+    for threshold, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= threshold:
+            return f"{value / threshold:.2f} {prefix}{unit}"
+    return f"{value:,.0f} {unit}".rstrip()
+
+
+def percent(share: float) -> str:
+    """A share that stays readable for small stages (0.02%, not 0.0%)."""
+    if share == 0:
+        return "0%"
+    if share < 1e-4:
+        return "<0.01%"
+    return f"{share:.2%}" if share < 0.1 else f"{share:.1%}"
+
+
+def seconds(value: float) -> str:
+    if value >= 3600:
+        return f"{value / 3600:.2f} h"
+    if value >= 60:
+        return f"{value / 60:.2f} min"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1e3:.1f} ms"
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n:,} {unit}" + ("" if n == 1 else "s")
+
+
+# -- tables shared by the Markdown and the HTML ----------------------------------------------------
+
+STAGE_HEADER = [
+    "stage",
+    "FLOPs per run",
+    "runs",
+    "FLOPs per generation",
+    "share",
+    "params",
+    "weights",
+    "live set",
+    "cache",
+]
+
+
+def _stage_rows(report: SizingReport) -> list[list[str]]:
+    rows = []
+    for stage in report.stages:
+        memory = report.memory.stage(stage.name)
+        rows.append(
+            [
+                stage.name,
+                f"{stage.per_run.flops:,}",
+                str(stage.runs_per_generation),
+                f"{stage.per_generation.flops:,}",
+                percent(stage.flops_share),
+                human(memory.params),
+                human(memory.weight_bytes, "B"),
+                human(memory.working_bytes, "B") + ("" if memory.working_bytes_verified else " (unchecked)"),
+                human(memory.cache_bytes, "B"),
+            ]
+        )
+    total = report.totals
+    rows.append(
+        [
+            "**end to end**",
+            "",
+            "",
+            f"{total.flops:,}",
+            "100%",
+            human(total.params),
+            human(total.weight_bytes, "B"),
+            "",
+            "",
+        ]
+    )
+    return rows
+
+
+def _time_rows(report: SizingReport) -> Table:
+    pipeline = report.memory.pipeline
+
+    def fits(e: GpuTime) -> str:
+        capacity = e.memory_gb * 1e9
+        if pipeline.peak_bytes_all_weights_resident <= capacity:
+            return "all weights resident"
+        if pipeline.peak_bytes_one_stage_resident <= capacity:
+            return "one stage at a time"
+        return "no"
+
+    running = report.running
+    header = ["GPU", *running, "total", "compute-bound", "fits in memory"]
+    rows = [
+        [
+            e.gpu,
+            *(seconds(e.stage(n).per_generation_s) for n in running),
+            seconds(e.total_s),
+            f"{e.compute_bound_fraction:.0%}",
+            fits(e),
+        ]
+        for e in report.time.estimates
+    ]
+    return header, rows
+
+
+def _serving_rows(report: SizingReport) -> Table:
+    serving = report.serving
+    assert serving is not None
+    header = [
+        "GPU",
+        "time to first token",
+        "per output token",
+        "generation",
+        f"{serving.unit}s/s",
+        "tokens/s",
+    ]
+    rows = [
+        [
+            e.gpu,
+            seconds(e.time_to_first_token_s),
+            seconds(e.time_per_output_token_s),
+            seconds(e.generation_s),
+            f"{e.units_per_s:,.2f}",
+            f"{e.output_tokens_per_s:,.0f}",
+        ]
+        for e in serving.estimates
+    ]
+    return header, rows
+
+
+def _kv_rows(report: SizingReport) -> Table:
+    serving = report.serving
+    assert serving is not None
+    marks = {serving.context_after_first_token: "after the first token", serving.final_context: "last step"}
+    header = [f"tokens per {serving.unit}", f"KV cache, {_count(serving.sequences, serving.unit)}", ""]
+    rows = [
+        [f"{row.tokens:,}", human(row.bytes, "B"), marks.get(row.tokens, "")] for row in serving.kv_by_length
+    ]
+    return header, rows
+
+
+def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
+    runtime = report.runtime
+    assert runtime is not None
+    stage_rows = [
+        [
+            s.name,
+            s.weights,
+            s.compute,
+            s.device,
+            human(s.weight_bytes, "B"),
+            human(s.working_bytes, "B"),
+            human(s.gpu_bytes_while_running, "B") if s.gpu_bytes_while_running else "–",
+        ]
+        for s in runtime.stages
+        if s.runs_per_generation
+    ]
+    stage_header = [
+        "stage",
+        "weights",
+        "compute",
+        "device",
+        "weight memory",
+        "working set",
+        "GPU while running",
+    ]
+    on_gpu = [s.name for s in runtime.stages if s.gpu_bytes_while_running]
+    gpu_rows = [
+        [
+            e.gpu,
+            *(seconds(e.stages[n]) for n in on_gpu),
+            seconds(e.gpu_total_s),
+            "yes" if e.fits else f"no ({e.memory_gb:g} GB)",
+        ]
+        for e in runtime.estimates
+    ]
+    return (stage_header, stage_rows), (["GPU", *on_gpu, "GPU total", "fits"], gpu_rows)
+
+
+def _runtime_intro(report: SizingReport) -> str:
+    runtime = report.runtime
+    assert runtime is not None
+    mode = "every stage's weights resident" if runtime.resident == "all" else "one stage on the GPU at a time"
+    text = f"{runtime.description} ({mode}). Pipeline GPU peak: {human(runtime.peak_bytes, 'B')}"
+    text += f", set by {runtime.set_by}." if runtime.set_by else "."
+    if runtime.not_supported:
+        text += (
+            " Not estimated: "
+            + ", ".join(f"{u.gpu} (no {'/'.join(u.missing)} tensor cores)" for u in runtime.not_supported)
+            + "."
+        )
+    return text
+
+
+def _serving_intro(report: SizingReport) -> str:
+    serving = report.serving
+    assert serving is not None
+    return (
+        f"{_count(serving.sequences, serving.unit)} per batch, "
+        f"{serving.new_tokens:,} new tokens each; "
+        f"first token after {' + '.join(serving.first_token_stages)}, then one "
+        f"{serving.per_token_stage} step per token. KV cache: "
+        f"{serving.kv_bytes_per_token_per_sequence:,} bytes per token per {serving.unit} "
+        f"({report.memory.dtype})."
+    )
+
+
+def _set_by(stage: str | None) -> str:
+    return f", set by {stage}" if stage else ""
+
+
+def _top_layer_rows(report: SizingReport, flops: bool) -> list[list[str]]:
+    return [
+        [
+            str(i),
+            t.stage,
+            t.id,
+            t.category,
+            f"{t.flops_per_generation:,}" if flops else human(t.flops_per_generation, "FLOP"),
+            percent(t.share),
+        ]
+        for i, t in enumerate(report.top_layers, 1)
+    ]
+
+
+def _top_category_rows(report: SizingReport, flops: bool) -> list[list[str]]:
+    return [
+        [
+            str(i),
+            c.category,
+            f"{c.flops_per_generation:,}" if flops else human(c.flops_per_generation, "FLOP"),
+            percent(c.share),
+        ]
+        for i, c in enumerate(report.top_categories, 1)
+    ]
+
+
+# -- Markdown ------------------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    """A table cell as literal Markdown (a plugin's names and notes carry no markup into it);
+    ``**bold**`` cells stay bold."""
+    if len(text) > 4 and text.startswith("**") and text.endswith("**"):
+        return f"**{md(text[2:-2])}**"
+    return md(text)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
+    return lines
+
+
+def report_markdown(report: SizingReport) -> str:
+    """The report as Markdown for people."""
+    model = report.model
+    lines = [
+        f"# {model.name} sizing report",
+        "",
+        md(model.description),
+        "",
+        "Workload: " + md(", ".join(f"{k}={v}" for k, v in report.workload.items())),
+        "",
+    ]
+    if report.warnings:
+        lines += ["## Warnings", ""] + [f"- {md(w)}" for w in report.warnings] + [""]
+    lines += ["## Stages", "", *_md_table(STAGE_HEADER, _stage_rows(report)), ""]
+    time = report.time
+    lines += [f"## Time per generation ({time.precision})", ""]
+    lines += _md_table(*_time_rows(report))
+    lines += ["", time.caveat, ""]
+    if time.not_supported is not None:
+        lines += [f"Not shown ({time.not_supported.reason}): {', '.join(time.not_supported.gpus)}.", ""]
+    if report.serving is not None:
+        lines += ["## Serving", "", md(_serving_intro(report)), ""]
+        lines += _md_table(*_serving_rows(report))
+        lines += ["", *_md_table(*_kv_rows(report)), "", report.serving.caveat, ""]
+    if report.runtime is not None:
+        (sh, sr), (gh, gr) = _runtime_tables(report)
+        lines += [f"## Runtime: {md(report.runtime.name)}", "", md(_runtime_intro(report)), ""]
+        lines += [*_md_table(sh, sr), "", *_md_table(gh, gr), "", report.runtime.note, ""]
+    memory = report.memory
+    pipeline = memory.pipeline
+    lines += [
+        "## Memory",
+        "",
+        f"- weights of the stages that run ({memory.dtype}): {human(pipeline.weight_bytes, 'B')}",
+        f"- peak with all weights resident: {human(pipeline.peak_bytes_all_weights_resident, 'B')}"
+        f"{_set_by(pipeline.peak_stage_all_weights_resident)}",
+        f"- peak with one stage resident at a time: {human(pipeline.peak_bytes_one_stage_resident, 'B')}"
+        f"{_set_by(pipeline.peak_stage_one_stage_resident)}",
+        f"- {memory.note}",
+        "",
+        "## Top layers by FLOPs per generation",
+        "",
+    ]
+    lines += _md_table(["#", "stage", "layer", "category", "FLOPs", "share"], _top_layer_rows(report, True))
+    lines += ["", "## Top categories", ""]
+    lines += _md_table(["#", "category", "FLOPs", "share"], _top_category_rows(report, True))
+    lines += ["", "## Not modeled", ""] + [f"- {md(item)}" for item in report.not_modeled]
+    lines += ["", "## Convention", "", report.convention, ""]
+    return "\n".join(lines)
+
+
+# -- HTML ----------------------------------------------------------------------------------------------
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell).replace('**', '')}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;"
+    "color:#1d2330;line-height:1.45;padding:0 1rem}"
+    "h1{font-size:1.6rem;margin-bottom:.2rem}"
+    "h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde;padding-bottom:.2rem}"
+    "table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}"
+    "th,td{border:1px solid #d5d9e2;padding:.3rem .55rem;text-align:right}"
+    "th{background:#f1f3f8}td:first-child,th:first-child{text-align:left}"
+    "tbody tr:last-child td{font-weight:600}"
+    ".warn{background:#fff6e0;border-left:4px solid #e0a100;padding:.5rem .8rem;margin:.4rem 0}"
+    ".note{color:#566;font-size:.85rem}"
+    ".workload{display:flex;flex-wrap:wrap;gap:.35rem}"
+    ".workload code{background:#f1f3f8;padding:.1rem .35rem;border-radius:3px;white-space:nowrap}"
+    "td.text,th.text{text-align:left}"
+    "img{max-width:100%;border:1px solid #eee;margin:.5rem 0}"
+    ".top tbody tr:last-child td{font-weight:normal}"
+)
+
+
+def report_html(report: SizingReport, plots: Mapping[str, str]) -> str:
+    """A self-contained page: tables, and plots embedded as base64 PNGs (``plots``: title -> data)."""
+    esc = html.escape
+    model = report.model
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(model.name)} sizing report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{esc(model.name)} sizing report</h1><p>{esc(model.description)}</p>",
+        "<p class='workload'>"
+        + "".join(f"<code>{esc(k)}={esc(str(v))}</code>" for k, v in report.workload.items())
+        + "</p>",
+    ]
+    parts += [f"<div class='warn'>{esc(w)}</div>" for w in report.warnings]
+    parts += ["<h2>Stages</h2>", _html_table(STAGE_HEADER, _stage_rows(report))]
+    time = report.time
+    parts += [
+        f"<h2>Time per generation ({esc(time.precision)}, roofline)</h2>",
+        "<div class='top'>" + _html_table(*_time_rows(report)) + "</div>",
+        f"<p class='note'>{esc(time.caveat)}</p>",
+    ]
+    for title, data in plots.items():
+        parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
+    if report.runtime is not None:
+        (sh, sr), (gh, gr) = _runtime_tables(report)
+        parts += [
+            f"<h2>Runtime: {esc(report.runtime.name)}</h2>",
+            f"<p>{esc(_runtime_intro(report))}</p>",
+            "<div class='top'>" + _html_table(sh, sr) + "</div>",
+            "<div class='top'>" + _html_table(gh, gr) + "</div>",
+            f"<p class='note'>{esc(report.runtime.note)}</p>",
+        ]
+    if report.serving is not None:
+        parts += [
+            "<h2>Serving</h2>",
+            f"<p>{esc(_serving_intro(report))}</p>",
+            "<div class='top'>" + _html_table(*_serving_rows(report)) + "</div>",
+            "<div class='top'>" + _html_table(*_kv_rows(report)) + "</div>",
+            f"<p class='note'>{esc(report.serving.caveat)}</p>",
+        ]
+    memory = report.memory
+    pipeline = memory.pipeline
+    parts += [
+        "<h2>Memory</h2><ul>",
+        f"<li>weights of the stages that run ({esc(str(memory.dtype))}): "
+        f"{human(pipeline.weight_bytes, 'B')}</li>",
+        f"<li>peak with all weights resident: {human(pipeline.peak_bytes_all_weights_resident, 'B')}"
+        f"{esc(_set_by(pipeline.peak_stage_all_weights_resident))}</li>",
+        "<li>peak with one stage resident at a time: "
+        f"{human(pipeline.peak_bytes_one_stage_resident, 'B')}"
+        f"{esc(_set_by(pipeline.peak_stage_one_stage_resident))}</li>",
+        f"</ul><p class='note'>{esc(memory.note)}</p>",
+        "<h2>Top layers by FLOPs per generation</h2><div class='top'>",
+        _html_table(["#", "stage", "layer", "category", "FLOPs", "share"], _top_layer_rows(report, False)),
+        "</div><h2>Top categories</h2><div class='top'>",
+        _html_table(["#", "category", "FLOPs", "share"], _top_category_rows(report, False)),
+        "</div><h2>Not modeled</h2><ul>",
+        *(f"<li>{esc(item)}</li>" for item in report.not_modeled),
+        f"</ul><h2>Convention</h2><p class='note'>{esc(report.convention)}</p>",
+        f"<p class='note'>run {esc(report.run_id)} · {esc(report.created_utc)}</p></body></html>",
+    ]
+    return "".join(parts)
+
+
+# -- terminal ------------------------------------------------------------------------------------------
+
+
+def terminal_lines(report: SizingReport) -> list[str]:
+    """What ``flopcheck report`` prints: warnings, FLOPs per stage, and seconds per GPU (the
+    runtime's, when one was asked for)."""
+    lines = [f"warning: {warning}" for warning in report.warnings]
+    width = max([16, *(len(s.name) for s in report.stages)])
+    for stage in report.stages:
+        runs = stage.runs_per_generation
+        lines.append(
+            f"{stage.name:>{width}}: {stage.per_generation.flops:>30,} FLOPs per generation "
+            f"({runs} run{'s' if runs != 1 else ''}, {percent(stage.flops_share)})"
+        )
+    lines.append(f"{'end to end':>{width}}: {report.totals.flops:>30,} FLOPs")
+    runtime = report.runtime
+    if runtime is None:
+        for estimate in report.time.estimates:
+            lines.append(
+                f"{estimate.gpu:>{width}}: {seconds(estimate.total_s)} per generation "
+                f"({report.time.precision}, roofline)"
+            )
+        return lines
+    for gpu in runtime.estimates:
+        fits = "fits" if gpu.fits else f"does not fit in {gpu.memory_gb:g} GB"
+        lines.append(
+            f"{gpu.gpu:>{width}}: {seconds(gpu.gpu_total_s)} per generation on the GPU "
+            f"(runtime {runtime.name}, roofline; {fits})"
+        )
+    for missing in runtime.not_supported:
+        lines.append(f"{missing.gpu:>{width}}: not estimated (no {'/'.join(missing.missing)} tensor cores)")
+    return lines

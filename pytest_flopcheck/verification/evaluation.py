@@ -1,0 +1,234 @@
+"""Evaluating a check: its analytic numbers against the reference's, as comparisons with their
+tolerances (and coverage gaps for totals), once its dependencies are produced; and the plan of
+every check of a selection, in a deterministic order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+
+from pytest_flopcheck.analytic.tree import CostNode, live_path, live_peak
+from pytest_flopcheck.model.generation import per_generation
+from pytest_flopcheck.model.workload import DTYPES, sized_dtype
+from pytest_flopcheck.reference.counting import CoverageGap, ReferenceCounts, coverage_gaps, uncounted_gaps
+from pytest_flopcheck.verification.cases import (
+    END_TO_END,
+    GENERATION,
+    GENERATION_STAGE,
+    IO,
+    LAYER,
+    LIVE_PEAK,
+    MEMORY,
+    PARAMS,
+    PIPELINE,
+    Case,
+)
+from pytest_flopcheck.verification.compare import Comparison
+from pytest_flopcheck.verification.dependencies import CheckError, CheckSkipped, Dependencies
+
+
+@attrs.frozen
+class Outcome:
+    """What one case produced: its comparisons and any coverage gaps (end-to-end only)."""
+
+    comparisons: tuple[Comparison, ...]
+    gaps: tuple[CoverageGap, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons) and not self.gaps
+
+
+def plan(deps: Dependencies) -> Iterator[Case]:
+    """Every check, in a deterministic order (models, workloads, stages, tree pre-order).
+
+    A stage whose analytic model cannot be built gets its end-to-end check only, which
+    reports the error. A stage the workload runs 0 times (a denoising expert no step reaches,
+    an image encoder a text-only task skips) gets no checks: there is nothing of it to verify."""
+    for model in deps.selection.models:
+        reg = deps.registration(model)
+        for workload in deps.selection.workloads(model):
+            idle = _idle_stages(deps, model, workload)
+            for stage in reg.stages:
+                if stage.name in idle:
+                    continue
+                tree = deps.tree_or_cause(model, workload, stage.name)
+                if isinstance(tree, CostNode):
+                    for node in tree.walk():
+                        if node.reference is None:
+                            continue
+                        if node.id:
+                            yield Case(LAYER, model, workload, stage.name, node.id)
+                        yield Case(PARAMS, model, workload, stage.name, node.id)
+                        if (  # a leaf that states its ops' I/O (a model may leave it 0)
+                            node.id
+                            and not node.children
+                            and node.total.flops
+                            and node.total.io_bytes
+                            and node.io_exact
+                        ):
+                            yield Case(IO, model, workload, stage.name, node.id)
+                yield Case(END_TO_END, model, workload, stage.name)
+                if stage.memory_tolerance is not None:
+                    yield Case(MEMORY, model, workload, stage.name)
+            if reg.multiplicities is not None:
+                yield Case(END_TO_END, model, workload, PIPELINE)
+        for name in reg.generations:  # selected like workloads: all, or those named
+            if not deps.selection.workload_filter or name in deps.selection.workload_filter:
+                yield Case(GENERATION, model, name, GENERATION_STAGE)
+
+
+def _idle_stages(deps: Dependencies, model: str, workload: str) -> set[str]:
+    """Stages the workload runs 0 times (none when the multiplicities are unusable: the
+    pipeline check reports that)."""
+    if deps.registration(model).multiplicities is None:
+        return set()
+    try:
+        runs = deps.runs(model, workload)
+    except CheckError:
+        return set()
+    return {name for name, n in runs.items() if n == 0}
+
+
+def evaluate(deps: Dependencies, case: Case) -> Outcome:
+    """Compare the analytic and reference numbers for ``case`` (after :meth:`prepare`)."""
+    if case.kind == GENERATION:
+        return _generation(deps, case)
+    if case.stage == PIPELINE:
+        return _pipeline(deps, case)
+    reg = deps.registration(case.model)
+    tolerance = reg.stage(case.stage).tolerance
+    counts = deps.reference(case.model, case.workload, case.stage)
+    if case.kind == MEMORY:
+        return _memory(deps, case, counts)
+    if case.kind == END_TO_END:
+        tree = deps.tree(case.model, case.workload, case.stage)
+        comparison = Comparison(
+            case.model,
+            case.workload,
+            case.stage,
+            "",
+            "",
+            "flops",
+            tree.total.flops,
+            counts.total_flops,
+            tolerance,
+            dict(counts.total_ops),
+        )
+        return Outcome((comparison,), tuple(coverage_gaps(tree, counts)))
+    node = deps.node(case.model, case.workload, case.stage, case.layer)
+    assert node.reference is not None
+    metric = {LAYER: "flops", PARAMS: "params", IO: "io_bytes"}[case.kind]
+    if metric == "io_bytes":
+        tolerance = 0.0  # the bytes of the ops the layer claims: exact
+    module = counts.module(node.reference)
+    ops = node.reference_ops if metric != "params" else ()
+    reference_value = counts.value(node.reference, node.reference_own, metric, ops)
+    whole = (
+        f"(stage scope: {', '.join(counts.scope)})"
+        if counts.scope and metric == "params"
+        else "(whole module)"
+    )
+    label = (node.reference or whole) + (" (own work)" if node.reference_own else "")
+    label += f" [{', '.join(ops)}]" if ops else ""
+    analytic_value = getattr(node.total, metric)
+    shown = {"flops": module.ops, "io_bytes": module.io_ops}.get(metric, {})
+    shown = dict(shown) if not node.reference_own else {}
+    comparison = Comparison(
+        case.model,
+        case.workload,
+        case.stage,
+        case.layer,
+        label,
+        metric,
+        analytic_value,
+        reference_value,
+        tolerance,
+        shown,
+    )
+    return Outcome((comparison,))
+
+
+def _memory(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
+    """The stage's weights (exact) and its live peak beyond them (within the stage's memory
+    tolerance) against the reference's parameters and live tensor bytes, measured in the sized
+    dtype. The part beyond the weights is compared, not the whole peak: weights dominate
+    many stages' peaks and would hide an activation model's error."""
+    reg = deps.registration(case.model)
+    tolerance = reg.stage(case.stage).memory_tolerance
+    assert tolerance is not None
+    dtype = sized_dtype(reg.workloads[case.workload])
+    sized = DTYPES[dtype].torch if dtype is not None else None
+    if sized is not None and counts.dtype != sized:
+        raise CheckSkipped(
+            f"the reference was built in {counts.dtype or 'an unknown dtype'} on {counts.device}, not in "
+            f"the sized {sized}: its memory is not comparable (count on meta to measure it)"
+        )
+    tree = deps.tree(case.model, case.workload, case.stage)
+    live = live_peak(tree)
+    path = live_path(tree)[-1].id or "(stage)"
+    measured = counts.peak_bytes - counts.weight_bytes
+    allocator = (
+        ""
+        if counts.allocator_peak_bytes is None
+        else f"; the CUDA allocator's peak (its rounding, workspaces): {counts.allocator_peak_bytes:,}"
+    )
+    comparisons = (
+        Comparison(
+            case.model, case.workload, case.stage, "", "parameters of the stage", "weight_bytes",
+            tree.total.weight_bytes, counts.weight_bytes, 0.0,
+        ),
+        Comparison(
+            case.model, case.workload, case.stage, "",
+            f"live tensor bytes beyond the weights; analytic peak at {path}; with the weights: "
+            f"analytic {tree.total.weight_bytes + live:,}, measured {counts.peak_bytes:,}"
+            + allocator,
+            LIVE_PEAK, live, measured, tolerance,
+        ),
+    )  # fmt: skip
+    return Outcome(comparisons)
+
+
+def _generation(deps: Dependencies, case: Case) -> Outcome:
+    """The whole tiny run, counted, against the analytic total: exact, and no uncounted op."""
+    generation, counts = deps.generation(case.model, case.workload)
+    comparison = Comparison(
+        case.model,
+        case.workload,
+        GENERATION_STAGE,
+        "",
+        generation.description or "whole generation",
+        "flops",
+        generation.analytic_flops,
+        counts.total_flops,
+        0.0,
+        dict(counts.total_ops),
+    )
+    return Outcome((comparison,), tuple(uncounted_gaps(counts)))
+
+
+def _pipeline(deps: Dependencies, case: Case) -> Outcome:
+    """The generation's FLOPs, analytic and counted: every stage it runs, times its runs."""
+    reg = deps.registration(case.model)
+    runs = deps.runs(case.model, case.workload)
+    running = [stage.name for stage in reg.stages if runs[stage.name]]  # a stage run 0 times adds nothing
+    trees = {name: deps.tree(case.model, case.workload, name) for name in running}
+    counts = {name: deps.reference(case.model, case.workload, name) for name in running}
+    gaps = [
+        CoverageGap(gap.kind, f"{name}: {gap.name}", gap.detail)
+        for name in running
+        for gap in coverage_gaps(trees[name], counts[name])
+    ]
+    comparison = Comparison(
+        case.model,
+        case.workload,
+        PIPELINE,
+        "",
+        "sum of stage totals × runs per generation",
+        "flops",
+        per_generation(runs, {name: tree.total.flops for name, tree in trees.items()}),
+        per_generation(runs, {name: c.total_flops for name, c in counts.items()}),
+        reg.pipeline_tolerance,
+    )
+    return Outcome((comparison,), tuple(gaps))
