@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from math import prod
+from typing import Final
 
 import attrs
 
@@ -55,6 +56,32 @@ def _node(
     )
 
 
+ACTIVATIONS: Final = {
+    "gelu": 1,
+    "gelu_tanh": 1,
+    "silu": 1,
+    "relu": 1,
+    "quick_gelu": 2,
+    "gelu_new": 3,
+    "gelu_python": 3,
+    "gelu_fast": 4,
+}
+"""Tensors the size of its input an activation holds at its peak beside that input (its output
+included), as the real modules run, each checked against them on meta (``tests/flopcheck/
+test_layers.py``): one fused kernel (``torch.nn.GELU`` exact or tanh, ``SiLU``, ``ReLU``) holds
+its output; transformers' ``quick_gelu`` (``x * sigmoid(1.702 x)``) holds ``1.702 x`` and its
+sigmoid; ``gelu_new`` (T5's tanh GELU written out) three temporaries; ``gelu_python`` (erf written
+out) three; ``gelu_fast`` four."""
+
+
+def activation_bytes(kind: str, elements: int, dtype_bytes: int) -> int:
+    """Bytes an activation of ``elements`` holds at its peak beside its input
+    (:data:`ACTIVATIONS`); ValueError naming the kinds for an unknown one."""
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"activation {kind!r} is not known: choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[kind] * elements * dtype_bytes
+
+
 def linear(
     node_id: str,
     category: str,
@@ -66,9 +93,16 @@ def linear(
     dtype_bytes: int,
     reference: str | None,
     scratch_bytes: int = 0,
+    activation: str | None = None,
+    bias_in_matmul: bool = True,
 ) -> CostNode:
-    """A linear layer over ``rows`` rows (``scratch_bytes``: temporaries live beside its call, an
-    activation's output, say)."""
+    """A linear layer over ``rows`` rows.
+
+    ``scratch_bytes``: temporaries live beside its call. ``activation`` (one of
+    :data:`ACTIVATIONS`): the activation applied to its output, whose temporaries and output live
+    beside the call (added to the scratch). ``bias_in_matmul=False``: the implementation runs the
+    layer as an ``mm`` and a separate ``add`` of the bias (a linear over a non-contiguous input,
+    say), so the counted op reads no bias (the add is elementwise traffic)."""
     node = _node(
         node_id,
         category,
@@ -79,6 +113,13 @@ def linear(
         dtype_bytes=dtype_bytes,
         reference=reference,
     )
+    if bias and not bias_in_matmul:
+        node = attrs.evolve(
+            node,
+            metrics=attrs.evolve(node.metrics, io_bytes=node.metrics.io_bytes - out_features * dtype_bytes),
+        )
+    if activation is not None:
+        scratch_bytes += activation_bytes(activation, rows * out_features, dtype_bytes)
     return attrs.evolve(node, scratch_bytes=scratch_bytes) if scratch_bytes else node
 
 
@@ -184,12 +225,17 @@ def norm(
     reference: str | None,
     fp32_copies: int = 0,
     input_held: bool = False,
+    activation: str | None = None,
 ) -> CostNode:
     """A normalisation layer: no counted FLOPs, ``params`` affine parameters.
 
     ``fp32_copies``: a half-precision input is normalised on that many fp32 copies, live together
     at the norm's peak beside the input, the output written after they are freed (its scratch);
-    ``input_held``: the input is one a parent already holds, not counted again."""
+    ``input_held``: the input is one a parent already holds, not counted again.
+
+    ``activation`` (one of :data:`ACTIVATIONS`): the activation applied to the norm's output
+    (GroupNorm then SiLU in a ResNet block, ``x = act(norm(x))``): its temporaries live beside
+    the norm's output once the input is released, or beside it too when a parent holds it."""
     node = _node(
         node_id,
         category,
@@ -200,10 +246,14 @@ def norm(
         dtype_bytes=dtype_bytes,
         reference=reference,
     )
-    if not fp32_copies or dtype_bytes >= FP32_BYTES:
-        return node
-    scratch = rows * dim * (fp32_copies * FP32_BYTES - dtype_bytes * (2 if input_held else 1))
-    return attrs.evolve(node, scratch_bytes=scratch)
+    scratch = 0
+    if fp32_copies and dtype_bytes < FP32_BYTES:
+        scratch = rows * dim * (fp32_copies * FP32_BYTES - dtype_bytes * (2 if input_held else 1))
+    if activation is not None:
+        # After the norm: its output and the activation's temporaries, beside the input only when
+        # a parent holds it (then already counted there, so the leaf's own input comes off).
+        scratch += activation_bytes(activation, rows * dim, dtype_bytes) - rows * dim * dtype_bytes
+    return attrs.evolve(node, scratch_bytes=scratch) if scratch else node
 
 
 def embedding(
@@ -215,19 +265,26 @@ def embedding(
     dim: int,
     dtype_bytes: int,
     reference: str | None,
+    tied: bool = False,
 ) -> CostNode:
-    """A lookup table: no FLOPs; reads ``rows`` rows of the table."""
+    """A lookup table: no FLOPs; reads ``rows`` rows of the table.
+
+    ``tied=True``: the table is another module's parameter (T5's ``encoder.embed_tokens`` is its
+    ``shared`` embedding; an LM head tied to the input embedding): its parameters and weight bytes
+    count where that module is, once, as the reference counts each parameter once."""
+    table = 0 if tied else num_embeddings * dim
     return CostNode(
         node_id,
         category,
         Metrics(
             flops=0,
-            params=num_embeddings * dim,
-            weight_bytes=num_embeddings * dim * dtype_bytes,
+            params=table,
+            weight_bytes=table * dtype_bytes,
             activation_bytes=rows * dim * dtype_bytes,
             io_bytes=2 * rows * dim * dtype_bytes,
         ),
         reference=reference,
+        note="tied: its table is counted where the module it is tied to holds it" if tied else "",
     )
 
 
@@ -285,12 +342,19 @@ def gated_mlp(
     dtype_bytes: int,
     reference: str | None,
     names: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj"),
+    activation: str | None = None,
 ) -> CostNode:
     """A gated MLP (SwiGLU, GeGLU): gate and up projections, their elementwise product, down.
-    ``names`` are the three linears' module names under ``reference``."""
-    gate, up, down = names
+    ``names`` are the three linears' module names under ``reference``.
 
-    def proj(name: str, in_f: int, out_f: int) -> CostNode:
+    ``activation`` (one of :data:`ACTIVATIONS`) models the live set as transformers' gated MLPs
+    hold it (``down(act(gate(x)) * up(x))``, T5's ``wi_0``/``wi_1``/``wo``): the activation's
+    temporaries beside the gate's output, then the activated gate held through the up projection
+    and beside the product. Without it no temporaries are modelled."""
+    gate, up, down = names
+    elements = rows * intermediate
+
+    def proj(name: str, in_f: int, out_f: int, scratch: int = 0) -> CostNode:
         return linear(
             f"{prefix}.{name}",
             category,
@@ -300,11 +364,14 @@ def gated_mlp(
             bias=bias,
             dtype_bytes=dtype_bytes,
             reference=None if reference is None else f"{reference}.{name}".lstrip("."),
+            scratch_bytes=scratch,
         )
 
+    gate_scratch = 0 if activation is None else activation_bytes(activation, elements, dtype_bytes)
+    up_scratch = 0 if activation is None else 2 * elements * dtype_bytes  # the activated gate, the product
     children = (
-        proj(gate, hidden, intermediate),
-        proj(up, hidden, intermediate),
+        proj(gate, hidden, intermediate, gate_scratch),
+        proj(up, hidden, intermediate, up_scratch),
         proj(down, intermediate, hidden),
     )
     return group(prefix, category, children, reference=reference)

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from pytest_flopcheck.cli.common import DEFAULT_OUTPUT, UsageError, say
 from pytest_flopcheck.cli.diff import cmd_diff
+from pytest_flopcheck.cli.inspect import cmd_inspect
 from pytest_flopcheck.cli.prune import cmd_prune
 from pytest_flopcheck.cli.report import cmd_report
 from pytest_flopcheck.cli.sweep import DEFAULT_MAX_POINTS, cmd_sweep
@@ -41,6 +42,11 @@ def _import_plugin(spec: str) -> tuple[str, object]:
         if spec.endswith(".py") or path.is_file():
             if not path.is_file():
                 raise UsageError(f"-p {shorten(spec)} is not allowed: there is no such file")
+            # As pytest imports a conftest: its folder goes on sys.path, so the modules and packages
+            # beside it import.
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
             module_spec = importlib.util.spec_from_file_location(f"flopcheck_plugin_{path.stem}", path)
             assert module_spec is not None
             assert module_spec.loader is not None
@@ -101,6 +107,7 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
     for name, text in (
         ("report", "write a sizing report for one workload"),
         ("sweep", "FLOPs per stage over a grid of workloads (CSV, JSON, plots)"),
+        ("inspect", "run one stage's real module and show what the counter and the memory tracker see"),
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("model", metavar="MODEL", help="a registered model (see 'flopcheck list')")
@@ -110,6 +117,17 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
             help="read the architecture from a checkpoint's config.json (or its folder), for models that can",
         )
         sub.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"default {DEFAULT_OUTPUT}")
+        if name == "inspect":
+            sub.add_argument(
+                "--stage", required=True, metavar="NAME", help="the stage whose reference to run"
+            )
+            sub.add_argument("--device", default="meta", metavar="DEVICE", help="meta (default), cpu or cuda")
+            sub.add_argument(
+                "--depth", type=int, metavar="N", help="print modules up to this depth (files hold all)"
+            )
+            if registry is not None and command == name and model in registry.models:
+                add_workload_arguments(sub, registry.models[model])
+            continue
         if name == "report":
             sub.add_argument("--gpu", metavar="NAME", help=f"one of {', '.join(GPUS)} (default: all)")
             sub.add_argument(
@@ -182,6 +200,8 @@ def run(argv: Sequence[str]) -> int:
     registry = _load_registry(first.plugins)
     reg = _registration(registry, first.model)
     args = _parser(registry, first.command, first.model).parse_args(argv)
+    if args.command == "inspect":
+        return cmd_inspect(reg, args)
     return cmd_report(reg, args) if args.command == "report" else cmd_sweep(reg, args)
 
 

@@ -21,6 +21,9 @@ class RegistrationError(Exception):
     """A model package handed over something unusable; the message names the plugin."""
 
 
+NO_ANALYTIC = "flopcheck inspect MODEL --stage STAGE shows what its reference runs"
+
+
 class ModelError(Exception):
     """A registration's own code raised, or returned something unusable, while a report or sweep
     asked it for a figure: one sentence naming the model and what failed."""
@@ -80,6 +83,14 @@ def _strings(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _callable(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise ValueError(
+            f"{attribute.name} is {type(value).__name__}, not a callable: give a function "
+            f"(see ModelRegistration's {attribute.name})"
+        )
+
+
 @attrs.frozen
 class Generation:
     """A tiny real end-to-end run of a model (a diffusers pipeline call, a transformers
@@ -93,7 +104,7 @@ class Generation:
     """
 
     analytic_flops: int
-    build: Callable[[], ReferenceCall]
+    build: Callable[[], ReferenceCall] = attrs.field(validator=_callable)
     description: str = ""
 
 
@@ -109,7 +120,7 @@ class ReferenceCall:
     """
 
     module: Any
-    run: Callable[[], object]
+    run: Callable[[], object] = attrs.field(validator=_callable)
     scope: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
 
@@ -142,9 +153,15 @@ def _workload_ids(instance: Any, attribute: attrs.Attribute[Any], value: Mapping
 
 
 def _generation_names(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
-    for name in value:
+    for name, factory in value.items():
         if not is_safe_name(name):
             raise ValueError(name_error("generation", name))
+        if not callable(factory) or isinstance(factory, Generation):
+            raise ValueError(
+                f"generation {name!r} is {type(factory).__name__}, not a callable: register a function that "
+                "returns the Generation (it is called only when the generation is checked), such as "
+                "functools.partial(tiny_generation, workload)"
+            )
 
 
 def _stages(value: Iterable[Stage]) -> tuple[Stage, ...]:
@@ -240,7 +257,9 @@ def _serving_stages(instance: Any, attribute: attrs.Attribute[Any], value: Servi
 class ModelRegistration:
     """Everything the plugin needs to verify and report one model.
 
-    - ``analytic(workload, stage)`` returns the analytic cost tree of one run of the stage.
+    - ``analytic(workload, stage)`` returns the analytic cost tree of one run of the stage; a
+      model may be registered without one while its author starts from ``flopcheck inspect``
+      (nothing is verified or sized until it has one).
     - ``reference(workload, stage, device)`` builds the real module on ``device`` and returns
       a :class:`ReferenceCall`; it is the only place that imports torch and friends.
     - ``multiplicities(workload)`` says how many times each stage runs in one end-to-end
@@ -271,22 +290,24 @@ class ModelRegistration:
     name: str = attrs.field(validator=_check_name("model"))
     stages: tuple[Stage, ...] = attrs.field(converter=_stages, validator=_unique_stages)
     workloads: Mapping[str, Any] = attrs.field(converter=_workloads, validator=_workload_ids)
-    analytic: Callable[[Any, str], CostNode]
-    reference: Callable[[Any, str, str], ReferenceCall] | None = None
-    multiplicities: Callable[[Any], Mapping[str, int]] | None = None
+    analytic: Callable[[Any, str], CostNode] | None = attrs.field(default=None, validator=_callable)
+    reference: Callable[[Any, str, str], ReferenceCall] | None = attrs.field(
+        default=None, validator=_callable
+    )
+    multiplicities: Callable[[Any], Mapping[str, int]] | None = attrs.field(default=None, validator=_callable)
     end_to_end_tolerance: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(_check_tolerance)
     )
-    reference_bytes: Callable[[Any, str], int] | None = None
-    stage_totals: Callable[[Any, str], Metrics] | None = None
+    reference_bytes: Callable[[Any, str], int] | None = attrs.field(default=None, validator=_callable)
+    stage_totals: Callable[[Any, str], Metrics] | None = attrs.field(default=None, validator=_callable)
     reference_packages: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    metadata: Callable[[Any], Mapping[str, Any]] | None = None
-    warnings: Callable[[Any], Sequence[str]] | None = None
+    metadata: Callable[[Any], Mapping[str, Any]] | None = attrs.field(default=None, validator=_callable)
+    warnings: Callable[[Any], Sequence[str]] | None = attrs.field(default=None, validator=_callable)
     not_modeled: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     workload_type: type | None = None
-    reference_config: Callable[[Any, str], Any] | None = None
+    reference_config: Callable[[Any, str], Any] | None = attrs.field(default=None, validator=_callable)
     op_policy: OpPolicy = attrs.field(factory=OpPolicy)
-    config_workload: Callable[[Any, str], Any] | None = None
+    config_workload: Callable[[Any, str], Any] | None = attrs.field(default=None, validator=_callable)
     generations: Mapping[str, Callable[[], Generation]] = attrs.field(
         factory=dict, converter=_workloads, validator=_generation_names
     )
@@ -312,6 +333,8 @@ class ModelRegistration:
     def tree(self, workload: Any, stage: str) -> CostNode:
         """The validated analytic tree of one run of ``stage`` (ModelError if the builder raises
         or returns something that is not a usable tree, as the plugin checks it)."""
+        if self.analytic is None:
+            raise ModelError(f"model {self.name!r} registers no analytic model yet ({NO_ANALYTIC})")
         built = model_call(
             self.name, f"the analytic model of stage {stage!r}", self.analytic, workload, stage
         )

@@ -54,9 +54,14 @@ class FlopcheckCollector(pytest.Collector):
         ]
 
 
-def failure_message(comparisons: tuple[Comparison, ...], gaps: tuple[CoverageGap, ...]) -> str:
-    """What a failed check says: each comparison outside its tolerance, then any coverage gaps."""
+def failure_message(
+    comparisons: tuple[Comparison, ...], gaps: tuple[CoverageGap, ...], detail: str = ""
+) -> str:
+    """What a failed check says: each comparison outside its tolerance, any coverage gaps, and
+    the detail that explains it (where a memory peak was set, on each side)."""
     parts = [c.describe() for c in comparisons if not c.passed]
+    if detail:
+        parts.append(detail)
     if gaps:
         parts.append(
             "coverage gaps (counted work the analytic model does not account for):\n"

@@ -163,7 +163,7 @@ class FlopcheckRun:
         }
         item.user_properties.append((RESULT, json.dumps(payload)))
         if not outcome.passed:
-            pytest.fail(failure_message(outcome.comparisons, outcome.gaps), pytrace=False)
+            pytest.fail(failure_message(outcome.comparisons, outcome.gaps, outcome.detail), pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(

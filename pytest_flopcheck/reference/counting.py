@@ -6,6 +6,7 @@ the package never loads it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -15,7 +16,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode
 from pytest_flopcheck.model.registration import ReferenceCall
-from pytest_flopcheck.reference.memory import LiveBytes, op_traffic, reachable_tensors, tensors
+from pytest_flopcheck.reference.memory import LiveBytes, LiveTensor, op_traffic, reachable_tensors, tensors
 from pytest_flopcheck.reference.ops_policy import COMPUTE_OPS, OpPolicy
 
 DEVICES = ("meta", "cpu", "cuda")
@@ -24,7 +25,7 @@ OUTSIDE = "(outside any module)"
 
 _T = TypeVar("_T")
 
-COUNTS_FORMAT = 3
+COUNTS_FORMAT = 4
 """The layout of :class:`ReferenceCounts`; part of every cache key, so that a new field forces a
 recount rather than a default."""
 
@@ -88,13 +89,23 @@ class ReferenceCounts:
     """On cuda, the caching allocator's peak over the call beyond what it held when the call
     started, plus the live bytes then (so comparable with ``peak_bytes``: its rounding, kernel
     workspaces and the counter's own bookkeeping included); None elsewhere."""
+    peak_op: str = ""
+    """The op whose output set the live peak (``aten.addmm``), and the module it ran in
+    (``peak_module``, a path from the reference module; ``""`` the reference module itself)."""
+    peak_module: str = ""
+    peak_tensors: tuple[LiveTensor, ...] = ()
+    """Every storage live at the peak that the call created (not its weights, buffers or
+    inputs), largest first."""
 
     def module(self, name: str) -> ModuleCount:
-        """Counts of the module with this name (``""`` the whole module)."""
+        """Counts of the module with this name (``""`` the whole module); KeyError naming the
+        closest names the reference has."""
         try:
             return self.modules[name]
         except KeyError:
-            raise KeyError(f"the reference has no module named {name!r}") from None
+            close = difflib.get_close_matches(name, list(self.modules), n=3, cutoff=0.6)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise KeyError(f"the reference has no module named {name!r}{hint}") from None
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the reference cache (exact integers)."""
@@ -112,6 +123,9 @@ class ReferenceCounts:
             "peak_bytes": self.peak_bytes,
             "dtype": self.dtype,
             "allocator_peak_bytes": self.allocator_peak_bytes,
+            "peak_op": self.peak_op,
+            "peak_module": self.peak_module,
+            "peak_tensors": [t.to_json() for t in self.peak_tensors],
         }
 
     @classmethod
@@ -139,6 +153,9 @@ class ReferenceCounts:
             allocator_peak_bytes=None
             if top["allocator_peak_bytes"] is None
             else _count(top["allocator_peak_bytes"], "allocator_peak_bytes"),
+            peak_op=_text(top["peak_op"], "peak_op"),
+            peak_module=_text(top["peak_module"], "peak_module"),
+            peak_tensors=tuple(LiveTensor.from_json(t) for t in _list(top["peak_tensors"], "peak_tensors")),
         )
 
     def value(self, name: str, own: bool, metric: str, ops: tuple[str, ...] = ()) -> int:
@@ -164,7 +181,8 @@ class ReferenceCounts:
 
 _COUNTS_FIELDS = (
     "device", "total_flops", "total_params", "total_ops", "modules", "uncounted_ops", "seconds", "scope",
-    "weight_bytes", "baseline_bytes", "peak_bytes", "dtype", "allocator_peak_bytes",
+    "weight_bytes", "baseline_bytes", "peak_bytes", "dtype", "allocator_peak_bytes", "peak_op", "peak_module",
+    "peak_tensors",
 )  # fmt: skip
 _MODULE_FIELDS = tuple(field.name for field in attrs.fields(ModuleCount))
 
@@ -329,21 +347,20 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     peaks: dict[str, int] = {}
     live = LiveBytes()
 
-    class _Observer(TorchDispatchMode):  # type: ignore[no-untyped-call]
-        """Sees the ops that actually execute, after the counter decomposed what it could: the
-        ones that ran without a formula, every op's traffic and the live tensor bytes."""
+    class _Implementation(TorchDispatchMode):  # type: ignore[no-untyped-call]
+        """Above the counter: sees the ops the implementation runs, before the counter decomposes
+        any it has no formula for; their traffic and the live tensor bytes."""
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             packet = func._overloadpacket
             name = str(packet)
-            if packet not in registry and name in COMPUTE_OPS and name not in rules.zero_flop:
-                uncounted[name] = uncounted.get(name, 0) + 1
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             moved = op_traffic(func, args, kwargs, out)
-            live.add(tensors((args, kwargs, out)))
+            parents = tracker.parents
+            live.add(tensors((args, kwargs, out)), name, _innermost(parents))
             now = live.live
-            for parent in tracker.parents:
+            for parent in parents:
                 if moved and packet in registry:
                     per_op = io_ops.setdefault(parent, {})
                     per_op[name] = per_op.get(name, 0) + moved
@@ -353,21 +370,22 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                     peaks[parent] = now
             return out
 
-    # Inference, as it is sized: a module built from a config is in training mode, where dropout
-    # runs (masks and products that inference never holds).
-    call.module.eval()
+    class _Uncounted(TorchDispatchMode):  # type: ignore[no-untyped-call]
+        """Below the counter: sees the ops that execute after its decompositions, and notes the
+        compute ops among them that ran without a FLOP formula."""
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            packet = func._overloadpacket
+            name = str(packet)
+            if packet not in registry and name in COMPUTE_OPS and name not in rules.zero_flop:
+                uncounted[name] = uncounted.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
     root = _FlopcheckRoot(call.module, call.run)
-    live.add(_scoped_parameters(call))
-    weight_bytes = live.live
-    live.add(call.module.parameters())
-    # Weights outside the stage's scope are another stage's (a VAE's encoder during its decode):
-    # live, but not this stage's memory.
-    other_weights = live.live - weight_bytes
-    live.add([*call.module.buffers(), *reachable_tensors(call.run)])
-    baseline = live.live
+    weight_bytes, other_weights, baseline = _start(call, live)
     allocator = _AllocatorPeak(device)
     start = time.perf_counter()
-    with torch.no_grad(), _fused_attention(device), _Observer(), counter, allocator:  # type: ignore[no-untyped-call]
+    with torch.no_grad(), _fused_attention(device), _Uncounted(), counter, _Implementation(), allocator:  # type: ignore[no-untyped-call]
         root()
     seconds = time.perf_counter() - start
 
@@ -401,7 +419,59 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         peak_bytes=live.peak - other_weights,
         dtype="+".join(dtypes),
         allocator_peak_bytes=None if allocator.rise is None else baseline - other_weights + allocator.rise,
+        peak_op=live.peak_op,
+        peak_module=_module_name(live.peak_module),
+        peak_tensors=tuple(attrs.evolve(t, module=_module_name(t.module)) for t in live.peak_tensors),
     )
+
+
+def _start(call: ReferenceCall, live: LiveBytes) -> tuple[int, int, int]:
+    """Put the module in inference mode and track what is live when the call starts: the stage's
+    weights, other weights, buffers and the call's inputs; their bytes as (stage weights, other
+    weights, everything)."""
+    # Inference, as it is sized: a module built from a config is in training mode, where dropout
+    # runs (masks and products that inference never holds).
+    call.module.eval()
+    live.add(_scoped_parameters(call))
+    weight_bytes = live.live
+    live.add(call.module.parameters())
+    # Weights outside the stage's scope are another stage's (a VAE's encoder during its decode):
+    # live, but not this stage's memory.
+    other_weights = live.live - weight_bytes
+    live.add([*call.module.buffers(), *reachable_tensors(call.run)])
+    return weight_bytes, other_weights, live.live
+
+
+def plain_peak(call: ReferenceCall, device: str) -> int:
+    """The live peak of a plain run of ``call``: the same tracker as :func:`count_reference` (the
+    same start, scope and fused attention on meta), with no FLOP counter in the way. Counting the
+    same call must give the same peak: the tracker observes the implementation's own ops."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    live = LiveBytes()
+
+    class _Plain(TorchDispatchMode):  # type: ignore[no-untyped-call]
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            live.add(tensors((args, kwargs, out)), str(func._overloadpacket))
+            return out
+
+    _, other_weights, _ = _start(call, live)
+    with torch.no_grad(), _fused_attention(device), _Plain():  # type: ignore[no-untyped-call]
+        call.run()
+    return live.peak - other_weights
+
+
+def _innermost(parents: Any) -> str:
+    """The innermost active module of the module tracker's names (they extend their parents')."""
+    return max(parents, key=len, default="")
+
+
+def _module_name(tracked: str) -> str:
+    """A module tracker's name as a path from the reference module (``""`` for it or outside)."""
+    return tracked[len(_ROOT_PREFIX) + 1 :] if tracked.startswith(_ROOT_PREFIX + ".") else ""
 
 
 def _by_module(raw: Mapping[str, _T]) -> dict[str, _T]:

@@ -1,7 +1,8 @@
 """The memory reference: op traffic per module and the peak of live tensor bytes.
 
-It rides on the FLOP counter's run (one pass): a dispatch mode below the counter sees every op
-that executes, with the counter's module tracker saying which modules are active.
+It rides on the FLOP counter's run (one pass): a dispatch mode above the counter sees every op the
+implementation runs, before the counter decomposes any, with the counter's module tracker saying
+which modules are active.
 
 Traffic follows the convention of torch's own roofline estimator
 (``torch.utils._runtime_estimation.get_transfer_time``): an op reads every tensor argument and
@@ -12,9 +13,11 @@ other op, as a per-module total that no analytic node claims.
 
 Live bytes are tracked from tensor storages: the storages alive when the call starts (weights,
 buffers, the call's inputs) and every storage an op creates, each counted once (views share their
-base's storage) until Python frees it. On meta and CPU this is exactly the set of tensors the
-implementation keeps alive; it leaves out the allocator's rounding and caching and kernel
-workspaces, which a GPU adds.
+base's storage) until Python frees it. The ops are the implementation's own: the observer sits
+above the FLOP counter, which decomposes ops it has no formula for (a nearest upsample into fp32
+index arithmetic), so none of those decompositions' temporaries are seen. It leaves out the
+allocator's rounding and caching and kernel workspaces (a convolution's or an attention
+kernel's scratch), which a real device adds.
 """
 
 from __future__ import annotations
@@ -85,16 +88,53 @@ def reachable_tensors(root: Any, depth: int = 4) -> Iterator[Any]:
     yield from visit(root, 0)
 
 
+@attrs.frozen
+class LiveTensor:
+    """A storage live at the measured peak: its bytes, and the op, module, shape and dtype of the
+    tensor that created it."""
+
+    bytes: int
+    op: str
+    module: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def to_json(self) -> list[Any]:
+        return [self.bytes, self.op, self.module, list(self.shape), self.dtype]
+
+    @classmethod
+    def from_json(cls, data: Any) -> LiveTensor:
+        size, op, module, shape, dtype = data
+        if not (
+            isinstance(size, int)
+            and isinstance(op, str)
+            and isinstance(module, str)
+            and isinstance(shape, list)
+            and all(isinstance(n, int) for n in shape)
+            and isinstance(dtype, str)
+        ):
+            raise ValueError(f"field peak_tensors holds {data!r}, not a live tensor")
+        return cls(size, op, module, tuple(shape), dtype)
+
+
 @attrs.define
 class LiveBytes:
-    """The bytes of live tensor storages, and their peak."""
+    """The bytes of live tensor storages and their peak; at the peak, which op in which module set
+    it and every storage then live beyond those present at the start (weights, buffers, inputs)."""
 
     live: int = 0
     peak: int = 0
+    peak_op: str = ""
+    peak_module: str = ""
+    peak_tensors: tuple[LiveTensor, ...] = ()
     _sizes: dict[int, int] = attrs.field(factory=dict)
     _refs: dict[int, Any] = attrs.field(factory=dict)
+    _made: dict[int, LiveTensor] = attrs.field(factory=dict)
+    """The storages created during the call (not the start's), with what created them."""
 
-    def add(self, tensors: Iterable[Any]) -> None:
+    def add(self, tensors: Iterable[Any], op: str = "", module: str = "") -> None:
+        """Track the storages of ``tensors``; ``op`` and ``module`` say what created the new ones
+        (empty: present at the start)."""
         for tensor in tensors:
             storage = tensor.untyped_storage()
             key = storage._cdata
@@ -104,12 +144,22 @@ class LiveBytes:
             self._sizes[key] = size
             self._refs[key] = weakref.ref(storage, self._freed(key))
             self.live += size
-        self.peak = max(self.peak, self.live)
+            if op:
+                shape = tuple(int(n) for n in tensor.shape)
+                self._made[key] = LiveTensor(
+                    size, op, module, shape, str(tensor.dtype).removeprefix("torch.")
+                )
+        if self.live > self.peak:
+            self.peak = self.live
+            if op:
+                self.peak_op, self.peak_module = op, module
+                self.peak_tensors = tuple(sorted(self._made.values(), key=lambda t: -t.bytes))
 
     def _freed(self, key: int) -> Any:
         def callback(_ref: Any) -> None:
             self.live -= self._sizes.pop(key, 0)
             self._refs.pop(key, None)
+            self._made.pop(key, None)
 
         return callback
 

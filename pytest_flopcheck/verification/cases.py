@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from pytest_flopcheck.model.registration import ModelRegistration
+from pytest_flopcheck.model.registration import NO_ANALYTIC, ModelRegistration
 from pytest_flopcheck.model.registry import Registry
 from pytest_flopcheck.text import shorten
 from pytest_flopcheck.verification.compare import check_path
@@ -98,6 +98,13 @@ class Selection:
                 "models",
                 f"model {', '.join(map(shorten, unknown))} is not registered; "
                 f"registered models: {self.registry.describe()}",
+            )
+        bare = [name for name in self.models if self.registry.models[name].analytic is None]
+        if bare:
+            raise SelectionError(
+                "models",
+                f"model {bare[0]} registers no analytic model yet, so there is nothing to verify "
+                f"({NO_ANALYTIC.replace('MODEL', bare[0])})",
             )
         known = {
             w

@@ -139,6 +139,7 @@ class Dependencies:
                 f"(plugin {self.registry.origins.get(model, '?')!r})"
             )
             try:
+                assert reg.analytic is not None  # the selection refuses a model without one
                 built = reg.analytic(reg.workloads[workload], stage)
                 tree = check_tree(built)
             except TreeError as exc:

@@ -30,10 +30,12 @@ from pytest_flopcheck.verification.dependencies import CheckError, CheckSkipped,
 
 @attrs.frozen
 class Outcome:
-    """What one case produced: its comparisons and any coverage gaps (end-to-end only)."""
+    """What one case produced: its comparisons, any coverage gaps (end-to-end only), and what a
+    failure should explain beyond the numbers (``detail``: where a memory peak was set)."""
 
     comparisons: tuple[Comparison, ...]
     gaps: tuple[CoverageGap, ...] = ()
+    detail: str = ""
 
     @property
     def passed(self) -> bool:
@@ -187,7 +189,46 @@ def _memory(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
             LIVE_PEAK, live, measured, tolerance,
         ),
     )  # fmt: skip
-    return Outcome(comparisons)
+    return Outcome(comparisons, detail=memory_detail(tree, counts))
+
+
+SHOWN_TENSORS = 8
+"""Live tensors a failing memory check lists (every one is in ``flopcheck inspect``)."""
+
+
+def memory_detail(tree: CostNode, counts: ReferenceCounts) -> str:
+    """Where each side puts the peak: the measured peak's op and module and the largest tensors
+    the call created that were live then, beside the analytic peak's path with what each node
+    holds and the leaf's own call (its inputs and outputs, its scratch)."""
+    where = f"{counts.peak_op or '(start)'} in {counts.peak_module or '(the reference module)'}"
+    lines = [
+        f"measured peak: {counts.peak_bytes - counts.weight_bytes:,} bytes beyond the weights, set by "
+        f"{where}; live then, beyond the weights and inputs ({len(counts.peak_tensors)} tensors the call "
+        "created, largest first):"
+    ]
+    for t in counts.peak_tensors[:SHOWN_TENSORS]:
+        lines.append(f"  {t.bytes:>16,}  {t.dtype} {list(t.shape)}  {t.op} in {t.module or '(root)'}")
+    if len(counts.peak_tensors) > SHOWN_TENSORS:
+        rest = sum(t.bytes for t in counts.peak_tensors[SHOWN_TENSORS:])
+        lines.append(
+            f"  {rest:>16,}  in {len(counts.peak_tensors) - SHOWN_TENSORS} more "
+            "(flopcheck inspect lists them)"
+        )
+    path = live_path(tree)
+    lines.append(
+        f"analytic peak: {live_peak(tree):,} bytes beyond the weights, at {path[-1].id or '(stage)'}:"
+    )
+    for node in path[:-1]:
+        if node.held_bytes:
+            lines.append(f"  {node.held_bytes:>16,}  held by {node.id or '(stage)'} while its children run")
+    leaf = path[-1]
+    call = max(leaf.per_call.io_bytes - leaf.per_call.weight_bytes, 0)
+    lines.append(f"  {call:>16,}  the inputs and outputs of one call of {leaf.id or '(stage)'}")
+    if leaf.scratch_bytes:
+        lines.append(f"  {leaf.scratch_bytes:>16,}  its scratch (temporaries beside its call)")
+    if leaf.held_bytes:
+        lines.append(f"  {leaf.held_bytes:>16,}  held by it")
+    return "\n".join(lines)
 
 
 def _generation(deps: Dependencies, case: Case) -> Outcome:

@@ -1164,3 +1164,60 @@ def test_prune_leaves_symbolic_links_and_names_what_it_cannot_remove(
     assert "Permission denied" in err
     assert (elsewhere / "keep").exists()
     assert "Traceback" not in out + err
+
+
+def test_inspect_shows_what_the_reference_runs_before_any_analytic_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "toy.py"
+    # a registration with no analytic model yet: an author starts here
+    plugin.write_text(BROKEN_TOY.replace("            analytic=analytic,\n", ""))
+    code, out, err = run(
+        capsys, "-p", str(plugin), "inspect", "toy", "--workload", "small", "--stage", "core",
+        "--output", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "toy/core on meta (float32): 51,328 FLOPs, 1,184 parameters (4,736 bytes of weights)" in out
+    assert "proj (Linear)" in out
+    assert "every compute op that ran has a FLOP formula" in out
+    assert "set by aten.mm in attention.out" in out
+    assert "aten.addmm in proj" in out
+    (folder,) = (tmp_path / "o").glob("*/inspect/toy")
+    document = json.loads((folder / "core.json").read_text())
+    assert document["classes"]["attention"] == "Attention"
+    assert document["peak_module"] == "attention.out"
+    assert "| attention.out | Linear |" in (folder / "core.md").read_text()
+    code, _, err = run(
+        capsys, "-p", str(plugin), "report", "toy", "--workload", "small", "--output", str(tmp_path)
+    )
+    assert code == 1
+    assert "registers no analytic model yet (flopcheck inspect MODEL --stage STAGE" in err
+
+
+def test_inspect_refuses_bad_input_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        capsys, "inspect", "wan2_1", "--workload", "W-001", "--stage", "dit", "--output", str(tmp_path)
+    )
+    assert code == 2
+    assert "--stage 'dit' is not allowed: choose one of text_encoder, image_encoder" in err
+    code, _, err = run(
+        capsys, "inspect", "wan2_1", "--workload", "W-001", "--stage", "vae_decode", "--device", "tpu",
+        "--output", str(tmp_path),
+    )  # fmt: skip
+    assert code == 2
+    assert "--device 'tpu' is not allowed: choose one of meta, cpu, cuda" in err
+
+
+def test_a_conftest_named_with_p_imports_the_package_beside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "model.py").write_text(BROKEN_TOY)
+    (tmp_path / "conftest.py").write_text("from mypkg.model import flopcheck_register_models  # noqa: F401\n")
+    os.chdir(tmp_path.parent)  # not the conftest's folder: it is put on sys.path as pytest does
+    code, out, err = run(capsys, "-p", str(tmp_path / "conftest.py"), "list")
+    assert code == 0, err
+    assert "toy:" in out

@@ -66,9 +66,9 @@ def test_incomplete_registration_names_the_missing_field() -> None:
     class Incomplete:
         @hookimpl
         def flopcheck_register_models(self, register: Any) -> None:
-            register(ModelRegistration(name="x", stages=(Stage("s", 0.0),), workloads={"w": 1}))  # type: ignore[call-arg]
+            register(ModelRegistration(name="x", stages=(Stage("s", 0.0),)))  # type: ignore[call-arg]
 
-    with pytest.raises(RegistrationError, match=r"plugin 'incomplete' .*analytic"):
+    with pytest.raises(RegistrationError, match=r"plugin 'incomplete' .*workloads"):
         load_registry([("incomplete", Incomplete())], entry_point_plugins=False)
 
 
@@ -114,3 +114,27 @@ def test_weights_of_must_name_an_earlier_stage(weights_of: str) -> None:
         ValueError, match=f"stage 'decode' has weights_of '{weights_of}', which is not an earlier stage"
     ):
         registration(stages=stages)
+
+
+def test_a_value_that_is_not_a_callable_where_one_is_expected_says_so() -> None:
+    from pytest_flopcheck import Generation
+
+    stages = (Stage("a", 0.0),)
+    with pytest.raises(
+        ValueError, match="generation 'tiny' is Generation, not a callable: register a function"
+    ):
+        ModelRegistration(
+            name="m", stages=stages, workloads={"w": 1}, generations={"tiny": Generation(1, print)}
+        )
+    with pytest.raises(ValueError, match="reference is str, not a callable"):
+        ModelRegistration(name="m", stages=stages, workloads={"w": 1}, reference="build")  # type: ignore[arg-type]
+
+
+def test_an_unknown_module_name_lists_the_closest() -> None:
+    from pytest_flopcheck.reference.counting import ModuleCount, ReferenceCounts
+
+    counts = ReferenceCounts("meta", 0, 0, {}, {"blocks.0.attn1.to_q": ModuleCount(0, 0, 0, 0, {})}, {}, 0.0)
+    with pytest.raises(
+        KeyError, match=r"no module named 'blocks\.0\.attn1\.to_qq'; closest: blocks\.0\.attn1\.to_q"
+    ):
+        counts.module("blocks.0.attn1.to_qq")

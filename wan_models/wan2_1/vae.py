@@ -196,15 +196,15 @@ class _Builder:
         )
 
     def nearest(self, node_id: str, ref: str, level: Level, dim: int, *, input_held: bool) -> CostNode:
-        """diffusers' nearest-exact ×2 upsample of every frame, in fp32 (0 FLOPs): at its peak the
-        input, its fp32 copy (for a half-precision input), the fp32 upsampled frames and their
-        contiguous copy are live (``input_held``: the input is one its parent already holds)."""
+        """diffusers' ``WanUpsample``: nearest-exact ×2 of every frame in fp32,
+        ``upsample(x.float()).type_as(x)`` (0 FLOPs). At its peak, the cast back, the input, the
+        fp32 upsampled frames and the output are live (a half-precision input's fp32 copy is freed
+        before it; an fp32 input is neither copied nor cast). ``input_held``: the input is one its
+        parent already holds."""
         pixels = self.b * dim * level.frames * level.height * level.width
         metrics = Metrics(activation_bytes=4 * pixels * self.db, io_bytes=5 * pixels * self.db)
-        upcast = (
-            pixels * layers.FP32_BYTES if self.db < layers.FP32_BYTES else 0
-        )  # .float() copies half precision only
-        scratch = upcast + 2 * 4 * pixels * layers.FP32_BYTES - (5 if input_held else 4) * pixels * self.db
+        upsampled = 4 * pixels * layers.FP32_BYTES if self.db < layers.FP32_BYTES else 0
+        scratch = upsampled - (pixels * self.db if input_held else 0)
         return CostNode(
             node_id, "vae_upsample_nearest", metrics, reference=ref, scratch_bytes=scratch,
             note="nearest ×2 in fp32; elementwise, 0 FLOPs",
