@@ -188,6 +188,8 @@ def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
         activation_bytes=(a.activation_bytes + b.activation_bytes) * steps // 2,
         io_bytes=(a.io_bytes + b.io_bytes) * steps // 2,
         cache_bytes=b.cache_bytes,
+        elementwise_bytes=(a.elementwise_bytes + b.elementwise_bytes) * steps // 2,
+        elementwise_ops=(a.elementwise_ops + b.elementwise_ops) * steps // 2,
     )
     node = closed_form_calls(
         first.id,
@@ -198,6 +200,7 @@ def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
         reference=first.reference,
         reference_own=first.reference_own,
         note=f"{steps} decode steps over a growing KV cache",
+        kernel=last.kernel,
     )
     return attrs.evolve(node, scratch_bytes=last.scratch_bytes)
 

@@ -15,7 +15,7 @@ from typing import Final
 import attrs
 
 from pytest_flopcheck.analytic import ops
-from pytest_flopcheck.analytic.tree import CostNode, Metrics, group
+from pytest_flopcheck.analytic.tree import CostNode, Kernel, Metrics, group
 
 GROUP_OFFSET_BYTES = 4
 """Bytes of one group offset (int32) a grouped GEMM reads."""
@@ -41,6 +41,7 @@ def _node(
     cache: int = 0,
     note: str = "",
     reference_ops: tuple[str, ...] = (),
+    kernel: Kernel | None = None,
 ) -> CostNode:
     weight_bytes = params * dtype_bytes
     metrics = Metrics(
@@ -52,8 +53,73 @@ def _node(
         cache_bytes=cache * dtype_bytes,
     )
     return CostNode(
-        node_id, category, metrics, (), 1, reference, reference_own, note, reference_ops=reference_ops
+        node_id,
+        category,
+        metrics,
+        (),
+        1,
+        reference,
+        reference_own,
+        note,
+        reference_ops=reference_ops,
+        kernel=kernel if flops else None,
     )
+
+
+@attrs.frozen
+class Traffic:
+    """Elementwise work as an eager implementation runs it: the bytes its ops move (each op reads
+    its tensor arguments and writes its outputs, a broadcast dimension counted once: the
+    convention the reference measures) and how many ops (one kernel launch each on a GPU)."""
+
+    bytes: int = 0
+    ops: int = 0
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(self.bytes + other.bytes, self.ops + other.ops)
+
+    def times(self, n: int) -> Traffic:
+        return Traffic(self.bytes * n, self.ops * n)
+
+
+NO_TRAFFIC: Final = Traffic()
+
+
+def op(*moved: int) -> Traffic:
+    """One op that reads and writes tensors of these byte sizes (arguments and outputs)."""
+    return Traffic(sum(moved), 1)
+
+
+def cast(elements: int, from_bytes: int, to_bytes: int) -> Traffic:
+    """A dtype conversion (``.float()``, ``.to(dtype)``, ``type_as``): nothing when the dtype is
+    already the target's (torch runs no op then)."""
+    return NO_TRAFFIC if from_bytes == to_bytes else Traffic(elements * (from_bytes + to_bytes), 1)
+
+
+def with_traffic(node: CostNode, traffic: Traffic) -> CostNode:
+    """``node`` claiming ``traffic`` as its elementwise work too (``test_traffic`` checks it)."""
+    metrics = attrs.evolve(
+        node.metrics,
+        elementwise_bytes=node.metrics.elementwise_bytes + traffic.bytes,
+        elementwise_ops=node.metrics.elementwise_ops + traffic.ops,
+    )
+    return attrs.evolve(node, metrics=metrics)
+
+
+def elementwise(
+    node_id: str,
+    category: str,
+    *,
+    traffic: Traffic,
+    reference: str | None,
+    reference_own: bool = False,
+    note: str = "",
+) -> CostNode:
+    """A leaf of elementwise work only (a parameter-free norm, a block's modulation and residual
+    adds as its own ops with ``reference_own``): no FLOPs, parameters or live tensors of its own
+    in the memory model."""
+    metrics = Metrics(elementwise_bytes=traffic.bytes, elementwise_ops=traffic.ops)
+    return CostNode(node_id, category, metrics, (), 1, reference, reference_own, note)
 
 
 ACTIVATIONS: Final = {
@@ -112,6 +178,7 @@ def linear(
         outputs=rows * out_features,
         dtype_bytes=dtype_bytes,
         reference=reference,
+        kernel=Kernel("gemm", rows, out_features, in_features),
     )
     if bias and not bias_in_matmul:
         node = attrs.evolve(
@@ -156,6 +223,13 @@ def conv(
         reference=reference,
         cache=cache_elements,
         note=note,
+        kernel=Kernel(
+            "gemm",
+            batch * prod(out_spatial),
+            out_channels // groups,
+            in_channels // groups * prod(kernel),
+            batch=groups,
+        ),
     )
 
 
@@ -177,6 +251,7 @@ def attention_core(
     reference_ops: tuple[str, ...] = (),
     mask_elements: int = 0,
     scratch_bytes: int = 0,
+    causal: bool = False,
 ) -> CostNode:
     """softmax(QKᵀ)V as one fused kernel: reads Q, K, V (and an additive mask or position bias of
     ``mask_elements``, broadcast dimensions once), writes the output and its fp32 log-sum-exp
@@ -187,7 +262,9 @@ def attention_core(
     ``head_dim``) the value width; ``kv_len`` every key attended to, cached ones included, and
     ``cache_len`` the positions held in the KV cache after the call (its ``cache_bytes``).
     It corresponds to the attention module's own work (``reference_own``): projections are
-    child modules of the reference, the two matmuls are not.
+    child modules of the reference, the two matmuls are not. ``causal``: each query attends to
+    the keys before it (FLOPs still count every pair, as torch's counter does; a causal kernel
+    skips the masked half, which the time model uses).
     """
     kv_h = heads if kv_heads is None else kv_heads
     v_dim = head_dim if v_head_dim is None else v_head_dim
@@ -210,6 +287,7 @@ def attention_core(
         cache=batch * kv_h * cache_len * (head_dim + v_dim),
         note=note,
         reference_ops=reference_ops,
+        kernel=Kernel("attention", q_len, kv_len, head_dim, batch=batch * heads, causal=causal),
     )
     return attrs.evolve(node, scratch_bytes=scratch_bytes) if scratch_bytes else node
 
@@ -328,6 +406,7 @@ def bmm(
         reference_own=reference is not None and reference_own,
         note=note,
         reference_ops=reference_ops,
+        kernel=Kernel("gemm", m, n, k, batch=batch),
     )
 
 
@@ -422,6 +501,14 @@ def moe(
         dtype_bytes=dtype_bytes,
         reference=ref(routed),
         note="weights read: the experts the rows can reach, at most min(experts, tokens × top_k)",
+        # A grouped GEMM: each expert that gets rows multiplies its share by its gate-up weights.
+        kernel=Kernel(
+            "gemm",
+            max(1, rows // min(experts, rows)),
+            2 * expert_intermediate,
+            hidden,
+            batch=min(experts, rows),
+        ),
     )
     # A grouped GEMM reads only the experts that received rows: in decode (a few tokens) that is
     # top_k experts per token, not all of them. Routing-independent upper bound.

@@ -16,10 +16,15 @@ import attrs
 
 from pytest_flopcheck.text import is_safe_name, shorten
 
-METRICS: Final = ("flops", "params", "weight_bytes", "activation_bytes", "io_bytes", "cache_bytes")
+METRICS: Final = (
+    "flops", "params", "weight_bytes", "activation_bytes", "io_bytes", "cache_bytes",
+    "elementwise_bytes", "elementwise_ops",
+)  # fmt: skip
 """The metric names, in report order."""
 
-WORK_METRICS: Final = frozenset({"flops", "activation_bytes", "io_bytes"})
+WORK_METRICS: Final = frozenset(
+    {"flops", "activation_bytes", "io_bytes", "elementwise_bytes", "elementwise_ops"}
+)
 
 
 @attrs.frozen(slots=True)
@@ -29,6 +34,10 @@ class Metrics:
     ``flops`` follow torch's counter (2 per multiply-add, elementwise work is 0);
     ``activation_bytes`` is what the node writes; ``io_bytes`` what it reads and writes
     (inputs, weights, outputs); ``cache_bytes`` state kept between runs (KV or feature caches).
+    ``elementwise_bytes`` are what the node's other ops move, each op reading its inputs and
+    writing its outputs on its own (norms, activations, casts, residual adds, copies: the eager
+    implementation, unfused), and ``elementwise_ops`` how many such ops run (one kernel each):
+    0 where a model does not predict them.
     """
 
     flops: int = 0
@@ -37,6 +46,8 @@ class Metrics:
     activation_bytes: int = 0
     io_bytes: int = 0
     cache_bytes: int = 0
+    elementwise_bytes: int = 0
+    elementwise_ops: int = 0
 
     def __add__(self, other: Metrics) -> Metrics:
         return Metrics(
@@ -46,6 +57,8 @@ class Metrics:
             self.activation_bytes + other.activation_bytes,
             self.io_bytes + other.io_bytes,
             self.cache_bytes + other.cache_bytes,
+            self.elementwise_bytes + other.elementwise_bytes,
+            self.elementwise_ops + other.elementwise_ops,
         )
 
     def scaled(self, copies: int) -> Metrics:
@@ -63,6 +76,8 @@ class Metrics:
             self.activation_bytes * times,
             self.io_bytes * times,
             self.cache_bytes,
+            self.elementwise_bytes * times,
+            self.elementwise_ops * times,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -70,6 +85,27 @@ class Metrics:
 
 
 ZERO: Final = Metrics()
+
+
+KERNEL_KINDS: Final = ("gemm", "attention")
+
+
+@attrs.frozen(slots=True)
+class Kernel:
+    """The shape of a leaf's compute kernel, for the time model.
+
+    ``kind="gemm"``: ``batch`` products of an ``m``×``k`` by a ``k``×``n`` matrix (a linear is
+    rows × in by in × out; a convolution its implicit GEMM, output positions × kernel taps ×
+    input channels by output channels). ``kind="attention"``: a fused attention over ``batch``
+    (batch × heads) rows of ``m`` queries and ``n`` keys of head width ``k``, ``causal`` or not.
+    A node of several calls (:func:`merge_calls`) keeps the shape of its largest call."""
+
+    kind: str = attrs.field(validator=attrs.validators.in_(KERNEL_KINDS))
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+    causal: bool = False
 
 
 @attrs.frozen(slots=True)
@@ -116,6 +152,9 @@ class CostNode:
     tensor argument and output whole), checked exactly by ``test_io``. False where the model
     deliberately counts physical traffic that differs (a grouped GEMM reading only the experts
     that received rows); its ``note`` says why."""
+    kernel: Kernel | None = None
+    """For a leaf with FLOPs: the shape of its compute kernel (:class:`Kernel`), from which the time
+    model takes the kernel's efficiency; None: a large GEMM is assumed."""
 
     @property
     def per_call(self) -> Metrics:
@@ -206,7 +245,7 @@ def group(
     keeps alive while they run, see :func:`live_peak`)."""
     kids = tuple(children)
     # Summed field by field in locals: groups are built by the thousand in sweeps.
-    flops = params = weight = activation = io = cache = 0
+    flops = params = weight = activation = io = cache = moved = ops = 0
     for child in kids:
         m, times = child.metrics, child.repeat
         flops += m.flops * times
@@ -215,7 +254,9 @@ def group(
         activation += m.activation_bytes * times
         io += m.io_bytes * times
         cache += m.cache_bytes
-    total = Metrics(flops, params, weight, activation, io, cache)
+        moved += m.elementwise_bytes * times
+        ops += m.elementwise_ops * times
+    total = Metrics(flops, params, weight, activation, io, cache, moved, ops)
     return CostNode(node_id, category, total, kids, repeat, reference, False, note, held_bytes=held_bytes)
 
 
@@ -268,7 +309,10 @@ def merge_calls(
         activation_bytes=sum(m.activation_bytes for m in work),
         io_bytes=sum(m.io_bytes for m in work),
         cache_bytes=max(m.cache_bytes for m in work),
+        elementwise_bytes=sum(m.elementwise_bytes for m in work),
+        elementwise_ops=sum(m.elementwise_ops for m in work),
     )
+    kernel = max(calls, key=lambda call: call.total.flops).kernel
     largest = max(work, key=_working_set)
     # The live peak is the largest call's by its own inputs, outputs and scratch, which need not
     # be the call with the largest working set: the scratch makes up the difference.
@@ -291,6 +335,7 @@ def merge_calls(
         reference_ops,
         held_bytes=held,
         scratch_bytes=max(live - max(_working_set(largest), 0) - held, 0),
+        kernel=kernel,
     )
 
 
@@ -332,15 +377,18 @@ def closed_form_calls(
     reference: str | None = None,
     reference_own: bool = False,
     note: str = "",
+    kernel: Kernel | None = None,
 ) -> CostNode:
     """A node for ``calls`` calls whose sum ``total`` a model computes in closed form (decode
     steps over a growing KV cache: O(1) to build whatever the number of steps); ``largest`` is
-    the largest single call."""
+    the largest single call, ``kernel`` its compute kernel's shape."""
     if isinstance(calls, bool) or not isinstance(calls, int) or calls < 1:
         raise ValueError(f"calls {calls!r} is not allowed for node {node_id!r}: it must be an integer >= 1")
     if largest.flops > total.flops or _working_set(largest) > _working_set(total):
         raise ValueError(f"node {node_id!r}: its largest call exceeds the total of its {calls} calls")
-    return CostNode(node_id, category, total, (), 1, reference, reference_own, note, calls, largest)
+    return CostNode(
+        node_id, category, total, (), 1, reference, reference_own, note, calls, largest, kernel=kernel
+    )
 
 
 class Renamer:
@@ -366,7 +414,7 @@ class Renamer:
                 int,
                 Metrics | None,
                 tuple[str, ...],
-                tuple[int, int, bool],
+                tuple[int, int, bool, Kernel | None],
             ]
         ] = []
 
@@ -392,7 +440,7 @@ class Renamer:
                     node.calls,
                     node.largest_call,
                     node.reference_ops,
-                    (node.held_bytes, node.scratch_bytes, node.io_exact),
+                    (node.held_bytes, node.scratch_bytes, node.io_exact, node.kernel),
                 )
             )
 
@@ -412,7 +460,7 @@ class Renamer:
             calls,
             largest,
             ops,
-            (held, scratch, io_exact),
+            (held, scratch, io_exact, kernel),
         ) in self._program:
             if n_children:
                 children = tuple(stack[-n_children:])
@@ -435,6 +483,7 @@ class Renamer:
                     held,
                     scratch,
                     io_exact,
+                    kernel,
                 )
             )
         return stack[0]

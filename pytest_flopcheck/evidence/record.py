@@ -25,6 +25,7 @@ from pytest_flopcheck.verification.cases import (
     LIVE_PEAK,
     PARAMS,
     PIPELINE,
+    TRAFFIC,
 )
 from pytest_flopcheck.verification.compare import Comparison
 
@@ -150,6 +151,9 @@ class StageSummary:
     io_compared: int = 0
     memory_rel_error: float | None = None  # the live peak's error beyond the weights, when compared
     memory_tolerance: float | None = None
+    traffic_compared: int = 0  # layers whose elementwise traffic was compared
+    traffic_rel_error: float | None = None  # the stage's elementwise bytes, when compared
+    traffic_tolerance: float | None = None
 
 
 @attrs.frozen
@@ -264,8 +268,17 @@ class RunRecord:
             end_to_end = [c for c in checks if c.kind in (END_TO_END, GENERATION)]
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
-            errors = [cmp.rel_error for c in checks for cmp in c.comparisons if cmp.metric != LIVE_PEAK]
+            stage_traffic = [
+                cmp for c in checks if c.kind == TRAFFIC and not c.layer for cmp in c.comparisons
+            ]
+            errors = [
+                cmp.rel_error
+                for c in checks
+                for cmp in c.comparisons
+                if cmp.metric != LIVE_PEAK and not (c.kind == TRAFFIC and not c.layer)
+            ]
             peaks = [cmp for c in checks for cmp in c.comparisons if cmp.metric == LIVE_PEAK]
+            traffic = [cmp for cmp in stage_traffic if cmp.metric == "elementwise_bytes"]
             if outcomes["failed"] or outcomes["error"]:
                 status = "FAIL"
             elif outcomes["skipped"] == len(checks):
@@ -285,6 +298,9 @@ class RunRecord:
                     io_compared=sum(1 for c in checks if c.kind == IO and c.ran),
                     memory_rel_error=peaks[0].rel_error if peaks else None,
                     memory_tolerance=peaks[0].tolerance if peaks else None,
+                    traffic_compared=sum(1 for c in checks if c.kind == TRAFFIC and c.layer and c.ran),
+                    traffic_rel_error=traffic[0].rel_error if traffic else None,
+                    traffic_tolerance=traffic[0].tolerance if traffic else None,
                     comparisons=len(errors),
                     max_rel_error=_max_error(errors) if errors else 0.0,
                     coverage_gaps=gaps,

@@ -53,6 +53,17 @@ def _memory(row: StageSummary) -> str:
     return f"{fmt_error(row.memory_rel_error)} (≤ {row.memory_tolerance:.0%})"
 
 
+def _traffic(row: StageSummary) -> str:
+    """Layers whose elementwise traffic was compared, and the stage's error against its
+    tolerance; a dash when the stage predicts none."""
+    if row.traffic_tolerance is None and not row.traffic_compared:
+        return "–"
+    layers = f"{row.traffic_compared:,} layers"
+    if row.traffic_tolerance is None:
+        return layers
+    return f"{layers}, stage {fmt_error(row.traffic_rel_error)} (≤ {row.traffic_tolerance:.0%})"
+
+
 # -- Markdown ---------------------------------------------------------------------------------
 
 
@@ -72,9 +83,8 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
         lines += [
             "",
             "| model | workload | stage | checks | layers | params | layer I/O | max rel. error "
-            "| live peak beyond weights "
-            "error | result |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|---|",
+            "| live peak beyond weights error | elementwise traffic | result |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in summaries:
             result = "pass" if row.status == "pass" else f"**{row.status}**"
@@ -88,6 +98,7 @@ def summary_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
                 f"{row.io_compared:,}",
                 _worst(row),
                 _memory(row),
+                _traffic(row),
                 result,
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -160,6 +171,7 @@ def summary_html(record: RunRecord) -> str:
         f"<td style='text-align:right'>{r.io_compared:,}</td>"
         f"<td style='text-align:right'>{_worst(r)}</td>"
         f"<td style='text-align:right'>{esc(_memory(r))}</td>"
+        f"<td style='text-align:right'>{esc(_traffic(r))}</td>"
         f"<td style='color:{_STATUS_COLOURS.get(r.status, '#000')};font-weight:bold'>"
         f"{esc(r.status)}</td></tr>"
         for r in record.stage_summaries()
@@ -175,7 +187,7 @@ def summary_html(record: RunRecord) -> str:
             "<table style='border-collapse:collapse' border='1' cellpadding='4'>"
             "<tr><th>model</th><th>workload</th><th>stage</th><th>checks</th><th>layers</th><th>params</th>"
             "<th>layer I/O</th><th>max rel. error</th><th>live peak error (beyond weights)</th>"
-            "<th>result</th></tr>"
+            "<th>elementwise traffic</th><th>result</th></tr>"
             f"{rows}</table>"
         )
     if record.warnings:
@@ -232,6 +244,7 @@ def terminal_lines(record: RunRecord) -> list[str]:
             f"{row.layers_compared:,} layers, {row.params_compared:,} parameter counts, "
             f"{row.io_compared:,} layer I/O, max rel. error {_worst(row)}"
             + (f", live peak beyond weights {_memory(row)}" if row.memory_tolerance is not None else "")
+            + (f", elementwise traffic {_traffic(row)}" if _traffic(row) != "–" else "")
             + f" — {row.status}"
         )
     for warning in record.warnings:

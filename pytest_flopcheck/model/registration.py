@@ -77,6 +77,13 @@ class Stage:
     (:func:`~pytest_flopcheck.analytic.tree.live_peak`) against the live tensor bytes measured on the
     reference beyond its weights (which are compared exactly); with it each workload gets a
     ``test_memory`` check. None: the peak is not verified (and reports say so)."""
+    traffic_tolerance: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_check_tolerance)
+    )
+    """The largest allowed relative error of the stage's predicted elementwise traffic
+    (``Metrics.elementwise_bytes`` and ``elementwise_ops`` of its tree) against every other op the
+    reference runs (``test_traffic`` on the stage; each layer that predicts its own is compared
+    exactly). None: the stage predicts no elementwise traffic, and the time model says so."""
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ OUTSIDE = "(outside any module)"
 
 _T = TypeVar("_T")
 
-COUNTS_FORMAT = 4
+COUNTS_FORMAT = 5
 """The layout of :class:`ReferenceCounts`; part of every cache key, so that a new field forces a
 recount rather than a default."""
 
@@ -59,7 +59,12 @@ class ModuleCount:
     own_io_ops: Mapping[str, int] = attrs.field(factory=dict)
     other_io: int = 0
     """Bytes moved by every other op that ran in the module (children included): elementwise
-    work, norms, copies, padding; no analytic node claims it."""
+    work, norms, copies, padding (a layer's ``elementwise_bytes`` claims them)."""
+    own_other_io: int = 0
+    """``other_io`` of the module's own ops (its children's left out)."""
+    other_ops: int = 0
+    """How many of those other ops ran (each that moved bytes: one kernel on a GPU, views none)."""
+    own_other_ops: int = 0
     peak_bytes: int = 0
     """The peak of live tensor bytes while the module ran (everything live, not only its own)."""
 
@@ -174,8 +179,13 @@ class ReferenceCounts:
             if name == "" and not own:
                 return self.total_params  # over the stage's scope when it has one
             return count.own_params if own else count.params
+        if metric == "elementwise_bytes":
+            return count.own_other_io if own else count.other_io
+        if metric == "elementwise_ops":
+            return count.own_other_ops if own else count.other_ops
         raise ValueError(
-            f"metric {metric!r} is not counted by the reference (allowed: flops, params, io_bytes)"
+            f"metric {metric!r} is not counted by the reference "
+            "(allowed: flops, params, io_bytes, elementwise_bytes, elementwise_ops)"
         )
 
 
@@ -237,6 +247,9 @@ def _module_count(value: Any, where: str) -> ModuleCount:
         io_ops=_per_op(data["io_ops"], f"{where}.io_ops"),
         own_io_ops=_per_op(data["own_io_ops"], f"{where}.own_io_ops"),
         other_io=_count(data["other_io"], f"{where}.other_io"),
+        own_other_io=_count(data["own_other_io"], f"{where}.own_other_io"),
+        other_ops=_count(data["other_ops"], f"{where}.other_ops"),
+        own_other_ops=_count(data["own_other_ops"], f"{where}.own_other_ops"),
         peak_bytes=_count(data["peak_bytes"], f"{where}.peak_bytes"),
     )
 
@@ -344,6 +357,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     uncounted: dict[str, int] = {}
     io_ops: dict[str, dict[str, int]] = {}
     other_io: dict[str, int] = {}
+    other_ops: dict[str, int] = {}
     peaks: dict[str, int] = {}
     live = LiveBytes()
 
@@ -366,6 +380,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                     per_op[name] = per_op.get(name, 0) + moved
                 elif moved:
                     other_io[parent] = other_io.get(parent, 0) + moved
+                    other_ops[parent] = other_ops.get(parent, 0) + 1
                 if now > peaks.get(parent, 0):
                     peaks[parent] = now
             return out
@@ -399,6 +414,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         module_ops,
         io=_by_module(io_ops),
         other_io=_by_module(other_io),
+        other_ops=_by_module(other_ops),
         peaks=_by_module(peaks),
     )
     total = sum(total_ops.values())
@@ -615,13 +631,17 @@ def _module_counts(
     *,
     io: Mapping[str, Mapping[str, int]] | None = None,
     other_io: Mapping[str, int] | None = None,
+    other_ops: Mapping[str, int] | None = None,
     peaks: Mapping[str, int] | None = None,
 ) -> dict[str, ModuleCount]:
     """Per-module counts, per operator (FLOPs, and with ``io`` bytes of the counted ops)."""
     named = dict(module.named_modules())
     flops = _inclusive(module, module_ops)
     moved = _inclusive(module, io or {})
-    other = _inclusive(module, {name: {"": n} for name, n in (other_io or {}).items()})
+    other = _inclusive(
+        module,
+        {name: {"bytes": n, "ops": (other_ops or {}).get(name, 0)} for name, n in (other_io or {}).items()},
+    )
     peak = dict(peaks or {})
     for name in reversed(named):  # a container that never ran itself: its children's largest peak
         if name not in peak:
@@ -631,6 +651,7 @@ def _module_counts(
     counts: dict[str, ModuleCount] = {}
     for name, mod in named.items():
         own = _own(mod, name, flops)
+        own_other = _own(mod, name, other)
         counts[name] = ModuleCount(
             flops=sum(flops[name].values()),
             own_flops=sum(own.values()),
@@ -640,7 +661,10 @@ def _module_counts(
             own_ops=own,
             io_ops=dict(sorted(moved[name].items())),
             own_io_ops=_own(mod, name, moved),
-            other_io=other[name].get("", 0),
+            other_io=other[name].get("bytes", 0),
+            own_other_io=own_other.get("bytes", 0),
+            other_ops=other[name].get("ops", 0),
+            own_other_ops=own_other.get("ops", 0),
             peak_bytes=peak[name],
         )
     return counts

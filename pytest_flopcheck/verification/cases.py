@@ -21,10 +21,13 @@ END_TO_END = "test_end_to_end"
 GENERATION = "test_generation"
 IO = "test_io"
 MEMORY = "test_memory"
+TRAFFIC = "test_traffic"
+TRAFFIC_METRICS = ("elementwise_bytes", "elementwise_ops")
+"""What test_traffic compares: the elementwise ops' bytes and their number."""
 LIVE_PEAK = "live_peak_bytes"
 """The metric test_memory compares within the stage's memory tolerance: the live peak beyond the
 weights."""
-KINDS = (LAYER, PARAMS, IO, END_TO_END, MEMORY, GENERATION)
+KINDS = (LAYER, PARAMS, IO, TRAFFIC, END_TO_END, MEMORY, GENERATION)
 
 GENERATION_STAGE = "generation"
 """The stage name under which a tiny end-to-end generation is recorded."""

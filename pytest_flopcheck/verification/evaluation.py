@@ -22,6 +22,8 @@ from pytest_flopcheck.verification.cases import (
     MEMORY,
     PARAMS,
     PIPELINE,
+    TRAFFIC,
+    TRAFFIC_METRICS,
     Case,
 )
 from pytest_flopcheck.verification.compare import Comparison
@@ -71,7 +73,11 @@ def plan(deps: Dependencies) -> Iterator[Case]:
                             and node.io_exact
                         ):
                             yield Case(IO, model, workload, stage.name, node.id)
+                        if node.id and not node.children and node.metrics.elementwise_ops:
+                            yield Case(TRAFFIC, model, workload, stage.name, node.id)
                 yield Case(END_TO_END, model, workload, stage.name)
+                if stage.traffic_tolerance is not None:
+                    yield Case(TRAFFIC, model, workload, stage.name)
                 if stage.memory_tolerance is not None:
                     yield Case(MEMORY, model, workload, stage.name)
             if reg.multiplicities is not None:
@@ -104,6 +110,8 @@ def evaluate(deps: Dependencies, case: Case) -> Outcome:
     counts = deps.reference(case.model, case.workload, case.stage)
     if case.kind == MEMORY:
         return _memory(deps, case, counts)
+    if case.kind == TRAFFIC:
+        return _traffic(deps, case, counts)
     if case.kind == END_TO_END:
         tree = deps.tree(case.model, case.workload, case.stage)
         comparison = Comparison(
@@ -150,6 +158,39 @@ def evaluate(deps: Dependencies, case: Case) -> Outcome:
         shown,
     )
     return Outcome((comparison,))
+
+
+def _traffic(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
+    """A leaf's predicted elementwise work against the other ops of its module (its own ops with
+    ``reference_own``), exactly; or, for the stage (no layer), the tree's total against every
+    other op the reference ran, within the stage's traffic tolerance."""
+    reg = deps.registration(case.model)
+    if case.layer:
+        node = deps.node(case.model, case.workload, case.stage, case.layer)
+        assert node.reference is not None
+        reference, own, tolerance, metrics = node.reference, node.reference_own, 0.0, node.total
+        label = (node.reference or "(whole module)") + (" (own work)" if own else "") + ": its other ops"
+    else:
+        stage_tolerance = reg.stage(case.stage).traffic_tolerance
+        assert stage_tolerance is not None
+        reference, own, tolerance = "", False, stage_tolerance
+        metrics = deps.tree(case.model, case.workload, case.stage).total
+        label = "every op of the stage without counted FLOPs"
+    comparisons = tuple(
+        Comparison(
+            case.model,
+            case.workload,
+            case.stage,
+            case.layer,
+            label,
+            metric,
+            getattr(metrics, metric),
+            counts.value(reference, own, metric),
+            tolerance,
+        )
+        for metric in TRAFFIC_METRICS
+    )
+    return Outcome(comparisons)
 
 
 def _memory(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:

@@ -132,3 +132,20 @@ def test_a_tied_embedding_counts_its_table_where_it_is_held() -> None:
     assert shared.total.params + tied.total.params == counts.modules["shared"].params
     assert counts.modules["encoder.embed_tokens"].params == 100 * 16  # the module holds it, once overall
     assert counts.total_params == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def test_traffic_helpers_count_each_op_once_and_skip_casts_to_the_same_dtype() -> None:
+    assert layers.cast(10, 2, 2) == layers.NO_TRAFFIC
+    assert layers.cast(10, 2, 4) == layers.Traffic(60, 1)
+    assert layers.op(8, 8, 16) + layers.op(4) == layers.Traffic(36, 2)
+    assert layers.op(3, 5).times(4) == layers.Traffic(32, 4)
+    leaf = layers.elementwise("norm1", "norm", traffic=layers.op(8, 8), reference="norm1")
+    assert (leaf.metrics.flops, leaf.metrics.io_bytes, leaf.metrics.elementwise_bytes) == (0, 0, 16)
+    linear = layers.linear(
+        "fc", "mlp", rows=2, in_features=3, out_features=4, bias=False, dtype_bytes=2, reference="fc"
+    )
+    claimed = layers.with_traffic(linear, layers.op(12, 12))
+    assert claimed.metrics.io_bytes == linear.metrics.io_bytes
+    assert (claimed.metrics.elementwise_bytes, claimed.metrics.elementwise_ops) == (24, 1)
+    assert linear.kernel is not None
+    assert (linear.kernel.m, linear.kernel.n, linear.kernel.k) == (2, 4, 3)

@@ -246,7 +246,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         == 3 * evidence["totals"][0]["stages"]["core"]["reference_flops"]
     )
     summary = (first / "flopcheck" / "summary.md").read_text()
-    assert "| toy | small | core | 16 passed | 5 | 6 | 4 | 0.00e+00 | – | pass |" in summary
+    assert "| toy | small | core | 16 passed | 5 | 6 | 4 | 0.00e+00 | – | – | pass |" in summary
     report = (first / "flopcheck" / "report.html").read_text()
     assert "<h2>flopcheck: ✅ all 34 checks passed · 0 of 2 reference counts from the cache</h2>" in report
     assert "leaves out the rows of the 34 passed and 0 skipped generated checks" in report
@@ -808,6 +808,37 @@ def test_memory_compares_weights_exactly_and_the_live_peak_beyond_them(
     toy.makeconftest(TOY)
     collected = toy.runpytest("--flopcheck=toy", "--collect-only", "-q", *NO_CACHE).stdout.lines
     assert not [line for line in collected if "test_memory" in line]  # no tolerance, no check
+
+
+def test_traffic_compares_each_claiming_layer_exactly_and_the_stage_within_its_tolerance(
+    toy: pytest.Pytester, mode: tuple[str, ...]
+) -> None:
+    """A layer that predicts its elementwise work gets a test_traffic (bytes and op count, exact
+    against its module's other ops); a stage that declares a traffic tolerance gets one on its
+    total. A stage that declares none and whose layers predict nothing gets neither."""
+    args = ("--flopcheck=toy", "--flopcheck-workloads=small", "-k", "test_traffic", *mode, *NO_CACHE)
+    toy.makeconftest(toy_source(TRAFFIC_FUDGE="0"))
+    toy.runpytest(*args).assert_outcomes(passed=2)
+    evidence = load_evidence(run_dirs(toy)[-1])
+    assert sorted(c["test"] for c in evidence["checks"]) == [
+        "test_traffic[toy/small/core/attention.out]",
+        "test_traffic[toy/small/core]",
+    ]
+    by_metric = {(r["layer"], r["metric"]): r for r in evidence["results"]}
+    # attention.out's linear copies its transposed 10 x 16 fp32 input: read and written once
+    assert by_metric["attention.out", "elementwise_bytes"]["reference"] == 2 * 10 * 16 * 4
+    assert by_metric["attention.out", "elementwise_ops"]["reference"] == 1
+    assert by_metric["", "elementwise_bytes"]["analytic"] == by_metric["", "elementwise_bytes"]["reference"]
+    (row,) = evidence["summary"]
+    assert row["traffic_compared"] == 1
+    assert row["traffic_rel_error"] == 0
+    toy.makeconftest(toy_source(TRAFFIC_FUDGE="8"))
+    result = toy.runpytest(*args)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*toy/small/core/attention.out*elementwise_bytes*OUTSIDE tolerance*"])
+    toy.makeconftest(TOY)
+    collected = toy.runpytest("--flopcheck=toy", "--collect-only", "-q", *NO_CACHE).stdout.lines
+    assert not [line for line in collected if "test_traffic" in line]
 
 
 def test_generations_are_selected_like_workloads(toy: pytest.Pytester) -> None:

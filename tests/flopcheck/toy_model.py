@@ -32,6 +32,7 @@ GENERATIONS = {}  # tests set {"twice": lambda: generation()} to add an end-to-e
 GENERATION_FUDGE = 0  # added to the analytic total of that generation
 MEMORY_TOLERANCE = None  # set to declare the stage's memory tolerance (a test_memory check)
 LIVE_FUDGE = 0  # added to the bytes the analytic model says the stage holds
+TRAFFIC_FUDGE = None  # set to an int: the stage predicts its elementwise traffic (off by this many bytes)
 DIM, HEADS, CHANNELS = 16, 2, 3
 
 
@@ -83,6 +84,9 @@ def analytic(w: ToyWorkload, stage: str) -> CostNode:
         reference="attention.out",
         scratch_bytes=3 * rows * DIM * 4,  # qkv, its caller's (the kernel's output is token-major)
     )
+    if TRAFFIC_FUDGE is not None:  # the linear copies its transposed input to a contiguous one
+        copy = layers.op(rows * DIM * 4, rows * DIM * 4)
+        out = layers.with_traffic(out, layers.Traffic(copy.bytes + TRAFFIC_FUDGE, copy.ops))
     conv = layers.conv(
         "conv",
         "convolution",
@@ -169,7 +173,15 @@ def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
     register(
         ModelRegistration(
             name="toy",
-            stages=tuple(Stage(name, 0.0, memory_tolerance=MEMORY_TOLERANCE) for name in STAGES),
+            stages=tuple(
+                Stage(
+                    name,
+                    0.0,
+                    memory_tolerance=MEMORY_TOLERANCE,
+                    traffic_tolerance=None if TRAFFIC_FUDGE is None else 0.0,
+                )
+                for name in STAGES
+            ),
             workloads={"small": ToyWorkload(2, 5, 8), "large": ToyWorkload(3, 7, 12)},
             analytic=analytic,
             reference=reference,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from math import prod
 
+import attrs
+
 from pytest_flopcheck import CostNode, Metrics, Renamer, group, join, layers, merge_calls
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
@@ -17,6 +19,55 @@ KV_CACHE_NOTE = (
     "video tokens (no autoregressive decoding), and the text keys/values are recomputed in each "
     "block each step by the reference implementation"
 )
+
+
+FP32 = layers.FP32_BYTES
+
+
+def layer_norm_traffic(
+    rows: int, dim: int, affine: bool, dtype_bytes: int, input_bytes: int = FP32
+) -> layers.Traffic:
+    """diffusers' ``FP32LayerNorm``: its input upcast to fp32 (nothing when the caller already
+    did, as the blocks do), the affine weight and bias cast to fp32, one ``native_layer_norm``
+    writing the output and each row's fp32 mean and inverse deviation, the output cast back."""
+    elements = rows * dim
+    traffic = layers.op(FP32 * elements, FP32 * elements, FP32 * rows, FP32 * rows)
+    if affine:
+        upcast = layers.cast(dim, dtype_bytes, FP32)
+        traffic = upcast + upcast + traffic + layers.Traffic(2 * FP32 * dim, 0)  # it reads both
+    return layers.cast(elements, input_bytes, FP32) + traffic + layers.cast(elements, FP32, input_bytes)
+
+
+def rms_norm_traffic(rows: int, dim: int, dtype_bytes: int) -> layers.Traffic:
+    """``torch.nn.RMSNorm`` as torch's composite runs it (on CUDA a recent torch may fuse it into
+    one kernel: then this is an upper bound): upcast, square, mean, add eps in place, rsqrt,
+    scale, weight, cast back."""
+    e = rows * dim
+    return (
+        layers.cast(e, dtype_bytes, FP32)
+        + layers.op(FP32 * e, FP32 * e)  # pow
+        + layers.op(FP32 * e, FP32 * rows)  # mean
+        + layers.op(FP32 * rows, FP32 * rows)  # add_
+        + layers.op(FP32 * rows, FP32 * rows)  # rsqrt
+        + layers.op(FP32 * e, FP32 * rows, FP32 * e)  # x * rsqrt
+        + layers.op(FP32 * e, dim * dtype_bytes, FP32 * e)  # * weight
+        + layers.cast(e, FP32, dtype_bytes)
+    )
+
+
+def rope_traffic(rows: int, tokens: int, dim: int, head_dim: int, dtype_bytes: int) -> layers.Traffic:
+    """diffusers' ``apply_rotary_emb`` on one of q, k (``rows`` × ``dim``): an output like it,
+    the even and odd halves times cos and sin (tables of ``tokens`` × ``head_dim / 2``, shared by
+    the batch), their difference and sum, each copied into the output's strided halves."""
+    half, table = rows * dim // 2 * dtype_bytes, tokens * head_dim // 2 * dtype_bytes
+    products = layers.op(half, table, half).times(4)
+    combine = layers.op(half, half, half).times(2)
+    into = layers.op(half, half, half).times(2)  # copy_: the destination and source read, written
+    return layers.op(2 * half, 2 * half) + products + combine + into
+
+
+def gelu_traffic(elements: int, dtype_bytes: int) -> layers.Traffic:
+    return layers.op(elements * dtype_bytes, elements * dtype_bytes)
 
 
 def attention(
@@ -50,7 +101,7 @@ def attention(
         )
 
     def qk_norm(name: str, rows: int) -> CostNode:
-        return layers.norm(
+        node = layers.norm(
             join(prefix, name),
             "norm",
             rows=batch * rows,
@@ -59,6 +110,7 @@ def attention(
             dtype_bytes=dtype_bytes,
             reference=f"{ref}.{name}",
         )
+        return layers.with_traffic(node, rms_norm_traffic(batch * rows, d, dtype_bytes))
 
     core = layers.attention_core(
         join(prefix, "core"),
@@ -71,6 +123,9 @@ def attention(
         dtype_bytes=dtype_bytes,
         reference=ref,
     )
+    if kind == "self_attention":  # rotary embeddings on q and k: the processor's own ops
+        rope = rope_traffic(batch * q_rows, q_rows, d, cfg.head_dim, dtype_bytes)
+        core = layers.with_traffic(core, rope.times(2))
     children = [
         proj("q", "to_q", q_rows),
         proj("k", "to_k", kv_rows),
@@ -118,14 +173,17 @@ def cross_attention(prefix: str, ref: str, cfg: DiTConfig, w: Workload) -> CostN
     image = [
         added("k_img", "add_k_proj"),
         added("v_img", "add_v_proj"),
-        layers.norm(
-            join(base, "norm_k_img"),
-            "norm",
-            rows=image_rows,
-            dim=cfg.dim,
-            params=cfg.dim,
-            dtype_bytes=db,
-            reference=f"{ref}.attn2.norm_added_k",
+        layers.with_traffic(
+            layers.norm(
+                join(base, "norm_k_img"),
+                "norm",
+                rows=image_rows,
+                dim=cfg.dim,
+                params=cfg.dim,
+                dtype_bytes=db,
+                reference=f"{ref}.attn2.norm_added_k",
+            ),
+            rms_norm_traffic(image_rows, cfg.dim, db),
         ),
     ]
     # Both attention cores are the module's own work: one leaf claims both (text and image keys).
@@ -151,6 +209,8 @@ def cross_attention(prefix: str, ref: str, cfg: DiTConfig, w: Workload) -> CostN
         reference_own=True,
         note="the text core and the image core: the same queries over text keys, then over image keys",
     )
+    # The processor adds the image branch's output to the text branch's.
+    image_core = layers.with_traffic(image_core, layers.op(3 * b * tokens * cfg.dim * db))
     return group(
         base, "cross_attention", [*text.children[:-2], *image, image_core, out], reference=f"{ref}.attn2"
     )
@@ -177,20 +237,38 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             out_scratch_bytes=3 * stream * layers.FP32_BYTES,
         )
     ]
+    children.insert(
+        0,
+        layers.elementwise(
+            join(prefix, "norm1"),
+            "norm",
+            traffic=layer_norm_traffic(b * tokens, d, False, db),
+            reference=f"{ref}.norm1",
+        ),
+    )
     if cfg.cross_attn_norm:
         children.append(
-            layers.norm(
-                join(prefix, "norm3"),
-                "norm",
-                rows=b * tokens,
-                dim=d,
-                params=2 * d,
-                dtype_bytes=db,
-                reference=f"{ref}.norm2",
+            layers.with_traffic(
+                layers.norm(
+                    join(prefix, "norm3"),
+                    "norm",
+                    rows=b * tokens,
+                    dim=d,
+                    params=2 * d,
+                    dtype_bytes=db,
+                    reference=f"{ref}.norm2",
+                ),
+                layer_norm_traffic(b * tokens, d, True, db),
             )
         )
     children += [
         cross_attention(prefix, ref, cfg, w),
+        layers.elementwise(
+            join(prefix, "norm2"),
+            "norm",
+            traffic=layer_norm_traffic(b * tokens, d, False, db),
+            reference=f"{ref}.norm3",
+        ),
         group(
             join(prefix, "ffn"),
             "ffn",
@@ -206,6 +284,13 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
                     reference=f"{ref}.ffn.net.0.proj",
                     scratch_bytes=b * tokens * cfg.ffn_dim * db,  # the GELU output beside its input
                 ),
+                layers.elementwise(
+                    join(prefix, "ffn.1"),
+                    "activation",
+                    traffic=gelu_traffic(b * tokens * cfg.ffn_dim, db),
+                    reference=f"{ref}.ffn.net.0",
+                    reference_own=True,
+                ),
                 layers.linear(
                     join(prefix, "ffn.2"),
                     "ffn",
@@ -219,12 +304,20 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             ],
             reference=f"{ref}.ffn",
         ),
-        layers.parameter(
-            join(prefix, "modulation"),
-            "modulation",
-            params=6 * d,
-            dtype_bytes=db,
-            note="shift/scale/gate table added to the time projection; elementwise",
+        layers.with_traffic(
+            attrs.evolve(
+                layers.parameter(
+                    join(prefix, "modulation"),
+                    "modulation",
+                    params=6 * d,
+                    dtype_bytes=db,
+                    note="shift/scale/gate table added to the time projection; the block's own "
+                    "elementwise work: modulation, gating and residual adds in fp32",
+                ),
+                reference=ref,
+                reference_own=True,
+            ),
+            block_traffic(cfg, w),
         ),
     ]
     # While a sublayer runs, the block holds the caller's input, its residual stream and the
@@ -237,6 +330,29 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
 
 ROPE_MAX_SEQ_LEN = 1024
 """Rows of diffusers' rotary tables (``WanRotaryPosEmbed`` buffers ``freqs_cos``, ``freqs_sin``)."""
+
+
+def block_traffic(cfg: DiTConfig, w: Workload) -> layers.Traffic:
+    """A ``WanTransformerBlock``'s own ops (diffusers): the shift/scale/gate table added to the
+    time projection in fp32, then around each sublayer the residual stream upcast to fp32, the
+    norm's output modulated (``* (1 + scale) + shift``) and cast back, and the sublayer's output
+    gated into the residual in fp32 (the cross-attention's added as is)."""
+    b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
+    e = b * w.tokens * d
+    m = e if cfg.expand_timesteps else b * d  # one modulation vector: per token, or per sample
+    table = layers.cast(6 * m, db, FP32) + layers.op(6 * d * db, 6 * m * FP32, 6 * m * FP32)
+    up, down = layers.cast(e, db, FP32), layers.cast(e, FP32, db)
+    modulate = (
+        up
+        + layers.op(FP32 * m, FP32 * m)  # 1 + scale
+        + layers.op(FP32 * e, FP32 * m, FP32 * e)  # * (1 + scale)
+        + layers.op(FP32 * e, FP32 * m, FP32 * e)  # + shift
+        + down
+    )
+    gated_attention = up + layers.op(e * db, FP32 * m, FP32 * e) + layers.op(3 * FP32 * e) + down
+    cross = up + down + layers.op(3 * e * db)  # norm2(x.float()).type_as(x), then x + attention
+    gated_ffn = up + up + layers.op(FP32 * e, FP32 * m, FP32 * e) + layers.op(3 * FP32 * e) + down
+    return table + modulate + gated_attention + cross + modulate + gated_ffn
 
 
 def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
@@ -360,6 +476,50 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
             reference="condition_embedder.text_embedder",
         ),
     ]
+    text_rows = b * w.text_len
+    hw_dim = 2 * (cfg.head_dim // 6)
+    grid = (f // pt, h // ph, wd // pw)
+    tables = grid[0] * (cfg.head_dim - 2 * hw_dim) + (grid[1] + grid[2]) * hw_dim
+    embed += [
+        layers.elementwise(
+            "rope",
+            "rope",
+            # cos and sin: the frame, height and width tables (broadcast over the grid) joined
+            traffic=layers.op(tables * db, prod(grid) * cfg.head_dim * db).times(2),
+            reference="rope",
+        ),
+        layers.elementwise(
+            "time_embedding.sinusoid",
+            "time_embedding",
+            traffic=timestep_traffic(time_rows, cfg),
+            reference="condition_embedder.timesteps_proj",
+        ),
+        layers.elementwise(
+            "time_embedding.cast",
+            "time_embedding",
+            traffic=layers.cast(time_rows * cfg.freq_dim, FP32, db),
+            reference="condition_embedder",
+            reference_own=True,
+        ),
+        layers.elementwise(
+            "time_embedding.1",
+            "activation",
+            traffic=gelu_traffic(time_rows * d, db),  # SiLU: one read, one write
+            reference="condition_embedder.time_embedder.act",
+        ),
+        layers.elementwise(
+            "time_projection.silu",
+            "activation",
+            traffic=gelu_traffic(time_rows * d, db),
+            reference="condition_embedder.act_fn",
+        ),
+        layers.elementwise(
+            "text_embedding.1",
+            "activation",
+            traffic=gelu_traffic(text_rows * d, db),
+            reference="condition_embedder.text_embedder.act_1",
+        ),
+    ]
     if cfg.image_dim is not None:
         embed.append(_image_embedder(w, cfg))
     head = group(
@@ -376,16 +536,70 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
                 dtype_bytes=db,
                 reference="proj_out",
             ),
-            layers.parameter(
-                "head.modulation",
-                "modulation",
-                params=2 * d,
-                dtype_bytes=db,
-                note="output shift/scale table; elementwise",
+            layers.elementwise(
+                "head.norm",
+                "norm",
+                traffic=layer_norm_traffic(b * w.tokens, d, False, db),
+                reference="norm_out",
+            ),
+            layers.with_traffic(
+                attrs.evolve(
+                    layers.parameter(
+                        "head.modulation",
+                        "modulation",
+                        params=2 * d,
+                        dtype_bytes=db,
+                        note="output shift/scale table; the model's own elementwise work: the patch "
+                        "tokens made contiguous, the output modulation, the unpatchify copy",
+                    ),
+                    reference="",
+                    reference_own=True,
+                ),
+                model_traffic(cfg, w),
             ),
         ],
     )
     return embed, block(0, cfg, w), head
+
+
+def model_traffic(cfg: DiTConfig, w: Workload) -> layers.Traffic:
+    """``WanTransformer3DModel``'s own ops: the patch embedding's tokens made contiguous, the
+    image tokens joined before the text ones, the output shift/scale table added to the time
+    embedding, the final norm's input upcast and its output modulated and cast back, and the
+    unpatchified output copied (a clone and a reshape the counter sees as a copy)."""
+    b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
+    e = b * w.tokens * d
+    m = e if cfg.expand_timesteps else b * d
+    out = b * w.tokens * cfg.out_channels * prod(cfg.patch_size)
+    traffic = layers.op(e * db, e * db)
+    if cfg.image_tokens:
+        image, text = b * cfg.image_tokens * d * db, b * w.text_len * d * db
+        traffic += layers.op(image, text, image + text)
+    traffic += (
+        layers.op(2 * d * db, m * db, 2 * m * db)
+        + layers.cast(e, db, FP32)
+        + layers.op(m * db, m * db)  # 1 + scale
+        + layers.op(FP32 * e, m * db, FP32 * e)
+        + layers.op(FP32 * e, m * db, FP32 * e)
+        + layers.cast(e, FP32, db)
+        + layers.op(out * db, out * db).times(2)
+    )
+    return traffic
+
+
+def timestep_traffic(steps: int, cfg: DiTConfig) -> layers.Traffic:
+    """diffusers' ``get_timestep_embedding`` for ``steps`` timesteps (fp32): the frequencies
+    (arange, scale, divide, exp), their outer product with the timesteps, sine, cosine, joined,
+    then swapped to cosine first."""
+    h = cfg.freq_dim // 2
+    t = steps * h * FP32
+    return (
+        layers.op(h * FP32)
+        + layers.op(h * FP32, h * FP32).times(3)
+        + layers.op(steps * FP32, h * FP32, t)
+        + layers.op(t, t).times(3)
+        + layers.op(t, t, 2 * t).times(2)
+    )
 
 
 def _image_embedder(w: Workload, cfg: DiTConfig) -> CostNode:
@@ -396,7 +610,7 @@ def _image_embedder(w: Workload, cfg: DiTConfig) -> CostNode:
     base = "condition_embedder.image_embedder"
 
     def norm(name: str, dim: int) -> CostNode:
-        return layers.norm(
+        node = layers.norm(
             f"img_emb.{name}",
             "norm",
             rows=rows,
@@ -405,6 +619,7 @@ def _image_embedder(w: Workload, cfg: DiTConfig) -> CostNode:
             dtype_bytes=db,
             reference=f"{base}.{name}",
         )
+        return layers.with_traffic(node, layer_norm_traffic(rows, dim, True, db, input_bytes=db))
 
     def linear(name: str, ref: str, in_f: int, out_f: int) -> CostNode:
         return layers.linear(
@@ -423,16 +638,27 @@ def _image_embedder(w: Workload, cfg: DiTConfig) -> CostNode:
         group(
             "img_emb.ff",
             "image_embedding",
-            [linear("ff.0", "ff.net.0.proj", i, i), linear("ff.2", "ff.net.2", i, cfg.dim)],
+            [
+                linear("ff.0", "ff.net.0.proj", i, i),
+                layers.elementwise(
+                    "img_emb.ff.1",
+                    "activation",
+                    traffic=gelu_traffic(rows * i, db),
+                    reference=f"{base}.ff.net.0",
+                    reference_own=True,
+                ),
+                linear("ff.2", "ff.net.2", i, cfg.dim),
+            ],
             reference=f"{base}.ff",
         ),
         norm("norm2", cfg.dim),
     ]
     if cfg.pos_embed_seq_len is not None:
-        children.insert(
-            0,
-            layers.parameter(
-                "img_emb.pos_embed", "image_embedding", params=cfg.pos_embed_seq_len * i, dtype_bytes=db
-            ),
+        positions = layers.parameter(
+            "img_emb.pos_embed", "image_embedding", params=cfg.pos_embed_seq_len * i, dtype_bytes=db
         )
+        # Added to the image tokens: the embedder's own op.
+        added = layers.op(rows * i * db, cfg.pos_embed_seq_len * i * db, rows * i * db)
+        positions = attrs.evolve(positions, reference=base, reference_own=True)
+        children.insert(0, layers.with_traffic(positions, added))
     return group("img_emb", "image_embedding", children, reference=base)

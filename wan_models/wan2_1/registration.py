@@ -138,7 +138,11 @@ def registration() -> ModelRegistration:
                 memory_tolerance=0.01,
             ),
             Stage(
-                "diffusion_core", 0.05, "Wan2.1 DiT, one forward (one guidance branch)", memory_tolerance=0.05
+                "diffusion_core",
+                0.05,
+                "Wan2.1 DiT, one forward (one guidance branch)",
+                memory_tolerance=0.05,
+                traffic_tolerance=0.0,
             ),
             Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode", memory_tolerance=0.02),
         ),

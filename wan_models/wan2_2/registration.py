@@ -117,18 +117,21 @@ def registration() -> ModelRegistration:
                 0.05,
                 "TI2V-5B's single DiT, one forward (one guidance branch)",
                 memory_tolerance=0.01,
+                traffic_tolerance=0.0,
             ),
             Stage(
                 "diffusion_high_noise",
                 0.05,
                 "the high-noise expert, one forward (one guidance branch)",
                 memory_tolerance=0.01,
+                traffic_tolerance=0.0,
             ),
             Stage(
                 "diffusion_low_noise",
                 0.05,
                 "the low-noise expert, one forward (one guidance branch)",
                 memory_tolerance=0.01,
+                traffic_tolerance=0.0,
             ),
             Stage(
                 "vae_decode",
