@@ -13,7 +13,7 @@ from deepseek_models.deepseek_ocr.config import CHECKPOINT, TINY
 from deepseek_models.deepseek_ocr.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
 from deepseek_models.shared.reference import IMPLEMENTATION
-from deepseek_models.shared.serving import DECODER_STAGES, serving
+from deepseek_models.shared.serving import DECODER_STAGES, runtimes, serving
 from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr"
@@ -26,8 +26,8 @@ TINY_WORKLOADS = {
 
 NOT_MODELED = (
     "Elementwise work (norms, activations, softmax, RoPE, routing top-k and weights, residual adds, the "
-    "position-table interpolation, the page's token layout): 0 FLOPs by the counter's convention, and its "
-    "memory traffic is not in io_bytes",
+    "position-table interpolation, the page's token layout): 0 FLOPs by the counter's convention, and "
+    "neither its traffic nor its kernel launches are predicted, so decode times are a lower bound",
     "Image preprocessing, the choice of Gundam tiles from the page's aspect ratio (the workload gives the "
     "tiles), tokenization; Gundam-M (1280 px global view with 1024 px tiles)",
     "Sampling, stopping before new_tokens, and speculative or batched-prefill serving schedules",
@@ -80,6 +80,7 @@ def registration() -> ModelRegistration:
         not_modeled=NOT_MODELED,
         workload_type=Page,
         serving=serving(CHECKPOINT.decoder),
+        runtimes=runtimes(),
     )
 
 

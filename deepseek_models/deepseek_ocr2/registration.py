@@ -12,7 +12,7 @@ from deepseek_models.deepseek_ocr2 import reference
 from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM, TINY
 from deepseek_models.deepseek_ocr2.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.shared.serving import DECODER_STAGES, serving
+from deepseek_models.shared.serving import DECODER_STAGES, runtimes, serving
 from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"
@@ -25,7 +25,8 @@ TINY_WORKLOADS = {
 
 NOT_MODELED = (
     "Elementwise work (norms, activations, softmax, RoPE, routing top-k and weights, residual adds, the "
-    "view assembly): 0 FLOPs by the counter's convention, and its memory traffic is not in io_bytes",
+    "view assembly): 0 FLOPs by the counter's convention, and neither its traffic nor its kernel launches "
+    "are predicted, so decode times are a lower bound",
     "Image preprocessing and the choice of crops (the workload gives the crop count), tokenization",
     "Sampling, stopping before new_tokens, and speculative or batched-prefill serving schedules",
     "References on cpu and cuda (the model is counted on meta)",
@@ -86,6 +87,7 @@ def registration() -> ModelRegistration:
         not_modeled=NOT_MODELED,
         workload_type=Page,
         serving=serving(DECODER),
+        runtimes=runtimes(),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from deepseek_models.shared.config import DecoderConfig
 from deepseek_models.shared.workload import PageBatch
-from pytest_flopcheck import Serving, Stage
+from pytest_flopcheck import Runtime, Serving, Stage, StageRuntime
 
 
 def serving(decoder: DecoderConfig) -> Serving:
@@ -53,3 +53,30 @@ DECODER_STAGES = (
 )
 """The shared decoder's stages, after each model's ``vision``: exact FLOPs, and a memory peak
 within 5% (weights dominate it; the part beyond them is not modelled yet)."""
+
+
+def runtimes() -> dict[str, Runtime]:
+    """How the OCR models run: transformers' eager ``generate()`` (bf16, torch SDPA, every kernel
+    launched from Python), and a serving engine (bf16, FlashAttention-2, decode steps replayed as
+    CUDA graphs). Both keep every weight on the GPU."""
+    bf16 = StageRuntime("bf16", "bf16")
+    stages = dict.fromkeys(("vision", "prefill", "decode"), bf16)
+    batch = "The batch is the workload's pages: a serving engine batches sequences, so size it with --pages."
+    return {
+        "transformers": Runtime(
+            description="transformers generate(), eager, bf16, torch SDPA",
+            stages=stages,
+            notes=(
+                "Eager: every kernel launched from Python; the launch cost is a lower bound (PyTorch's "
+                "dispatcher adds host time per op) and counts the modelled kernels only (matmuls, attention, "
+                "norms: the decoder's elementwise ops are not predicted yet).",
+            ),
+        ),
+        "served": Runtime(
+            description="a serving engine: bf16, FlashAttention-2, decode steps as CUDA graphs",
+            stages=stages,
+            attention="fa2",
+            launch="graphs",
+            notes=(batch, "Continuous batching, paged KV cache and speculative decoding are not modelled."),
+        ),
+    }

@@ -140,7 +140,7 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
             sub.add_argument(
                 "--gpu",
                 metavar="NAME",
-                help=f"add roofline seconds (and serving figures) on one of {', '.join(GPUS)}",
+                help=f"add modelled seconds per stage (and serving figures) on one of {', '.join(GPUS)}",
             )
         sub.add_argument("--precision", default="bf16", metavar="P", help=f"one of {', '.join(PRECISIONS)}")
         if name == "sweep":

@@ -189,24 +189,44 @@ def _choice(options: Iterable[str], what: str) -> Any:
     return check
 
 
+PLACEMENTS = ("resident", "moved", "offloaded_after")
+"""Where a stage's weights live during a generation: on the GPU throughout (``resident``); moved
+onto it before the stage runs and back to the CPU after (``moved``: diffusers'
+``enable_model_cpu_offload()``); on the GPU from the start and moved to the CPU after the stage's
+last run (``offloaded_after``: a denoiser offloaded before the decoder runs). A stage that
+shares another's weights (``weights_of``) follows that one's."""
+
+
 @attrs.frozen
 class StageRuntime:
-    """How one stage runs: its weights' dtype, its compute precision, and where it runs."""
+    """How one stage runs: its weights' dtype, its compute precision, where it runs, where its
+    weights live (:data:`PLACEMENTS`), and whether autocast casts wider weights to the compute
+    precision at every call (fp32 weights under bf16 autocast)."""
 
     weights: str = attrs.field(validator=_choice(DTYPE_BYTES, "weights dtype"))
     compute: str = attrs.field(validator=_choice(PRECISIONS, "compute precision"))
     device: str = attrs.field(default="gpu", validator=_choice(("gpu", "cpu"), "device"))
+    placement: str = attrs.field(default="resident", validator=_choice(PLACEMENTS, "placement"))
+    autocast: bool = False
+
+
+ATTENTION_KERNELS = ("sdpa", "fa2", "fa3")
+LAUNCH_MODES = ("eager", "graphs")
 
 
 @attrs.frozen(kw_only=True)
 class Runtime:
-    """A way of running the pipeline: per stage its :class:`StageRuntime`, and whether every
-    stage's weights stay on the GPU (``resident="all"``) or stages are moved onto it one at a
-    time (``"one_stage"``, CPU offload)."""
+    """A way of running the pipeline as a published run made it: per stage its
+    :class:`StageRuntime`; the attention kernel (``sdpa``: torch's, whose flash backend is
+    FlashAttention-2; ``fa2``/``fa3``: the flash_attn packages, FlashAttention-3 on Hopper only);
+    eager launches or CUDA graphs (``launch``); and the assumptions a report should print
+    (``notes``)."""
 
     description: str
     stages: Mapping[str, StageRuntime]
-    resident: str = attrs.field(default="all", validator=_choice(("all", "one_stage"), "residency"))
+    attention: str = attrs.field(default="sdpa", validator=_choice(ATTENTION_KERNELS, "attention kernel"))
+    launch: str = attrs.field(default="eager", validator=_choice(LAUNCH_MODES, "launch mode"))
+    notes: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
 
 def _runtimes(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Runtime]) -> None:

@@ -13,13 +13,15 @@ from pytest_flopcheck.analytic.tree import CostNode, live_peak
 from pytest_flopcheck.model.generation import GenerationTotals
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
-from pytest_flopcheck.sizing.hardware import GPUS, ZERO_TIME, Gpu, roofline
+from pytest_flopcheck.sizing.hardware import GPUS, Gpu
 from pytest_flopcheck.sizing.records import (
+    Constant,
     GpuTime,
     KvRow,
     MemoryFigures,
     MissingPrecision,
     ModelInfo,
+    Move,
     NodeFigures,
     PipelineMemory,
     RuntimeFigures,
@@ -37,6 +39,14 @@ from pytest_flopcheck.sizing.records import (
     TopLayer,
     Unsupported,
 )
+from pytest_flopcheck.sizing.timing import (
+    LAUNCH,
+    Execution,
+    TimeParts,
+    attention_kernel,
+    transfer_seconds,
+    tree_time,
+)
 
 CONVENTION = (
     "FLOPs follow torch.utils.flop_counter: 2 per multiply-add for matmul, convolution and attention "
@@ -44,9 +54,12 @@ CONVENTION = (
     "elementwise work count 0."
 )
 TIME_CAVEAT = (
-    "First-order roofline estimates: each layer takes max(FLOPs / dense peak, bytes / bandwidth) at the "
-    "datasheet peak, with no kernel launch, fusion, overlap, elementwise-kernel or communication cost; "
-    "real runs are slower."
+    "Per-kernel estimates: matmuls and convolutions at the GPU's measured largest-shape matmul "
+    "efficiency times their shape's tile and wave quantization, attention at its kernel's measured "
+    "efficiency, elementwise traffic and bandwidth-bound kernels at the measured copy bandwidth, and "
+    "the launches the GPU's work does not hide; every constant and its source is listed, borrowed "
+    "ones marked assumed. Not modelled: kernel overlap across streams, allocator and synchronisation "
+    "stalls, clock throttling, communication."
 )
 MEMORY_CAVEAT = (
     "A stage's peak is its weights plus its live set: what the model package declares its implementation "
@@ -64,8 +77,11 @@ SERVING_CAVEAT = (
 RUNTIME_NOTE = (
     "Weights at the runtime's dtype; activations at its compute precision (fp8 matmuls keep bf16 "
     "activations); stages on the CPU take no GPU memory and their time is not estimated; stages the "
-    "workload does not run are not loaded. The working set is the stage's live set beyond its weights, "
-    "as in the memory section."
+    "workload does not run are not loaded. The GPU holds, while a stage runs, the weights resident then "
+    "(placements: resident, moved in and out around the stage, or offloaded after its last run) and the "
+    "stage's live set beyond its weights, as in the memory section; allocator caching and fragmentation "
+    "are not included. Seconds are the stages' GPU time plus the weights' host-GPU copies at the link's "
+    "measured rate."
 )
 KV_LENGTHS_UP_TO = 32_768
 """Without a model's ``max_context``, the KV-cache table stops here."""
@@ -128,11 +144,17 @@ def build_report(
         for name, tree in trees.items()
     )
     gpu_list = list(gpus) if gpus is not None else list(GPUS.values())
-    time = time_figures(trees, runs, gpu_list, precision)
+    time = time_figures(reg, trees, runs, gpu_list, precision)
     warnings = (
         [str(w) for w in model_call(reg.name, "warnings", reg.warnings, workload)] if reg.warnings else []
     )
-    serving = serving_figures(reg, workload, time, warnings)
+    running = None if runtime is None else runtime_figures(reg, workload, runtime, runs, gpu_list)
+    per_gpu = (
+        {e.gpu: {s.name: s.per_generation_s for s in e.stages} for e in time.estimates}
+        if running is None
+        else {e.gpu: {s.name: s.per_generation_s for s in e.stages} for e in running.estimates}
+    )
+    serving = serving_figures(reg, workload, per_gpu, warnings)
     metadata = dict(model_call(reg.name, "metadata", reg.metadata, workload)) if reg.metadata else {}
     return SizingReport(
         run_id=run_id,
@@ -155,7 +177,7 @@ def build_report(
         warnings=tuple(warnings),
         not_modeled=tuple(reg.not_modeled),
         serving=serving,
-        runtime=None if runtime is None else runtime_figures(reg, workload, runtime, runs, gpu_list),
+        runtime=running,
     )
 
 
@@ -258,27 +280,56 @@ def pipeline_memory(reg: ModelRegistration, workload: Any, trees: Mapping[str, C
 # -- time --------------------------------------------------------------------------------------------
 
 
+def gpu_constants(gpu: Gpu, execution: Execution) -> tuple[Constant, ...]:
+    """The constants the time model used on ``gpu`` for ``execution``, with their sources."""
+    kernel = attention_kernel(gpu, execution.attention)
+    launch = LAUNCH[execution.launch]
+    cited = {
+        f"gemm_efficiency_{execution.precision}": gpu.gemm[execution.precision],
+        f"attention_efficiency_{kernel}": gpu.attention[kernel],
+        "bandwidth_efficiency": gpu.bandwidth_efficiency,
+        f"launch_s_{execution.launch}": launch,
+        "host_to_gpu_gbs": gpu.host_to_gpu_gbs,
+        "gpu_to_host_gbs": gpu.gpu_to_host_gbs,
+    }
+    return tuple(Constant(name, c.value, c.source, c.assumed) for name, c in cited.items())
+
+
+def stage_times(
+    reg: ModelRegistration,
+    trees: Mapping[str, CostNode],
+    runs: Mapping[str, int],
+    gpu: Gpu,
+    executions: Mapping[str, Execution],
+) -> tuple[StageTime, ...]:
+    """Each stage's seconds on ``gpu`` (one run, one generation, its parts per generation)."""
+    modelled = {stage.name for stage in reg.stages if stage.traffic_tolerance is not None}
+    rows = []
+    for name, execution in executions.items():
+        one = tree_time(trees[name], gpu, execution, name in modelled)
+        generation = one.times(runs[name])
+        rows.append(StageTime(name, one.seconds, generation.seconds, generation, name in modelled))
+    return tuple(rows)
+
+
 def time_figures(
-    trees: Mapping[str, CostNode], runs: Mapping[str, int], gpus: Sequence[Gpu], precision: str
+    reg: ModelRegistration,
+    trees: Mapping[str, CostNode],
+    runs: Mapping[str, int],
+    gpus: Sequence[Gpu],
+    precision: str,
 ) -> TimeFigures:
-    """Roofline seconds of every stage on each GPU that has ``precision`` tensor cores."""
+    """Seconds of every stage on each GPU that has ``precision`` tensor cores: every stage on the
+    GPU in the trees' dtype, torch's SDPA for attention, eager launches."""
     estimates = []
     skipped = []
     for gpu in gpus:
         if precision not in gpu.tflops:
             skipped.append(gpu.name)
             continue
-        per_stage = []
-        total = ZERO_TIME
-        for name, tree in trees.items():
-            one = roofline(tree, gpu, precision)
-            generation = one.times(runs[name])
-            total = total + generation
-            per_stage.append(
-                StageTime(
-                    name, one.seconds, generation.seconds, _fraction(one.compute_bound_seconds, one.seconds)
-                )
-            )
+        execution = Execution(precision)
+        per_stage = stage_times(reg, trees, runs, gpu, dict.fromkeys(trees, execution))
+        total = sum((s.parts for s in per_stage), TimeParts())
         estimates.append(
             GpuTime(
                 gpu=gpu.name,
@@ -286,16 +337,21 @@ def time_figures(
                 bandwidth_gbs=gpu.bandwidth_gbs,
                 memory_gb=gpu.memory_gb,
                 source=gpu.source,
-                stages=tuple(per_stage),
+                stages=per_stage,
                 total_s=total.seconds,
-                compute_bound_fraction=_fraction(total.compute_bound_seconds, total.seconds),
+                parts=total,
+                constants=gpu_constants(gpu, execution),
             )
         )
     unsupported = Unsupported(tuple(skipped), f"no {precision} tensor cores") if skipped else None
-    return TimeFigures(precision, tuple(estimates), TIME_CAVEAT, unsupported)
+    return TimeFigures(precision, "sdpa", "eager", tuple(estimates), TIME_CAVEAT, unsupported)
 
 
 # -- serving -----------------------------------------------------------------------------------------
+
+
+def runs_of(reg: ModelRegistration) -> list[str]:
+    return [stage.name for stage in reg.stages]
 
 
 def kv_lengths(context: int, final: int, max_context: int | None) -> list[int]:
@@ -328,10 +384,11 @@ def serving_times(
 
 
 def serving_figures(
-    reg: ModelRegistration, workload: Any, time: TimeFigures, warnings: list[str]
+    reg: ModelRegistration, workload: Any, per_gpu: Mapping[str, Mapping[str, float]], warnings: list[str]
 ) -> ServingFigures | None:
-    """The serving figures of a registration that declares them (a warning when the sequences
-    outgrow the model's context)."""
+    """The serving figures of a registration that declares them, from each GPU's seconds per stage
+    and generation (a runtime's when one was asked for; a warning when the sequences outgrow the
+    model's context)."""
     spec = reg.serving
     if spec is None:
         return None
@@ -345,8 +402,8 @@ def serving_figures(
             f"the sequences reach {final:,} tokens, beyond the model's context of {spec.max_context:,}"
         )
     estimates = tuple(
-        serving_times(reg, workload, e.gpu, {s.name: s.per_generation_s for s in e.stages})
-        for e in time.estimates
+        serving_times(reg, workload, gpu, {name: stage_seconds.get(name, 0.0) for name in runs_of(reg)})
+        for gpu, stage_seconds in per_gpu.items()
     )
     return ServingFigures(
         unit=spec.unit,
@@ -372,8 +429,9 @@ def serving_figures(
 def runtime_figures(
     reg: ModelRegistration, workload: Any, name: str, runs: Mapping[str, int], gpus: Sequence[Gpu]
 ) -> RuntimeFigures:
-    """Per-stage GPU memory, the pipeline peak (and the stage setting it) and GPU times under the
-    registration's runtime ``name``."""
+    """A generation under the registration's runtime ``name``: per stage its dtypes, device and
+    placement; the GPU's contents stage by stage (weights resident, moved in and out) and the most
+    it holds; the host↔GPU moves; and per GPU the stages' seconds, the moves' and the total."""
     spec = reg.runtimes[name]
     owner = {s.name: s.weights_of or s.name for s in reg.stages}
     trees: dict[str, CostNode] = {}
@@ -382,58 +440,89 @@ def runtime_figures(
         sr = spec.stages[stage.name]
         tree = reg.tree(at_dtype(workload, PRECISIONS[sr.compute].activations), stage.name)
         trees[stage.name] = tree
+        working = working_bytes(tree, stage.memory_tolerance is not None)
+        if sr.autocast and sr.device == "gpu":  # the cast copy of the largest weight beside its matmul
+            largest = max((leaf.metrics.params for leaf in tree.leaves()), default=0)
+            working += largest * tree_dtype_bytes(tree)
         partial[stage.name] = RuntimeStage(
             name=stage.name,
             weights=sr.weights,
             compute=sr.compute,
             device=sr.device,
+            placement=spec.stages[owner[stage.name]].placement,
+            autocast=sr.autocast,
             weight_bytes=tree.total.params * DTYPE_BYTES[sr.weights],
-            working_bytes=working_bytes(tree, stage.memory_tolerance is not None),
+            working_bytes=working,
             runs_per_generation=runs[stage.name],
             gpu_bytes_while_running=0,
         )
-    on_gpu = [n for n, s in partial.items() if s.device == "gpu" and runs[n]]
-
-    def while_running(n: str) -> int:
-        weights = partial[owner[n]].weight_bytes if partial[owner[n]].device == "gpu" else 0
-        return weights + partial[n].working_bytes if n in on_gpu else 0
-
-    stages = {n: attrs.evolve(s, gpu_bytes_while_running=while_running(n)) for n, s in partial.items()}
-    if (
-        spec.resident == "all"
-    ):  # the weights of every stage the generation runs (one run 0 times is not loaded)
-        loaded = {owner[n] for n, count in runs.items() if count}
-        resident = sum(s.weight_bytes for n, s in stages.items() if n in loaded and s.device == "gpu")
-        working = {n: stages[n].working_bytes for n in on_gpu}
-        setter = max(working, key=working.__getitem__, default=None)
-        peak = resident + (working[setter] if setter else 0)
-    else:
-        alone = {n: stages[n].gpu_bytes_while_running for n in on_gpu}
-        setter = max(alone, key=alone.__getitem__, default=None)
-        peak = alone[setter] if setter else 0
+    order = [s.name for s in reg.stages if runs[s.name]]
+    on_gpu_stages = [n for n in order if partial[n].device == "gpu"]
+    weights = {o: partial[o].weight_bytes for o in set(owner.values())}
+    last_use = {owner[n]: n for n in on_gpu_stages}
+    held = {
+        owner[n]
+        for n in on_gpu_stages
+        if partial[owner[n]].device == "gpu" and partial[owner[n]].placement != "moved"
+    }
+    moves: list[Move] = []
+    while_running: dict[str, int] = {}
+    for n in on_gpu_stages:
+        o = owner[n]
+        if o not in held:
+            held.add(o)
+            moves.append(Move(o, "gpu", weights[o]))
+        while_running[n] = sum(weights[x] for x in held) + partial[n].working_bytes
+        placement = partial[o].placement
+        if placement == "moved" or (placement == "offloaded_after" and last_use[o] == n):
+            held.discard(o)
+            moves.append(Move(o, "host", weights[o]))
+    stages = {n: attrs.evolve(s, gpu_bytes_while_running=while_running.get(n, 0)) for n, s in partial.items()}
+    setter = max(while_running, key=while_running.__getitem__, default=None)
+    peak = while_running[setter] if setter else 0
+    to_gpu = sum(m.bytes for m in moves if m.to == "gpu")
+    to_host = sum(m.bytes for m in moves if m.to == "host")
     estimates, unsupported = [], []
     for gpu in gpus:
-        needed = {stages[n].compute for n in on_gpu}
+        needed = {stages[n].compute for n in on_gpu_stages}
         if not needed <= set(gpu.tflops):
             unsupported.append(MissingPrecision(gpu.name, tuple(sorted(needed - set(gpu.tflops)))))
             continue
-        seconds = {
-            n: roofline(trees[n], gpu, stages[n].compute, DTYPE_BYTES[stages[n].weights])
-            .times(runs[n])
-            .seconds
-            for n in on_gpu
-        }
+        executions = {n: _execution(stages[n], trees[n], spec.attention, spec.launch) for n in on_gpu_stages}
+        per_stage = stage_times(reg, trees, runs, gpu, executions)
+        moving = transfer_seconds(gpu, to_gpu, to_host)
+        seconds = sum(s.per_generation_s for s in per_stage) + moving
         estimates.append(
-            RuntimeGpu(gpu.name, seconds, sum(seconds.values()), peak <= gpu.memory_gb * 1e9, gpu.memory_gb)
+            RuntimeGpu(gpu.name, per_stage, moving, seconds, peak <= gpu.memory_gb * 1e9, gpu.memory_gb)
         )
     return RuntimeFigures(
         name=name,
         description=spec.description,
-        resident=spec.resident,
+        attention=spec.attention,
+        launch=spec.launch,
+        notes=spec.notes,
         stages=tuple(stages.values()),
-        peak_bytes=peak,
+        peak_gpu_bytes=peak,
         set_by=setter,
+        moves=tuple(moves),
         estimates=tuple(estimates),
+        seconds=estimates[0].seconds if len(gpus) == 1 and estimates else None,
         not_supported=tuple(unsupported),
+        not_timed=tuple(n for n in order if partial[n].device == "cpu"),
         note=RUNTIME_NOTE,
     )
+
+
+def _execution(stage: RuntimeStage, tree: CostNode, attention: str, launch: str) -> Execution:
+    """How a stage of a runtime runs: its weights named where they are stored at another dtype
+    than the tree's (fp32 under autocast, fp8)."""
+    same = DTYPE_BYTES[stage.weights] == tree_dtype_bytes(tree)
+    return Execution(
+        stage.compute, attention, launch, weights=None if same else stage.weights, autocast=stage.autocast
+    )
+
+
+def tree_dtype_bytes(tree: CostNode) -> int:
+    """The element size a tree's weights are counted in (2 when it has none)."""
+    total = tree.total
+    return total.weight_bytes // total.params if total.params else 2

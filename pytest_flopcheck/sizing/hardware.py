@@ -1,10 +1,10 @@
-"""GPU peaks and first-order (roofline) time estimates.
+"""The GPU table: datasheet peaks, memory, links, and the measured efficiencies the time model
+(:mod:`pytest_flopcheck.sizing.timing`) runs kernels at, each with its public source.
 
 Peaks are dense tensor-core throughput (no structured sparsity) and memory bandwidth from the
-vendors' public datasheets. A roofline time is ``max(FLOPs / peak, bytes / bandwidth)`` per
-layer: it assumes each layer runs alone at peak, with perfect overlap of its own compute and
-memory traffic, and ignores elementwise kernels, launch overheads, fusion and communication.
-Real runs are slower; use the estimates to compare workloads and GPUs, not as a promise.
+vendors' datasheets. An efficiency is what a public kernel benchmark measured on that GPU (or its
+architecture) as a fraction of the datasheet figure; where nothing was measured for a GPU the
+entry says which measurement it borrows (``assumed``), and reports print that.
 """
 
 from __future__ import annotations
@@ -13,88 +13,342 @@ from collections.abc import Mapping
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode
 from pytest_flopcheck.model.workload import PRECISIONS as COMPUTE_PRECISIONS
 
 PRECISIONS = tuple(COMPUTE_PRECISIONS)
 
 
 @attrs.frozen
+class Cited:
+    """A constant with where it comes from; ``assumed``: borrowed from another GPU or kernel
+    (the source says which), not measured for this one."""
+
+    value: float
+    source: str
+    assumed: bool = False
+
+
+# -- public measurements the table cites -------------------------------------------------------------
+
+MAMF = "ml-engineering, compute/accelerator: Maximum Achievable Matmul FLOPS table"
+MAMF_BF16 = {
+    "H100": Cited(794.5 / 989.0, f"{MAMF}, H100 SXM bf16 794.5 of 989 TFLOPS (H200 the same)"),
+    "A100": Cited(271.2 / 312.0, f"{MAMF}, A100 SXM bf16 271.2 of 312 TFLOPS"),
+    "B200": Cited(1745.0 / 2250.0, f"{MAMF}, B200 SXM bf16 1,745 of 2,250 TFLOPS"),
+}
+MAMF_FP8 = {
+    "H100": Cited(1402.6 / 1979.0, f"{MAMF}, H100 SXM fp8 1,402.6 of 1,979 TFLOPS"),
+    "H200": Cited(1453.4 / 1979.0, f"{MAMF}, H200 SXM fp8 1,453.4 of 1,979 TFLOPS"),
+    "B200": Cited(3432.5 / 4500.0, f"{MAMF}, B200 SXM fp8 3,432.5 of 4,500 TFLOPS"),
+}
+LOWEST_MAMF_BF16 = Cited(
+    MAMF_BF16["B200"].value,
+    f"assumed: no MAMF measurement published; the lowest NVIDIA one ({MAMF}, B200)",
+    True,
+)
+LOWEST_MAMF_FP8 = Cited(
+    MAMF_FP8["H100"].value,
+    f"assumed: no MAMF measurement published; the lowest NVIDIA one ({MAMF}, H100)",
+    True,
+)
+
+FA2_HOPPER = Cited(
+    0.35, "FlashAttention-3 paper (Shah et al. 2024), abstract: FlashAttention-2 reaches 35% on H100"
+)
+FA2_AMPERE = Cited(
+    0.73,
+    "FlashAttention-2 paper (Dao 2023): forward pass up to 73% of the A100's peak (50-73% over settings)",
+)
+FA3_HOPPER = Cited(
+    649.0 / 989.0,
+    "FlashAttention-3 paper, forward, bf16, head dim 128, non-causal, 16k tokens: 649 TFLOPS on H100 SXM5",
+)
+FA3_HOPPER_CAUSAL = Cited(616.0 / 989.0, "FlashAttention-3 paper, same setting, causal: 616 TFLOPS")
+
+COPY_BANDWIDTH = Cited(
+    2495.0 / 3350.0,
+    "NVIDIA/nccl issue 1264: p2pBandwidthLatencyTest on HGX H100 SXM, a copy within one GPU "
+    "(read and write counted) at 2,495 GB/s of 3,350",
+)
+
+HOST_LINK_H100 = (
+    Cited(35.2, "NVIDIA/nvbandwidth issue 24: host_to_device_memcpy_sm on H100 (PCIe Gen5), 35.2 GB/s"),
+    Cited(52.8, "NVIDIA/nvbandwidth issue 24: device_to_host_memcpy_sm on H100 (PCIe Gen5), 52.8 GB/s"),
+)
+NVLINK_H100_FRACTION = Cited(
+    376.0 / 450.0,
+    "NVIDIA/nccl issue 1264: unidirectional P2P writes between HGX H100 SXM GPUs at ~376 of 450 GB/s",
+)
+
+
+def _gen5(gpu: str) -> tuple[Cited, Cited]:
+    """Host links of PCIe Gen5 x16 GPUs without a measurement of their own: the H100's."""
+    h2d, d2h = HOST_LINK_H100
+    return (
+        Cited(h2d.value, f"assumed for {gpu} (PCIe Gen5 x16 like the H100): {h2d.source}", True),
+        Cited(d2h.value, f"assumed for {gpu} (PCIe Gen5 x16 like the H100): {d2h.source}", True),
+    )
+
+
+def _gen4(gpu: str) -> tuple[Cited, Cited]:
+    """PCIe Gen4 x16 moves half of Gen5's bytes per second: half the H100's measurement."""
+    h2d, d2h = HOST_LINK_H100
+    return (
+        Cited(h2d.value / 2, f"assumed for {gpu}: half of the PCIe Gen5 measurement ({h2d.source})", True),
+        Cited(d2h.value / 2, f"assumed for {gpu}: half of the PCIe Gen5 measurement ({d2h.source})", True),
+    )
+
+
+@attrs.frozen
 class Gpu:
-    """One GPU: dense tensor peaks in TFLOP/s per precision, memory bandwidth and capacity."""
+    """One GPU: dense tensor peaks in TFLOP/s per precision, its fp32 (CUDA-core) peak, memory,
+    streaming multiprocessors, host and GPU-to-GPU links, and the measured efficiencies the time
+    model runs its kernels at."""
 
     name: str
+    architecture: str
     tflops: Mapping[str, float]
+    fp32_tflops: float
     bandwidth_gbs: float
     memory_gb: float
+    sms: int
+    host_link: str
+    host_to_gpu_gbs: Cited
+    gpu_to_host_gbs: Cited
+    gpu_link: str
+    gpu_link_gbs: float
+    """Per direction, between two GPUs of one node (NVLink, or PCIe where a GPU has none)."""
     source: str
+    gemm: Mapping[str, Cited]
+    """Largest-shape matmul efficiency per compute precision."""
+    attention: Mapping[str, Cited]
+    """Efficiency of each fused attention kernel (``fa2``, ``fa3``) at long sequences."""
+    bandwidth_efficiency: Cited = COPY_BANDWIDTH
 
     def peak_flops(self, precision: str) -> float:
         return self.tflops[precision] * 1e12
 
     @property
     def bandwidth(self) -> float:
-        """Bytes per second."""
+        """Bytes per second (datasheet)."""
         return self.bandwidth_gbs * 1e9
 
+    @property
+    def achievable_bandwidth(self) -> float:
+        """Bytes per second a memory-bound kernel moves."""
+        return self.bandwidth * self.bandwidth_efficiency.value
+
+
+def _gemm(bf16: Cited, fp8: Cited | None) -> dict[str, Cited]:
+    tf32 = Cited(bf16.value, f"assumed: no TF32 matmul benchmark; the bf16 efficiency ({bf16.source})", True)
+    table = {"tf32": tf32, "bf16": bf16, "fp16": bf16}
+    if fp8 is not None:
+        table["fp8"] = fp8
+    return table
+
+
+def _borrowed(value: Cited, gpu: str, of: str) -> Cited:
+    return Cited(value.value, f"assumed for {gpu} (the {of}'s): {value.source}", True)
+
+
+def _hopper_attention(gpu: str | None = None) -> dict[str, Cited]:
+    if gpu is None:
+        return {"fa2": FA2_HOPPER, "fa3": FA3_HOPPER}
+    return {"fa2": _borrowed(FA2_HOPPER, gpu, "H100"), "fa3": _borrowed(FA3_HOPPER, gpu, "H100")}
+
+
+def _fa2_only(gpu: str, like: Cited, of: str) -> dict[str, Cited]:
+    return {"fa2": like if gpu == of else _borrowed(like, gpu, of)}
+
+
+_H100_GEMM = _gemm(MAMF_BF16["H100"], MAMF_FP8["H100"])
 
 GPUS: dict[str, Gpu] = {
     gpu.name: gpu
     for gpu in (
         # NVIDIA H100 Tensor Core GPU datasheet (SXM5): TF32 494.7, BF16/FP16 989.4, FP8 1,978.9
-        # TFLOPS dense (the datasheet's figures are with sparsity: halved here); 3.35 TB/s HBM3.
+        # TFLOPS dense (the datasheet's figures with sparsity, halved); FP32 66.9; 3.35 TB/s HBM3;
+        # 132 SMs (Hopper whitepaper); PCIe Gen5 x16; NVLink 900 GB/s (450 each way).
         Gpu(
             "H100-SXM",
+            "hopper",
             {"tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9},
+            66.9,
             3350,
             80,
-            "NVIDIA H100 Tensor Core GPU datasheet, SXM5 column",
+            132,
+            "PCIe Gen5 x16",
+            *HOST_LINK_H100,
+            "NVLink 4 (900 GB/s)",
+            450,
+            "NVIDIA H100 Tensor Core GPU datasheet, SXM5 column; Hopper architecture whitepaper",
+            _H100_GEMM,
+            _hopper_attention(),
         ),
-        # NVIDIA H200 Tensor Core GPU datasheet (SXM): same Hopper tensor cores as H100 SXM;
-        # 4.8 TB/s HBM3e, 141 GB.
+        # NVIDIA H200 Tensor Core GPU datasheet (SXM): the H100's tensor cores; 4.8 TB/s HBM3e,
+        # 141 GB; PCIe Gen5; NVLink 900 GB/s.
         Gpu(
             "H200",
+            "hopper",
             {"tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9},
+            66.9,
             4800,
             141,
+            132,
+            "PCIe Gen5 x16",
+            *_gen5("H200"),
+            "NVLink 4 (900 GB/s)",
+            450,
             "NVIDIA H200 Tensor Core GPU datasheet, SXM column",
+            _gemm(MAMF_BF16["H100"], MAMF_FP8["H200"]),
+            _hopper_attention("H200"),
+        ),
+        # NVIDIA H800 SXM5 (export variant of the H100 SXM5): the H100's compute and HBM3,
+        # NVLink at 400 GB/s (200 each way) instead of 900.
+        Gpu(
+            "H800",
+            "hopper",
+            {"tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9},
+            66.9,
+            3350,
+            80,
+            132,
+            "PCIe Gen5 x16",
+            *_gen5("H800"),
+            "NVLink 4 (400 GB/s)",
+            200,
+            "NVIDIA H800 Tensor Core GPU (SXM5) product specifications: H100 SXM5 compute, NVLink 400 GB/s",
+            {k: _borrowed(v, "H800", "H100 SXM") for k, v in _H100_GEMM.items()},
+            _hopper_attention("H800"),
+        ),
+        # NVIDIA HGX H20 (export variant of Hopper): FP16/BF16 148, FP8 296, TF32 74 TFLOPS dense;
+        # FP32 44; 96 GB HBM3 at 4.0 TB/s; 78 SMs; PCIe Gen5 x16; NVLink 900 GB/s.
+        Gpu(
+            "H20",
+            "hopper",
+            {"tf32": 74.0, "bf16": 148.0, "fp16": 148.0, "fp8": 296.0},
+            44.0,
+            4000,
+            96,
+            78,
+            "PCIe Gen5 x16",
+            *_gen5("H20"),
+            "NVLink 4 (900 GB/s)",
+            450,
+            "NVIDIA HGX H20 product brief (2023): dense peaks, 96 GB HBM3 at 4.0 TB/s, NVLink 900 GB/s",
+            {k: _borrowed(v, "H20", "H100 SXM") for k, v in _H100_GEMM.items()},
+            _hopper_attention("H20"),
         ),
         # NVIDIA A100 Tensor Core GPU datasheet (80GB SXM): TF32 156, BF16/FP16 312 TFLOPS dense;
-        # 2,039 GB/s HBM2e. Ampere has no FP8 tensor cores.
+        # FP32 19.5; 2,039 GB/s HBM2e; 108 SMs (Ampere whitepaper); PCIe Gen4 x16; NVLink 600 GB/s.
+        # Ampere has no FP8 tensor cores.
         Gpu(
             "A100-80GB",
+            "ampere",
             {"tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+            19.5,
             2039,
             80,
-            "NVIDIA A100 Tensor Core GPU datasheet, 80GB SXM column",
+            108,
+            "PCIe Gen4 x16",
+            *_gen4("A100-80GB"),
+            "NVLink 3 (600 GB/s)",
+            300,
+            "NVIDIA A100 Tensor Core GPU datasheet, 80GB SXM column; Ampere architecture whitepaper",
+            _gemm(MAMF_BF16["A100"], None),
+            _fa2_only("A100-80GB", FA2_AMPERE, "A100-80GB"),
+        ),
+        # NVIDIA A800 80GB SXM (export variant of the A100 80GB SXM): the A100's compute and
+        # HBM2e, NVLink at 400 GB/s (200 each way).
+        Gpu(
+            "A800",
+            "ampere",
+            {"tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+            19.5,
+            2039,
+            80,
+            108,
+            "PCIe Gen4 x16",
+            *_gen4("A800"),
+            "NVLink 3 (400 GB/s)",
+            200,
+            "NVIDIA A800 Tensor Core GPU datasheet (80GB SXM): A100 compute, NVLink 400 GB/s",
+            {k: _borrowed(v, "A800", "A100 SXM") for k, v in _gemm(MAMF_BF16["A100"], None).items()},
+            _fa2_only("A800", FA2_AMPERE, "A100-80GB"),
         ),
         # NVIDIA DGX B200 datasheet / Blackwell architecture brief, per GPU: TF32 1.1, BF16/FP16
-        # 2.25, FP8 4.5 PFLOPS dense; 8 TB/s HBM3e, 180 GB (DGX B200: 1,440 GB over 8 GPUs).
+        # 2.25, FP8 4.5 PFLOPS dense; FP32 75; 8 TB/s HBM3e, 180 GB; 148 SMs; NVLink 5 1.8 TB/s.
         Gpu(
             "B200",
+            "blackwell",
             {"tf32": 1100.0, "bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0},
+            75.0,
             8000,
             180,
-            "NVIDIA DGX B200 datasheet (per-GPU figures)",
+            148,
+            "PCIe Gen5 x16",
+            *_gen5("B200"),
+            "NVLink 5 (1.8 TB/s)",
+            900,
+            "NVIDIA DGX B200 datasheet (per-GPU figures); Blackwell architecture technical brief",
+            _gemm(MAMF_BF16["B200"], MAMF_FP8["B200"]),
+            {"fa2": _borrowed(FA2_HOPPER, "B200", "H100")},
         ),
         # NVIDIA RTX Blackwell GPU architecture whitepaper, GeForce RTX 5090: FP16/BF16 tensor with
-        # FP32 accumulate 209.5 TFLOPS dense, FP8 with FP32 accumulate 419 dense, TF32 104.8
-        # dense; 1,792 GB/s GDDR7, 32 GB.
+        # FP32 accumulate 209.5 TFLOPS dense, FP8 419, TF32 104.8; FP32 104.8; 1,792 GB/s GDDR7,
+        # 32 GB; 170 SMs; PCIe Gen5 x16; no NVLink (GPU to GPU over PCIe).
         Gpu(
             "RTX-5090",
+            "blackwell",
             {"tf32": 104.8, "bf16": 209.5, "fp16": 209.5, "fp8": 419.0},
+            104.8,
             1792,
             32,
+            170,
+            "PCIe Gen5 x16",
+            *_gen5("RTX-5090"),
+            "PCIe Gen5 x16 (no NVLink)",
+            64,
             "NVIDIA RTX Blackwell GPU architecture whitepaper, GeForce RTX 5090",
+            _gemm(LOWEST_MAMF_BF16, LOWEST_MAMF_FP8),
+            {"fa2": _borrowed(FA2_HOPPER, "RTX-5090", "H100")},
+        ),
+        # NVIDIA Ada Lovelace GPU architecture whitepaper, GeForce RTX 4090: FP16/BF16 tensor with
+        # FP32 accumulate 165.2 TFLOPS dense, FP8 330.3, TF32 82.6; FP32 82.6; 1,008 GB/s GDDR6X,
+        # 24 GB; 128 SMs; PCIe Gen4 x16; no NVLink.
+        Gpu(
+            "RTX-4090",
+            "ada",
+            {"tf32": 82.6, "bf16": 165.2, "fp16": 165.2, "fp8": 330.3},
+            82.6,
+            1008,
+            24,
+            128,
+            "PCIe Gen4 x16",
+            *_gen4("RTX-4090"),
+            "PCIe Gen4 x16 (no NVLink)",
+            32,
+            "NVIDIA Ada Lovelace GPU architecture whitepaper, GeForce RTX 4090",
+            _gemm(LOWEST_MAMF_BF16, LOWEST_MAMF_FP8),
+            {"fa2": _borrowed(FA2_AMPERE, "RTX-4090", "A100")},
         ),
         # NVIDIA L40S datasheet: TF32 183, BF16/FP16 362.05, FP8 733 TFLOPS dense (the datasheet
-        # lists 366/733/1,466 with sparsity); 864 GB/s GDDR6, 48 GB.
+        # lists 366/733/1,466 with sparsity); FP32 91.6; 864 GB/s GDDR6, 48 GB; 142 SMs; PCIe Gen4.
         Gpu(
             "L40S",
+            "ada",
             {"tf32": 183.0, "bf16": 362.05, "fp16": 362.05, "fp8": 733.0},
+            91.6,
             864,
             48,
+            142,
+            "PCIe Gen4 x16",
+            *_gen4("L40S"),
+            "PCIe Gen4 x16 (no NVLink)",
+            32,
             "NVIDIA L40S datasheet",
+            _gemm(LOWEST_MAMF_BF16, LOWEST_MAMF_FP8),
+            {"fa2": _borrowed(FA2_AMPERE, "L40S", "A100")},
         ),
     )
 }
@@ -121,51 +375,3 @@ def check_precision(gpu: Gpu | None, precision: str) -> None:
         raise HardwareError(
             f"--precision {precision!r} is not supported by {gpu.name}: choose one of {', '.join(gpu.tflops)}"
         )
-
-
-@attrs.frozen
-class TimeEstimate:
-    """Roofline seconds of one run of a tree, and how much of it is compute-bound."""
-
-    seconds: float
-    compute_bound_seconds: float
-    memory_bound_seconds: float
-
-    def __add__(self, other: TimeEstimate) -> TimeEstimate:
-        return TimeEstimate(
-            self.seconds + other.seconds,
-            self.compute_bound_seconds + other.compute_bound_seconds,
-            self.memory_bound_seconds + other.memory_bound_seconds,
-        )
-
-    def times(self, n: int) -> TimeEstimate:
-        return TimeEstimate(self.seconds * n, self.compute_bound_seconds * n, self.memory_bound_seconds * n)
-
-
-ZERO_TIME = TimeEstimate(0.0, 0.0, 0.0)
-
-
-def roofline(
-    tree: CostNode, gpu: Gpu, precision: str, weight_bytes_per_param: int | None = None
-) -> TimeEstimate:
-    """Sum over layers (leaves) of max(compute time, memory time) for one run of ``tree``;
-    ``weight_bytes_per_param`` reads the weights at another dtype than the tree's (fp32
-    weights under bf16 autocast, fp8 weights)."""
-    peak, bandwidth = gpu.peak_flops(precision), gpu.bandwidth
-    total = ZERO_TIME
-    for node, runs in tree.runs():
-        if node.children:
-            continue
-        m = node.metrics
-        io = (
-            m.io_bytes
-            if weight_bytes_per_param is None
-            else m.io_bytes - m.weight_bytes + m.params * weight_bytes_per_param
-        )
-        compute = runs * m.flops / peak
-        memory = runs * io / bandwidth
-        if compute >= memory:
-            total = total + TimeEstimate(compute, compute, 0.0)
-        else:
-            total = total + TimeEstimate(memory, 0.0, memory)
-    return total

@@ -86,7 +86,7 @@ def report_plots(report: SizingReport) -> dict[str, str]:
                 [e.gpu for e in estimates], widths, left=left, label=name, color=PALETTE[i % len(PALETTE)]
             )
             left = [a + b for a, b in zip(left, widths, strict=True)]
-        ax.set_xlabel(f"seconds per generation ({report.time.precision}, roofline)")
+        ax.set_xlabel(f"seconds per generation ({report.time.precision}, per-kernel time model)")
         ax.set_title("Estimated time per GPU")
         ax.legend(frameon=False, fontsize=8)
         ax.invert_yaxis()

@@ -17,8 +17,9 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import METRICS, Metrics
 from pytest_flopcheck.files import Fields, FileProblem, describe
+from pytest_flopcheck.sizing.timing import PARTS, TimeParts
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 KIND: Final = "flopcheck.static_analysis"
 
 
@@ -301,34 +302,79 @@ class MemoryFigures:
 # -- time --------------------------------------------------------------------------------------------
 
 
+def parts_json(parts: TimeParts) -> dict[str, Any]:
+    return {**{f"{name}_s": getattr(parts, name) for name in PARTS}, "kernels": parts.kernels}
+
+
+def _parts(f: Fields) -> TimeParts:
+    record = TimeParts(
+        compute=f.number("compute_s"),
+        attention=f.number("attention_s"),
+        memory=f.number("memory_s"),
+        launch=f.number("launch_s"),
+        transfer=f.number("transfer_s"),
+        kernels=f.integer("kernels"),
+    )
+    f.done()
+    return record
+
+
 @attrs.frozen
 class StageTime:
-    """One stage's seconds on one GPU."""
+    """One stage's seconds on one GPU: one run, one generation, and the generation's seconds by
+    part (:class:`~pytest_flopcheck.sizing.timing.TimeParts`). ``traffic_modelled``: its
+    elementwise traffic is the model's verified prediction (else a first-order estimate)."""
 
     name: str
     per_run_s: float
     per_generation_s: float
-    compute_bound_fraction: float
+    parts: TimeParts
+    traffic_modelled: bool
 
     def to_json(self) -> dict[str, Any]:
         return {
             "per_run_s": self.per_run_s,
             "per_generation_s": self.per_generation_s,
-            "compute_bound_fraction": self.compute_bound_fraction,
+            "parts": parts_json(self.parts),
+            "traffic_modelled": self.traffic_modelled,
         }
 
     @classmethod
     def from_json(cls, name: str, f: Fields) -> StageTime:
         record = cls(
-            name, f.number("per_run_s"), f.number("per_generation_s"), f.number("compute_bound_fraction")
+            name,
+            f.number("per_run_s"),
+            f.number("per_generation_s"),
+            _parts(f.object("parts")),
+            f.flag("traffic_modelled"),
         )
         f.done()
         return record
 
 
 @attrs.frozen
+class Constant:
+    """A constant the time model used on one GPU, where it comes from, and whether it is borrowed
+    from another GPU or kernel (``assumed``)."""
+
+    name: str
+    value: float
+    source: str
+    assumed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "source": self.source, "assumed": self.assumed}
+
+    @classmethod
+    def from_json(cls, name: str, f: Fields) -> Constant:
+        record = cls(name, f.number("value"), f.text("source"), f.flag("assumed"))
+        f.done()
+        return record
+
+
+@attrs.frozen
 class GpuTime:
-    """One generation's seconds on one GPU, per stage and in all."""
+    """One generation's seconds on one GPU, per stage and in all, and the constants behind them."""
 
     gpu: str
     peak_tflops: float
@@ -337,7 +383,8 @@ class GpuTime:
     source: str
     stages: tuple[StageTime, ...]
     total_s: float
-    compute_bound_fraction: float
+    parts: TimeParts
+    constants: tuple[Constant, ...]
 
     def stage(self, name: str) -> StageTime:
         return _by_name(self.stages, name)  # type: ignore[no-any-return]
@@ -351,7 +398,8 @@ class GpuTime:
             "source": self.source,
             "stages": {s.name: s.to_json() for s in self.stages},
             "total_s": self.total_s,
-            "compute_bound_fraction": self.compute_bound_fraction,
+            "parts": parts_json(self.parts),
+            "constants": {c.name: c.to_json() for c in self.constants},
         }
 
     @classmethod
@@ -364,7 +412,8 @@ class GpuTime:
             f.text("source"),
             tuple(StageTime.from_json(name, s) for name, s in f.items("stages")),
             f.number("total_s"),
-            f.number("compute_bound_fraction"),
+            _parts(f.object("parts")),
+            tuple(Constant.from_json(name, c) for name, c in f.items("constants")),
         )
         f.done()
         return record
@@ -389,9 +438,12 @@ class Unsupported:
 
 @attrs.frozen
 class TimeFigures:
-    """Seconds per generation on each GPU at one precision."""
+    """Seconds per generation on each GPU at one precision, every stage on the GPU with the given
+    attention kernel and launch mode."""
 
     precision: str
+    attention: str
+    launch: str
     estimates: tuple[GpuTime, ...]
     caveat: str
     not_supported: Unsupported | None = None
@@ -399,6 +451,8 @@ class TimeFigures:
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "precision": self.precision,
+            "attention": self.attention,
+            "launch": self.launch,
             "estimates": [e.to_json() for e in self.estimates],
             "caveat": self.caveat,
         }
@@ -410,6 +464,8 @@ class TimeFigures:
     def from_json(cls, f: Fields) -> TimeFigures:
         record = cls(
             f.text("precision"),
+            f.text("attention"),
+            f.text("launch"),
             tuple(GpuTime.from_json(e) for e in f.objects("estimates")),
             f.text("caveat"),
             Unsupported.from_json(f.object("not_supported")) if f.has("not_supported") else None,
@@ -574,12 +630,14 @@ class ServingFigures:
 
 @attrs.frozen
 class RuntimeStage:
-    """One stage under a runtime: its dtypes, device and GPU memory."""
+    """One stage under a runtime: its dtypes, device, placement and GPU memory."""
 
     name: str
     weights: str
     compute: str
     device: str
+    placement: str
+    autocast: bool
     weight_bytes: int
     working_bytes: int
     runs_per_generation: int
@@ -595,6 +653,8 @@ class RuntimeStage:
             f.text("weights"),
             f.text("compute"),
             f.text("device"),
+            f.text("placement"),
+            f.flag("autocast"),
             f.integer("weight_bytes"),
             f.integer("working_bytes"),
             f.integer("runs_per_generation"),
@@ -605,31 +665,62 @@ class RuntimeStage:
 
 
 @attrs.frozen
+class Move:
+    """Weights copied between host and GPU during a generation: whose, which way, how many bytes."""
+
+    weights_of: str
+    to: str  # "gpu" or "host"
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, f: Fields) -> Move:
+        record = cls(f.text("weights_of"), f.text("to"), f.integer("bytes"))
+        f.done()
+        return record
+
+
+@attrs.frozen
 class RuntimeGpu:
-    """A runtime's GPU seconds per stage on one GPU, and whether its peak fits."""
+    """A runtime's seconds on one GPU: per stage (per generation, by part), the host↔GPU moves,
+    one generation end to end, and whether its peak fits."""
 
     gpu: str
-    stages: Mapping[str, float]
-    gpu_total_s: float
+    stages: tuple[StageTime, ...]
+    transfer_s: float
+    seconds: float
     fits: bool
     memory_gb: float
+
+    def stage(self, name: str) -> StageTime:
+        return _by_name(self.stages, name)  # type: ignore[no-any-return]
+
+    @property
+    def parts(self) -> TimeParts:
+        total = TimeParts(transfer=self.transfer_s)
+        for stage in self.stages:
+            total = total + stage.parts
+        return total
 
     def to_json(self) -> dict[str, Any]:
         return {
             "gpu": self.gpu,
-            "stages": dict(self.stages),
-            "gpu_total_s": self.gpu_total_s,
+            "stages": {s.name: s.to_json() for s in self.stages},
+            "transfer_s": self.transfer_s,
+            "seconds": self.seconds,
             "fits": self.fits,
             "memory_gb": self.memory_gb,
         }
 
     @classmethod
     def from_json(cls, f: Fields) -> RuntimeGpu:
-        stages = f.object("stages")
         record = cls(
             f.text("gpu"),
-            {name: stages.number(name) for name in stages.value},
-            f.number("gpu_total_s"),
+            tuple(StageTime.from_json(name, s) for name, s in f.items("stages")),
+            f.number("transfer_s"),
+            f.number("seconds"),
             f.flag("fits"),
             f.number("memory_gb"),
         )
@@ -648,17 +739,24 @@ class MissingPrecision:
 
 @attrs.frozen
 class RuntimeFigures:
-    """How a pipeline runs under one of the model's runtimes: per stage dtypes and devices, the
-    GPU peak and the stage that sets it, and GPU seconds per GPU."""
+    """How a pipeline runs under one of the model's runtimes: per stage dtypes, devices and
+    placements, the most the GPU holds at any moment (and the stage running then), the weights
+    moved between host and GPU, and the seconds of one generation per GPU (``seconds``: the one
+    GPU's, when the report was made for one)."""
 
     name: str
     description: str
-    resident: str
+    attention: str
+    launch: str
+    notes: tuple[str, ...]
     stages: tuple[RuntimeStage, ...]
-    peak_bytes: int
+    peak_gpu_bytes: int
     set_by: str | None
+    moves: tuple[Move, ...]
     estimates: tuple[RuntimeGpu, ...]
+    seconds: float | None
     not_supported: tuple[MissingPrecision, ...]
+    not_timed: tuple[str, ...]
     note: str
 
     def stage(self, name: str) -> RuntimeStage:
@@ -668,33 +766,43 @@ class RuntimeFigures:
         return {
             "name": self.name,
             "description": self.description,
-            "resident": self.resident,
+            "attention": self.attention,
+            "launch": self.launch,
+            "notes": list(self.notes),
+            "seconds": self.seconds,
+            "peak_gpu_bytes": self.peak_gpu_bytes,
+            "set_by": self.set_by,
             "stages": {s.name: s.to_json() for s in self.stages},
-            "pipeline": {"peak_bytes": self.peak_bytes, "set_by": self.set_by},
+            "moves": [m.to_json() for m in self.moves],
             "estimates": [e.to_json() for e in self.estimates],
             "not_supported": [u.to_json() for u in self.not_supported],
+            "not_timed": list(self.not_timed),
             "note": self.note,
         }
 
     @classmethod
     def from_json(cls, f: Fields) -> RuntimeFigures:
-        pipeline = f.object("pipeline")
         missing = []
         for item in f.objects("not_supported"):
             missing.append(MissingPrecision(item.text("gpu"), tuple(item.texts("missing"))))
             item.done()
+        seconds = f.get("seconds")
         record = cls(
             f.text("name"),
             f.text("description"),
-            f.text("resident"),
+            f.text("attention"),
+            f.text("launch"),
+            tuple(f.texts("notes")),
             tuple(RuntimeStage.from_json(name, s) for name, s in f.items("stages")),
-            pipeline.integer("peak_bytes"),
-            pipeline.optional_text("set_by"),
+            f.integer("peak_gpu_bytes"),
+            f.optional_text("set_by"),
+            tuple(Move.from_json(m) for m in f.objects("moves")),
             tuple(RuntimeGpu.from_json(e) for e in f.objects("estimates")),
+            None if seconds is None else f.number("seconds"),
             tuple(missing),
+            tuple(f.texts("not_timed")),
             f.text("note"),
         )
-        pipeline.done()
         f.done()
         return record
 

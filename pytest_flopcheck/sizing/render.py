@@ -8,7 +8,8 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from pytest_flopcheck.sizing.records import GpuTime, SizingReport
+from pytest_flopcheck.sizing.records import Constant, GpuTime, SizingReport
+from pytest_flopcheck.sizing.timing import PARTS, TimeParts
 from pytest_flopcheck.text import md
 
 Table = tuple[list[str], list[list[str]]]
@@ -94,6 +95,13 @@ def _stage_rows(report: SizingReport) -> list[list[str]]:
     return rows
 
 
+def _parts_cells(parts: TimeParts) -> list[str]:
+    return [seconds(getattr(parts, name)) for name in PARTS]
+
+
+PART_HEADER = ["compute", "attention", "memory-bound", "launch", "transfer"]
+
+
 def _time_rows(report: SizingReport) -> Table:
     pipeline = report.memory.pipeline
 
@@ -106,18 +114,61 @@ def _time_rows(report: SizingReport) -> Table:
         return "no"
 
     running = report.running
-    header = ["GPU", *running, "total", "compute-bound", "fits in memory"]
+    header = ["GPU", *running, "total", *PART_HEADER[:-1], "fits in memory"]
     rows = [
         [
             e.gpu,
             *(seconds(e.stage(n).per_generation_s) for n in running),
             seconds(e.total_s),
-            f"{e.compute_bound_fraction:.0%}",
+            *_parts_cells(e.parts)[:-1],
             fits(e),
         ]
         for e in report.time.estimates
     ]
     return header, rows
+
+
+def _constant_cell(constant: Constant) -> str:
+    if constant.name.startswith("launch_s"):
+        text = f"{constant.value * 1e6:.2f} µs"
+    elif constant.name.endswith("_gbs"):
+        text = f"{constant.value:.1f} GB/s"
+    else:
+        text = f"{constant.value:.1%}"
+    return text + (" (assumed)" if constant.assumed else "")
+
+
+def constants_table(estimates: Sequence[GpuTime]) -> tuple[Table, list[str]]:
+    """The time model's constants per GPU, and their sources (each once, numbered)."""
+    if not estimates:
+        return ([], []), []
+    names = [c.name for c in estimates[0].constants]
+    sources: list[str] = []
+    rows = []
+    for e in estimates:
+        row = [e.gpu]
+        for c in e.constants:
+            if c.source not in sources:
+                sources.append(c.source)
+            row.append(f"{_constant_cell(c)} [{sources.index(c.source) + 1}]")
+        rows.append(row)
+    header = ["GPU", *(n.replace("_", " ") for n in names)]
+    return (header, rows), [f"[{i}] {source}" for i, source in enumerate(sources, 1)]
+
+
+def _traffic_note(report: SizingReport) -> str:
+    estimates = report.time.estimates
+    if not estimates:
+        return ""
+    first_order = [s.name for s in estimates[0].stages if not s.traffic_modelled and s.name in report.running]
+    if not first_order:
+        return "Elementwise traffic of every stage is the model's prediction, verified by test_traffic."
+    return (
+        "Elementwise traffic is the model's verified prediction except in "
+        + ", ".join(first_order)
+        + " (a first-order estimate there: each layer without FLOPs reads and writes its tensors once; "
+        "their elementwise ops inside layers with FLOPs are not counted)."
+    )
 
 
 def _serving_rows(report: SizingReport) -> Table:
@@ -162,9 +213,10 @@ def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
     stage_rows = [
         [
             s.name,
-            s.weights,
+            s.weights + (" (autocast)" if s.autocast else ""),
             s.compute,
             s.device,
+            s.placement if s.device == "gpu" else "–",
             human(s.weight_bytes, "B"),
             human(s.working_bytes, "B"),
             human(s.gpu_bytes_while_running, "B") if s.gpu_bytes_while_running else "–",
@@ -177,29 +229,40 @@ def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
         "weights",
         "compute",
         "device",
+        "placement",
         "weight memory",
         "working set",
-        "GPU while running",
+        "GPU holds while running",
     ]
     on_gpu = [s.name for s in runtime.stages if s.gpu_bytes_while_running]
     gpu_rows = [
         [
             e.gpu,
-            *(seconds(e.stages[n]) for n in on_gpu),
-            seconds(e.gpu_total_s),
+            *(seconds(e.stage(n).per_generation_s) for n in on_gpu),
+            seconds(e.transfer_s),
+            seconds(e.seconds),
+            *_parts_cells(e.parts)[:-1],
             "yes" if e.fits else f"no ({e.memory_gb:g} GB)",
         ]
         for e in runtime.estimates
     ]
-    return (stage_header, stage_rows), (["GPU", *on_gpu, "GPU total", "fits"], gpu_rows)
+    gpu_header = ["GPU", *on_gpu, "host-GPU moves", "end to end", *PART_HEADER[:-1], "fits"]
+    return (stage_header, stage_rows), (gpu_header, gpu_rows)
 
 
 def _runtime_intro(report: SizingReport) -> str:
     runtime = report.runtime
     assert runtime is not None
-    mode = "every stage's weights resident" if runtime.resident == "all" else "one stage on the GPU at a time"
-    text = f"{runtime.description} ({mode}). Pipeline GPU peak: {human(runtime.peak_bytes, 'B')}"
-    text += f", set by {runtime.set_by}." if runtime.set_by else "."
+    text = (
+        f"{runtime.description}. Attention: {runtime.attention}; launches: {runtime.launch}. "
+        f"The GPU holds at most {human(runtime.peak_gpu_bytes, 'B')}"
+    )
+    text += f", while {runtime.set_by} runs." if runtime.set_by else "."
+    if runtime.moves:
+        moved = sum(m.bytes for m in runtime.moves)
+        text += f" Host-GPU moves per generation: {len(runtime.moves)} ({human(moved, 'B')})."
+    if runtime.not_timed:
+        text += f" On the CPU, not timed: {', '.join(runtime.not_timed)}."
     if runtime.not_supported:
         text += (
             " Not estimated: "
@@ -284,11 +347,21 @@ def report_markdown(report: SizingReport) -> str:
         lines += ["## Warnings", ""] + [f"- {md(w)}" for w in report.warnings] + [""]
     lines += ["## Stages", "", *_md_table(STAGE_HEADER, _stage_rows(report)), ""]
     time = report.time
-    lines += [f"## Time per generation ({time.precision})", ""]
+    lines += [f"## Time per generation ({time.precision}, {time.attention} attention, {time.launch})", ""]
     lines += _md_table(*_time_rows(report))
-    lines += ["", time.caveat, ""]
+    lines += ["", time.caveat, "", _traffic_note(report), ""]
     if time.not_supported is not None:
         lines += [f"Not shown ({time.not_supported.reason}): {', '.join(time.not_supported.gpus)}.", ""]
+    (ch, cr), sources = constants_table(time.estimates)
+    if cr:
+        lines += [
+            "### Time model constants",
+            "",
+            *_md_table(ch, cr),
+            "",
+            *(f"- {md(x)}" for x in sources),
+            "",
+        ]
     if report.serving is not None:
         lines += ["## Serving", "", md(_serving_intro(report)), ""]
         lines += _md_table(*_serving_rows(report))
@@ -296,7 +369,8 @@ def report_markdown(report: SizingReport) -> str:
     if report.runtime is not None:
         (sh, sr), (gh, gr) = _runtime_tables(report)
         lines += [f"## Runtime: {md(report.runtime.name)}", "", md(_runtime_intro(report)), ""]
-        lines += [*_md_table(sh, sr), "", *_md_table(gh, gr), "", report.runtime.note, ""]
+        lines += [*_md_table(sh, sr), "", *_md_table(gh, gr), ""]
+        lines += [f"- {md(note)}" for note in report.runtime.notes] + [f"- {report.runtime.note}", ""]
     memory = report.memory
     pipeline = memory.pipeline
     lines += [
@@ -366,11 +440,18 @@ def report_html(report: SizingReport, plots: Mapping[str, str]) -> str:
     parts += [f"<div class='warn'>{esc(w)}</div>" for w in report.warnings]
     parts += ["<h2>Stages</h2>", _html_table(STAGE_HEADER, _stage_rows(report))]
     time = report.time
+    (ch, cr), sources = constants_table(time.estimates)
     parts += [
-        f"<h2>Time per generation ({esc(time.precision)}, roofline)</h2>",
+        f"<h2>Time per generation ({esc(time.precision)}, {esc(time.attention)} attention, "
+        f"{esc(time.launch)})</h2>",
         "<div class='top'>" + _html_table(*_time_rows(report)) + "</div>",
-        f"<p class='note'>{esc(time.caveat)}</p>",
+        f"<p class='note'>{esc(time.caveat)} {esc(_traffic_note(report))}</p>",
     ]
+    if cr:
+        parts += [
+            "<h3>Time model constants</h3><div class='top'>" + _html_table(ch, cr) + "</div>",
+            "<ol class='note'>" + "".join(f"<li>{esc(x.split('] ', 1)[1])}</li>" for x in sources) + "</ol>",
+        ]
     for title, data in plots.items():
         parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
     if report.runtime is not None:
@@ -380,7 +461,9 @@ def report_html(report: SizingReport, plots: Mapping[str, str]) -> str:
             f"<p>{esc(_runtime_intro(report))}</p>",
             "<div class='top'>" + _html_table(sh, sr) + "</div>",
             "<div class='top'>" + _html_table(gh, gr) + "</div>",
-            f"<p class='note'>{esc(report.runtime.note)}</p>",
+            "<ul class='note'>"
+            + "".join(f"<li>{esc(n)}</li>" for n in (*report.runtime.notes, report.runtime.note))
+            + "</ul>",
         ]
     if report.serving is not None:
         parts += [
@@ -434,15 +517,26 @@ def terminal_lines(report: SizingReport) -> list[str]:
         for estimate in report.time.estimates:
             lines.append(
                 f"{estimate.gpu:>{width}}: {seconds(estimate.total_s)} per generation "
-                f"({report.time.precision}, roofline)"
+                f"({report.time.precision}; {_breakdown(estimate.parts)})"
             )
         return lines
+    lines.append(
+        f"{'runtime':>{width}}: {runtime.name}; the GPU holds at most {human(runtime.peak_gpu_bytes, 'B')}"
+        + (f" (while {runtime.set_by} runs)" if runtime.set_by else "")
+    )
     for gpu in runtime.estimates:
         fits = "fits" if gpu.fits else f"does not fit in {gpu.memory_gb:g} GB"
         lines.append(
-            f"{gpu.gpu:>{width}}: {seconds(gpu.gpu_total_s)} per generation on the GPU "
-            f"(runtime {runtime.name}, roofline; {fits})"
+            f"{gpu.gpu:>{width}}: {seconds(gpu.seconds)} per generation end to end "
+            f"({_breakdown(gpu.parts)}; {fits})"
         )
     for missing in runtime.not_supported:
         lines.append(f"{missing.gpu:>{width}}: not estimated (no {'/'.join(missing.missing)} tensor cores)")
+    if runtime.not_timed:
+        lines.append(f"{'not timed':>{width}}: {', '.join(runtime.not_timed)} (on the CPU)")
     return lines
+
+
+def _breakdown(parts: TimeParts) -> str:
+    shown = [(label, getattr(parts, name)) for label, name in zip(PART_HEADER, PARTS, strict=True)]
+    return ", ".join(f"{label} {seconds(value)}" for label, value in shown if value)

@@ -12,7 +12,8 @@ from typing import Any
 
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.sizing.build import generation_totals, pipeline_memory, serving_times
-from pytest_flopcheck.sizing.hardware import Gpu, roofline
+from pytest_flopcheck.sizing.hardware import Gpu
+from pytest_flopcheck.sizing.timing import Execution, tree_time
 
 
 def sweep_columns(reg: ModelRegistration, gpu: Gpu | None) -> dict[str, str]:
@@ -24,7 +25,7 @@ def sweep_columns(reg: ModelRegistration, gpu: Gpu | None) -> dict[str, str]:
         columns["kv_cache_bytes"] = "KV cache of the batch at the last decode step"
     if gpu is None:
         return columns
-    where = f"on {gpu.name}, roofline"
+    where = f"on {gpu.name}, per-kernel time model (torch SDPA, eager)"
     columns |= {f"{s}_s": f"seconds of {s} per generation {where}" for s in stages}
     columns["total_s"] = f"seconds per generation {where}"
     columns["peak_bytes_all_resident"] = "estimated pipeline peak memory, every stage's weights resident"
@@ -48,8 +49,8 @@ def sweep_rows(
     precision: str = "bf16",
 ) -> Iterator[dict[str, Any]]:
     """Per-stage and total FLOPs per generation for every point of the grid (totals only), one
-    row at a time; ``build`` turns one point's values into a workload. With ``gpu``, roofline
-    seconds per stage, the pipeline's memory peaks and, for a registration with ``serving``, its
+    row at a time; ``build`` turns one point's values into a workload. With ``gpu``, the time
+    model's seconds per stage, the pipeline's memory peaks and, for a registration with ``serving``, its
     serving figures."""
     names = list(grid)
     stages = [s.name for s in reg.stages]
@@ -78,7 +79,11 @@ def sweep_rows(
             row["kv_cache_bytes"] = sequences * (context + new - 1) * per_token
         if gpu is not None:
             trees = {s: reg.tree(workload, s) for s in stages}
-            seconds = {s: roofline(trees[s], gpu, precision).seconds * runs[s] for s in stages}
+            execution = Execution(precision)
+            modelled = {s.name for s in reg.stages if s.traffic_tolerance is not None}
+            seconds = {
+                s: tree_time(trees[s], gpu, execution, s in modelled).seconds * runs[s] for s in stages
+            }
             row |= {f"{s}_s": seconds[s] for s in stages}
             row["total_s"] = sum(seconds.values())
             memory = pipeline_memory(reg, workload, trees)

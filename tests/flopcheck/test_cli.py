@@ -12,6 +12,7 @@ import pytest
 
 from pytest_flopcheck.cli.app import main
 from pytest_flopcheck.sizing import plots
+from pytest_flopcheck.sizing.hardware import lookup
 from wan_models.wan2_1 import Workload, runs_per_generation, stage_tree
 
 
@@ -32,7 +33,7 @@ def test_report_for_a_standard_workload(tmp_path: Path, capsys: pytest.CaptureFi
     (folder,) = tmp_path.glob("*/static_analysis/wan2_1")
     assert sorted(p.name for p in folder.iterdir()) == ["report.html", "report.json", "summary.md"]
     report = only_report(tmp_path)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert len(report["top_layers"]) == 10
     assert len(report["top_categories"]) == 5
     assert report["top_layers"][0]["id"] == "blocks.0.self_attn.core"
@@ -50,9 +51,13 @@ def test_report_for_a_standard_workload(tmp_path: Path, capsys: pytest.CaptureFi
     assert [e["gpu"] for e in report["time_estimates"]["estimates"]] == [
         "H100-SXM",
         "H200",
+        "H800",
+        "H20",
         "A100-80GB",
+        "A800",
         "B200",
         "RTX-5090",
+        "RTX-4090",
         "L40S",
     ]
     assert any("4n+1" in w for w in report["warnings"])
@@ -102,7 +107,7 @@ def test_gpu_and_precision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert [e["gpu"] for e in times["estimates"]] == ["H100-SXM"]
     assert times["estimates"][0]["peak_tflops"] == 1978.9
     assert run(capsys, "report", "wan2_1", "--precision", "fp8", "--output", str(tmp_path / "all"))[0] == 0
-    assert only_report(tmp_path / "all")["time_estimates"]["not_supported"]["gpus"] == ["A100-80GB"]
+    assert only_report(tmp_path / "all")["time_estimates"]["not_supported"]["gpus"] == ["A100-80GB", "A800"]
 
 
 BAD = [
@@ -117,7 +122,8 @@ BAD = [
     (("--dtype", "int3"), "--dtype 'int3' is not allowed"),
     (
         ("--gpu", "V100"),
-        "--gpu 'V100' is not allowed: choose one of H100-SXM, H200, A100-80GB, B200, RTX-5090, L40S",
+        "--gpu 'V100' is not allowed: choose one of H100-SXM, H200, H800, H20, A100-80GB, A800, B200, "
+        "RTX-5090, RTX-4090, L40S",
     ),
     (("--gpu", "A100-80GB", "--precision", "fp8"), "--precision 'fp8' is not supported by A100-80GB"),
     (("--precision", "fp4"), "--precision 'fp4' is not allowed: choose one of tf32, bf16, fp16, fp8"),
@@ -723,7 +729,10 @@ def test_serving_figures_in_the_report(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0
     (folder,) = (tmp_path / "o").glob("*/static_analysis/gen")
     serving = json.loads((folder / "report.json").read_text())["serving"]
-    peak = 989.4e12  # H100 SXM dense bf16; the toy moves no bytes, so every stage is compute-bound
+    # H100 SXM dense bf16 at its largest achievable matmul efficiency: the toy's leaves name no
+    # shape, so each is a large GEMM, and it moves no bytes, so every stage is compute-bound
+    gpu = lookup("H100-SXM")
+    peak = gpu.peak_flops("bf16") * gpu.gemm["bf16"].value
     (estimate,) = serving["estimates"]
     assert estimate["time_to_first_token_s"] == pytest.approx(3e12 / peak)
     assert estimate["time_per_output_token_s"] == pytest.approx(1e11 / peak)
@@ -774,7 +783,8 @@ def test_sweep_with_a_gpu_adds_time_and_serving_columns(
     assert code == 0
     (csv_path,) = (out_dir / "gpu").glob("*/sweep/gen/sweep.csv")
     rows = list(csv.DictReader(csv_path.open()))
-    peak = 989.4e12
+    gpu = lookup("H100-SXM")
+    peak = gpu.peak_flops("bf16") * gpu.gemm["bf16"].value  # large GEMMs, no bytes moved
     assert float(rows[1]["decode_s"]) == pytest.approx(8e11 / peak)
     assert float(rows[1]["time_per_output_token_s"]) == pytest.approx(1e11 / peak)
     assert float(rows[0]["requests_per_s"]) == pytest.approx(2 / (3.2e12 / peak))
@@ -841,9 +851,11 @@ def analytic(w, stage):
 B = StageRuntime("bf16", "bf16")
 
 
-def runtime(encoder, core, decoder, resident="all"):
-    return Runtime(description="test", stages={"encoder": encoder, "core": core, "decoder": decoder},
-                   resident=resident)
+def runtime(encoder, core, decoder):
+    return Runtime(description="test", stages={"encoder": encoder, "core": core, "decoder": decoder})
+
+
+M = StageRuntime("bf16", "bf16", placement="moved")
 
 
 @hookimpl
@@ -857,10 +869,12 @@ def flopcheck_register_models(register):
             "bf16": runtime(B, B, B),
             "mixed": runtime(StageRuntime("bf16", "bf16", "cpu"), StageRuntime("fp32", "bf16"),
                              StageRuntime("fp32", "tf32")),
-            "swap": runtime(B, B, B, resident="one_stage"),
+            "swap": runtime(M, M, M),
             "fp8": runtime(B, StageRuntime("fp8", "fp8"), B),
         },
     ))
+    register(ModelRegistration(name="plain", stages=(Stage("core", 0.0),), workloads={"w": 1},
+                               analytic=analytic))
 """
 
 
@@ -894,18 +908,30 @@ def test_a_runtime_sizes_weights_at_its_dtypes_and_names_the_peak_stage(
 ) -> None:
     everything = runtime_report(tmp_path, capsys, "bf16")
     # all resident: every weight (bf16) plus the largest working set (the decoder's 90 bf16 elements)
-    assert everything["pipeline"] == {"peak_bytes": 6300 * 2 + 90 * 2, "set_by": "decoder"}
+    assert (everything["peak_gpu_bytes"], everything["set_by"]) == (6300 * 2 + 90 * 2, "decoder")
+    assert everything["moves"] == []
+    assert everything["seconds"] is None  # every GPU estimated: no single end-to-end figure
     mixed = runtime_report(tmp_path, capsys, "mixed")
     assert mixed["stages"]["core"]["weight_bytes"] == 5000 * 4  # fp32 weights
     assert mixed["stages"]["encoder"]["gpu_bytes_while_running"] == 0  # on the CPU
     assert "encoder" not in mixed["estimates"][0]["stages"]  # CPU time is not estimated
     # GPU weights: the core's and the decoder's in fp32 (the encoder runs on the CPU), and the
     # decoder's working set (this toy's trees ignore the compute dtype)
-    assert mixed["pipeline"] == {"peak_bytes": 5000 * 4 + 300 * 4 + 90 * 2, "set_by": "decoder"}
-    swap = runtime_report(tmp_path, capsys, "swap")
-    assert swap["pipeline"] == {"peak_bytes": 5000 * 2 + 40 * 2, "set_by": "core"}  # one model at a time
+    assert (mixed["peak_gpu_bytes"], mixed["set_by"]) == (5000 * 4 + 300 * 4 + 90 * 2, "decoder")
+    assert mixed["not_timed"] == ["encoder"]
+    swap = runtime_report(tmp_path, capsys, "swap", "--gpu", "H100-SXM")
+    assert (swap["peak_gpu_bytes"], swap["set_by"]) == (5000 * 2 + 40 * 2, "core")  # one model at a time
+    # each model moved in before it runs and out after: six copies over the host link
+    assert [(m["weights_of"], m["to"]) for m in swap["moves"]] == [
+        (name, to) for name in ("encoder", "core", "decoder") for to in ("gpu", "host")
+    ]
+    (h100,) = swap["estimates"]
+    assert swap["seconds"] == h100["seconds"] > h100["transfer_s"] > 0
+    assert h100["seconds"] == pytest.approx(
+        h100["transfer_s"] + sum(s["per_generation_s"] for s in h100["stages"].values())
+    )
     fp8 = runtime_report(tmp_path, capsys, "fp8")
-    assert {u["gpu"] for u in fp8["not_supported"]} == {"A100-80GB"}
+    assert {u["gpu"] for u in fp8["not_supported"]} == {"A100-80GB", "A800"}  # Ampere: no fp8
     assert fp8["stages"]["core"]["weight_bytes"] == 5000
 
 
@@ -937,9 +963,11 @@ def test_bad_runtimes_are_one_sentence(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert code == 2
     assert "--precision is not allowed with --runtime" in err
-    code, _, err = run(capsys, "report", "deepseek_ocr", "--runtime", "x", "--output", out)
+    code, _, err = run(
+        capsys, "-p", str(plugin), "report", "plain", "--workload", "w", "--runtime", "x", "--output", out
+    )
     assert code == 2
-    assert "model 'deepseek_ocr' declares no runtimes" in err
+    assert "model 'plain' declares no runtimes" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -1017,7 +1045,7 @@ def test_report_diffs_gate_layers_and_lost_stages(tmp_path: Path, capsys: pytest
     shifted.write_text(json.dumps(document))
     code, _, err = run(capsys, "diff", str(before), str(shifted))
     assert code == 2
-    assert "is a report of schema version 99; this flopcheck reads version 1" in err
+    assert "is a report of schema version 99; this flopcheck reads version 2" in err
 
 
 def config_folder(tmp_path: Path, kind: str) -> Path:
@@ -1130,7 +1158,7 @@ def test_a_runtime_a_gpu_cannot_run_is_refused(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 0
     assert "A100-80GB: not estimated (no fp8 tensor cores)" in out
-    assert "runtime fp8" in out
+    assert "runtime: fp8" in out
 
 
 def test_prune_leaves_symbolic_links_and_names_what_it_cannot_remove(

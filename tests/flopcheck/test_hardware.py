@@ -1,30 +1,59 @@
-"""GPU table and roofline estimates."""
+"""The GPU table and the per-kernel time model."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pytest_flopcheck.analytic.tree import CostNode, Metrics, group, with_repeat
-from pytest_flopcheck.sizing.hardware import GPUS, HardwareError, check_precision, lookup, roofline
+from pytest_flopcheck.analytic import layers
+from pytest_flopcheck.analytic.tree import CostNode, Kernel, Metrics, group, with_repeat
+from pytest_flopcheck.sizing.hardware import (
+    FA2_HOPPER,
+    FA3_HOPPER,
+    GPUS,
+    MAMF_BF16,
+    HardwareError,
+    check_precision,
+    lookup,
+)
+from pytest_flopcheck.sizing.timing import LAUNCH, Execution, gemm_efficiency, leaf_time, tree_time
+
+H100 = GPUS["H100-SXM"]
 
 
-def test_table_covers_the_required_gpus_with_sources() -> None:
-    assert set(GPUS) >= {"H100-SXM", "H200", "A100-80GB", "B200", "RTX-5090", "L40S"}
+def test_table_covers_the_published_gpus_with_links_and_sources() -> None:
+    required = {
+        "H100-SXM",
+        "H200",
+        "A100-80GB",
+        "B200",
+        "RTX-5090",
+        "L40S",
+        "H20",
+        "RTX-4090",
+        "A800",
+        "H800",
+    }
+    assert set(GPUS) >= required
     for gpu in GPUS.values():
         assert gpu.source
         assert gpu.bandwidth_gbs > 0
+        assert gpu.sms > 0
+        assert gpu.gpu_link_gbs > 0
+        assert gpu.host_to_gpu_gbs.value > 0
         assert {"bf16", "fp16"} <= set(gpu.tflops)
+        assert set(gpu.gemm) == set(gpu.tflops)  # an efficiency for every precision it has
+        assert "fa2" in gpu.attention
+        for constant in (*gpu.gemm.values(), *gpu.attention.values(), gpu.host_to_gpu_gbs):
+            assert constant.source
+            assert constant.assumed == constant.source.startswith("assumed")
     assert "fp8" not in GPUS["A100-80GB"].tflops
-
-
-def test_roofline_takes_the_slower_of_compute_and_memory_per_layer() -> None:
-    gpu = lookup("h100-sxm")
-    compute = CostNode("a", "x", Metrics(flops=int(989.4e12), io_bytes=1))  # 1 s of compute
-    memory = CostNode("b", "x", Metrics(flops=1, io_bytes=int(3.35e12)))  # 1 s of memory traffic
-    estimate = roofline(group("", "root", [compute, with_repeat(memory, 2)]), gpu, "bf16")
-    assert estimate.seconds == pytest.approx(3.0)
-    assert estimate.compute_bound_seconds == pytest.approx(1.0)
-    assert estimate.memory_bound_seconds == pytest.approx(2.0)
+    assert GPUS["H800"].gpu_link_gbs < GPUS["H100-SXM"].gpu_link_gbs  # its NVLink is cut to 400 GB/s
+    assert not H100.gemm["bf16"].assumed  # measured (MAMF) where a measurement exists
+    assert GPUS["RTX-4090"].gemm["bf16"].assumed
 
 
 def test_errors_list_the_choices() -> None:
@@ -32,3 +61,125 @@ def test_errors_list_the_choices() -> None:
         lookup("TPUv5")
     with pytest.raises(HardwareError, match="not supported by A100-80GB: choose one of tf32, bf16, fp16"):
         check_precision(GPUS["A100-80GB"], "fp8")
+
+
+def gemm(m: int, n: int, k: int) -> CostNode:
+    return layers.linear(
+        "l", "x", rows=m, in_features=k, out_features=n, bias=False, dtype_bytes=2, reference="l"
+    )
+
+
+def test_a_large_matmul_runs_at_the_measured_matmul_efficiency() -> None:
+    node = gemm(128 * 132, 1024, 8192)  # 1,056 tiles: 8 full waves on 132 SMs
+    efficiency = gemm_efficiency(H100, "bf16", node.kernel)
+    assert efficiency == pytest.approx(MAMF_BF16["H100"].value)
+    parts = leaf_time(node, H100, Execution("bf16"), True)
+    assert parts.compute == pytest.approx(node.metrics.flops / (989.4e12 * efficiency))
+    assert parts.memory == 0
+    assert parts.kernels == 1
+
+
+def test_a_shape_that_leaves_sms_idle_runs_slower() -> None:
+    # 133 tiles of 128 x 128 on 132 SMs: a second wave for one tile
+    full = Kernel("gemm", 128 * 132, 128, 4096)
+    spill = Kernel("gemm", 128 * 133, 128, 4096)
+    assert gemm_efficiency(H100, "bf16", spill) == pytest.approx(
+        gemm_efficiency(H100, "bf16", full) * 133 / 264
+    )
+
+
+def test_decode_matmuls_are_bound_by_their_weights() -> None:
+    parts = leaf_time(gemm(1, 4096, 4096), H100, Execution("bf16"), True)
+    assert parts.compute == 0
+    assert parts.memory == pytest.approx((4096 * 4096 + 2 * 4096) * 2 / H100.achievable_bandwidth)
+
+
+def attention(causal: bool = False, q: int = 8192) -> CostNode:
+    return layers.attention_core(
+        "a",
+        "x",
+        batch=4,
+        heads=40,
+        q_len=q,
+        kv_len=q,
+        head_dim=128,
+        dtype_bytes=2,
+        reference="a",
+        causal=causal,
+    )
+
+
+def test_attention_runs_at_its_kernels_efficiency_and_a_causal_kernel_skips_half() -> None:
+    node = attention()
+    fa2 = leaf_time(node, H100, Execution("bf16", attention="fa2"), True).attention
+    fa3 = leaf_time(node, H100, Execution("bf16", attention="fa3"), True).attention
+    assert fa2 / fa3 == pytest.approx(FA3_HOPPER.value / FA2_HOPPER.value)
+    assert leaf_time(node, H100, Execution("bf16", attention="sdpa"), True).attention == fa2  # torch's is FA2
+    a100 = GPUS["A100-80GB"]  # FlashAttention-3 runs on Hopper only: FlashAttention-2 there
+    assert leaf_time(node, a100, Execution("bf16", attention="fa3"), True) == leaf_time(
+        node, a100, Execution("bf16", attention="fa2"), True
+    )
+    causal = leaf_time(attention(causal=True), H100, Execution("bf16", attention="fa2"), True).attention
+    assert causal == pytest.approx(fa2 / 2)
+
+
+def test_elementwise_traffic_moves_at_the_copy_bandwidth_and_unmodelled_stages_fall_back() -> None:
+    norm = layers.norm("n", "norm", rows=1000, dim=1000, params=1000, dtype_bytes=2, reference="n")
+    claimed = layers.with_traffic(norm, layers.op(4_000_000, 4_000_000).times(3))
+    parts = leaf_time(claimed, H100, Execution("bf16"), True)
+    assert parts.memory == pytest.approx(24e6 / H100.achievable_bandwidth)
+    assert parts.kernels == 3
+    assert leaf_time(norm, H100, Execution("bf16"), True).memory == 0  # a modelled stage: no claim, no bytes
+    first_order = leaf_time(norm, H100, Execution("bf16"), False)  # inputs and outputs once
+    assert first_order.memory == pytest.approx(norm.metrics.io_bytes / H100.achievable_bandwidth)
+
+
+def test_autocast_casts_each_weight_at_every_call() -> None:
+    node = gemm(4096, 4096, 4096)
+    plain = leaf_time(node, H100, Execution("bf16"), True)
+    cast = leaf_time(node, H100, Execution("bf16", weights="fp32", autocast=True), True)
+    assert cast.memory - plain.memory == pytest.approx(4096 * 4096 * (4 + 2) / H100.achievable_bandwidth)
+    assert cast.kernels == plain.kernels + 1
+
+
+def test_launches_the_gpus_work_cannot_hide_are_exposed_and_graphs_shrink_them() -> None:
+    tiny = layers.elementwise("t", "x", traffic=layers.op(64, 64), reference="t")
+    tree = group("", "root", [with_repeat(tiny, 1000)])
+    eager = tree_time(tree, H100, Execution("bf16"), True)
+    graphs = tree_time(tree, H100, Execution("bf16", launch="graphs"), True)
+    assert eager.kernels == 1000
+    assert eager.launch == pytest.approx(1000 * LAUNCH["eager"].value - eager.device)
+    assert 0 < graphs.launch < eager.launch
+    big = group("", "root", [gemm(16_384, 16_384, 16_384)])
+    assert tree_time(big, H100, Execution("bf16"), True).launch == 0  # one long kernel hides its launch
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    repeat=st.integers(1, 50),
+    rows=st.integers(1, 20_000),
+    width=st.sampled_from([64, 1000, 4096]),
+    traffic=st.integers(0, 10**9),
+)
+def test_time_scales_with_repeats(repeat: int, rows: int, width: int, traffic: int) -> None:
+    """A block run ``repeat`` times takes ``repeat`` times as long, part by part."""
+    block = group(
+        "b",
+        "block",
+        [
+            gemm(rows, width, width),
+            layers.elementwise("b.e", "x", traffic=layers.Traffic(traffic, 3), reference="e"),
+        ],
+    )
+    once = tree_time(group("", "root", [block]), H100, Execution("bf16"), True)
+    many = tree_time(group("", "root", [with_repeat(block, repeat)]), H100, Execution("bf16"), True)
+    assert many.kernels == repeat * once.kernels
+    for name in ("compute", "memory", "launch"):
+        assert math.isclose(getattr(many, name), repeat * getattr(once, name), rel_tol=1e-9, abs_tol=1e-15)
+
+
+def test_a_node_without_a_shape_is_a_large_gemm() -> None:
+    node = CostNode("x", "x", Metrics(flops=10**15, io_bytes=1))
+    assert leaf_time(node, H100, Execution("bf16"), True).compute == pytest.approx(
+        1e15 / (989.4e12 * MAMF_BF16["H100"].value)
+    )

@@ -24,8 +24,9 @@ def runtime(name: str, workload: str = "W-004") -> RuntimeFigures:
     [
         ("diffusers", "vae_decode"),  # every model resident: the fp32 VAE's working set tops them
         ("diffusers-offload", "text_encoder"),  # one model at a time: the 11.4 GB UMT5 is the largest
-        ("official", "vae_decode"),
-        ("official-t5-cpu", "vae_decode"),
+        ("official", "text_encoder"),  # the fp32 DiT is loaded at start-up: UMT5 joins it to encode
+        ("official-no-offload", "vae_decode"),
+        ("official-t5-cpu", "vae_decode"),  # the DiT moved out before the decode
         ("fp8", "vae_decode"),
     ],
 )
@@ -47,7 +48,28 @@ def test_runtimes_hold_weights_at_their_dtypes() -> None:
 def test_stages_a_text_to_video_run_skips_are_not_loaded() -> None:
     rt = runtime("diffusers")
     loaded = sum(rt.stage(n).weight_bytes for n in ("text_encoder", "diffusion_core", "vae_decode"))
-    assert rt.peak_bytes == loaded + rt.stage("vae_decode").working_bytes
+    assert rt.peak_gpu_bytes == loaded + rt.stage("vae_decode").working_bytes
+    assert rt.moves == ()  # every model resident: nothing moves
+
+
+def test_the_official_one_gpu_run_moves_what_generate_py_moves() -> None:
+    """--offload_model True: UMT5 to the GPU and back, the DiT (loaded at start-up) to the CPU
+    after sampling; the VAE stays. While UMT5 encodes, the GPU holds it, the fp32 DiT and the VAE."""
+    rt = runtime("official")
+    moves = [(m.weights_of, m.to) for m in rt.moves]
+    assert moves == [("text_encoder", "gpu"), ("text_encoder", "host"), ("diffusion_core", "host")]
+    weights = {s.name: s.weight_bytes for s in rt.stages}
+    assert rt.stage("text_encoder").gpu_bytes_while_running == (
+        weights["text_encoder"]
+        + weights["diffusion_core"]
+        + weights["vae_decode"]
+        + rt.stage("text_encoder").working_bytes
+    )
+    assert rt.stage("vae_decode").gpu_bytes_while_running == (
+        weights["vae_decode"] + rt.stage("vae_decode").working_bytes
+    )
+    assert rt.stage("diffusion_core").autocast
+    assert rt.attention == "fa2"
 
 
 def test_the_report_counts_only_the_weights_a_generation_loads() -> None:

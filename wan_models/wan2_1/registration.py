@@ -39,10 +39,14 @@ TINY_WORKLOADS = {
 """Workloads of the real end-to-end generations (run with the tiny configurations)."""
 
 NOT_MODELED = (
-    "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation shift/scale/gate, residual adds, "
-    "the CFG mix): 0 FLOPs by the counter's convention, and its memory traffic is not in io_bytes",
+    "Elementwise work (norms, GELU/SiLU, RoPE, modulation shift/scale/gate, residual adds) has 0 FLOPs by "
+    "the counter's convention; its traffic is predicted for the DiT (elementwise_bytes, checked by "
+    "test_traffic) and only to first order for T5, CLIP and the VAE (each layer's inputs and outputs once)",
+    "The CFG mix and the official code's fp32 residual stream and fp64 RoPE (the time model takes the "
+    "diffusers DiT's traffic for the official runtimes)",
     "The scheduler (UniPC / flow matching) step arithmetic and the timestep sinusoid",
-    "Kernel fusion, compute/memory overlap, launch and communication overheads",
+    "Compute/memory overlap (the time model adds each kernel's time), kernel fusion under torch.compile, "
+    "and multi-GPU communication",
     "Tokenizer, prompt extension, and video encoding after the VAE decode",
     "CLIP image preprocessing (resize and normalise to 224 px); the image-to-video DiTs are not read "
     "from config.json (use --variant)",

@@ -35,15 +35,17 @@ and 2 low-noise steps at either boundary (0.875 for T2V, 0.9 for I2V). TI2V: one
 per-token timesteps and a tiny Wan2.2 VAE, without and with an image."""
 
 NOT_MODELED = (
-    "Elementwise work (norms, GELU/SiLU, softmax, RoPE, modulation, residual adds, the CFG mix): 0 FLOPs "
-    "by the counter's convention, and its memory traffic is not in io_bytes",
+    "Elementwise work (norms, GELU/SiLU, RoPE, modulation, residual adds) has 0 FLOPs by the counter's "
+    "convention; its traffic is predicted for the DiTs (elementwise_bytes, checked by test_traffic) and "
+    "only to first order for T5 and the VAE (each layer's inputs and outputs once); the CFG mix is not",
     "The scheduler's step arithmetic and the timestep sinusoid (the step split between experts is modeled)",
     "The official code's per-token time embedding in fp32 for the A14B experts (diffusers, the reference, "
     "embeds one timestep per sample there; the workload's warning gives the FLOPs it adds)",
     "TI2V-5B image-to-video's latent blending (elementwise); its conditioning encode of the image alone "
     "is modeled",
     "Expert swapping or offload: both experts' weights are counted as resident",
-    "Kernel fusion, compute/memory overlap, launch and communication overheads; tokenizer, video encoding",
+    "Compute/memory overlap (the time model adds each kernel's time), kernel fusion under torch.compile, "
+    "multi-GPU communication; tokenizer, video encoding",
 )
 
 
@@ -153,7 +155,7 @@ def registration() -> ModelRegistration:
         warnings=Workload.warnings,
         not_modeled=NOT_MODELED,
         workload_type=Workload,
-        runtimes=runtimes(STAGES),
+        runtimes=runtimes(STAGES, dit_placement="moved"),
     )
 
 
