@@ -138,6 +138,26 @@ def _constant_cell(constant: Constant) -> str:
     return text + (" (assumed)" if constant.assumed else "")
 
 
+def _constant_label(name: str) -> str:
+    """A column label for a constant's JSON name: ``gemm_efficiency_bf16`` is "matmul efficiency
+    (bf16)", ``host_to_gpu_gbs`` "host → GPU"."""
+    fixed = {
+        "bandwidth_efficiency": "bandwidth efficiency",
+        "host_to_gpu_gbs": "host → GPU",
+        "gpu_to_host_gbs": "GPU → host",
+    }
+    if name in fixed:
+        return fixed[name]
+    for prefix, label in (
+        ("gemm_efficiency_", "matmul efficiency"),
+        ("attention_efficiency_", "attention"),
+        ("launch_s_", "launch"),
+    ):
+        if name.startswith(prefix):
+            return f"{label} ({name.removeprefix(prefix)})"
+    return name.replace("_", " ")
+
+
 def constants_table(estimates: Sequence[GpuTime]) -> tuple[Table, list[str]]:
     """The time model's constants per GPU, and their sources (each once, numbered)."""
     if not estimates:
@@ -152,7 +172,7 @@ def constants_table(estimates: Sequence[GpuTime]) -> tuple[Table, list[str]]:
                 sources.append(c.source)
             row.append(f"{_constant_cell(c)} [{sources.index(c.source) + 1}]")
         rows.append(row)
-    header = ["GPU", *(n.replace("_", " ") for n in names)]
+    header = ["GPU", *(_constant_label(n) for n in names)]
     return (header, rows), [f"[{i}] {source}" for i, source in enumerate(sources, 1)]
 
 
