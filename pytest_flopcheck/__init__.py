@@ -22,6 +22,7 @@ from pytest_flopcheck.analytic.tree import (
 )
 from pytest_flopcheck.files import FileProblem, read_json
 from pytest_flopcheck.model.generation import per_generation
+from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError, Parallel
 from pytest_flopcheck.model.registration import (
     Generation,
     ModelRegistration,
@@ -38,12 +39,16 @@ from pytest_flopcheck.text import shorten
 
 __all__ = [
     "DTYPES",
+    "SINGLE",
     "CostNode",
     "FileProblem",
     "Generation",
+    "Layout",
+    "LayoutError",
     "Metrics",
     "ModelRegistration",
     "OpPolicy",
+    "Parallel",
     "ReferenceCall",
     "ReferenceSkipped",
     "Renamer",

@@ -122,6 +122,23 @@ def elementwise(
     return CostNode(node_id, category, metrics, (), 1, reference, reference_own, note)
 
 
+def collective(
+    node_id: str,
+    kind: str,
+    *,
+    group: int,
+    local_bytes: int,
+    note: str = "",
+) -> CostNode:
+    """A collective one rank issues over ``group`` ranks, handing it ``local_bytes`` (an
+    all-to-all's send buffer, an all-gather's shard, a reduce-scatter's whole input). It names no
+    reference module: ``test_parallel`` compares collectives at the module that encloses it (its
+    group), and the time model times it over the GPU-to-GPU link."""
+    metrics = Metrics(collective_bytes=local_bytes, collectives=1)
+    kernel = Kernel(kind, 0, 0, 0, group=group)
+    return CostNode(node_id, "communication", metrics, (), 1, None, False, note, kernel=kernel)
+
+
 ACTIVATIONS: Final = {
     "gelu": 1,
     "gelu_tanh": 1,

@@ -18,7 +18,7 @@ from pytest_flopcheck.text import is_safe_name, shorten
 
 METRICS: Final = (
     "flops", "params", "weight_bytes", "activation_bytes", "io_bytes", "cache_bytes",
-    "elementwise_bytes", "elementwise_ops",
+    "elementwise_bytes", "elementwise_ops", "collective_bytes", "collectives",
 )  # fmt: skip
 """The metric names, in report order."""
 
@@ -37,7 +37,9 @@ class Metrics:
     ``elementwise_bytes`` are what the node's other ops move, each op reading its inputs and
     writing its outputs on its own (norms, activations, casts, residual adds, copies: the eager
     implementation, unfused), and ``elementwise_ops`` how many such ops run (one kernel each):
-    0 where a model does not predict them.
+    0 where a model does not predict them. ``collective_bytes`` is what the node hands to
+    collectives on one rank of a parallel layout (each collective's local input buffer: an
+    all-to-all's send buffer, an all-gather's shard) and ``collectives`` how many it issues.
     """
 
     flops: int = 0
@@ -48,6 +50,8 @@ class Metrics:
     cache_bytes: int = 0
     elementwise_bytes: int = 0
     elementwise_ops: int = 0
+    collective_bytes: int = 0
+    collectives: int = 0
 
     def __add__(self, other: Metrics) -> Metrics:
         return Metrics(
@@ -59,6 +63,8 @@ class Metrics:
             self.cache_bytes + other.cache_bytes,
             self.elementwise_bytes + other.elementwise_bytes,
             self.elementwise_ops + other.elementwise_ops,
+            self.collective_bytes + other.collective_bytes,
+            self.collectives + other.collectives,
         )
 
     def scaled(self, copies: int) -> Metrics:
@@ -78,6 +84,8 @@ class Metrics:
             self.cache_bytes,
             self.elementwise_bytes * times,
             self.elementwise_ops * times,
+            self.collective_bytes * times,
+            self.collectives * times,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -87,7 +95,9 @@ class Metrics:
 ZERO: Final = Metrics()
 
 
-KERNEL_KINDS: Final = ("gemm", "attention")
+COLLECTIVE_KINDS: Final = ("all_to_all", "all_gather", "reduce_scatter", "all_reduce")
+"""Collectives as nccl-tests names them; their bus-bandwidth factors are in the time model."""
+KERNEL_KINDS: Final = ("gemm", "attention", *COLLECTIVE_KINDS)
 
 
 @attrs.frozen(slots=True)
@@ -98,7 +108,9 @@ class Kernel:
     rows × in by in × out; a convolution its implicit GEMM, output positions × kernel taps ×
     input channels by output channels). ``kind="attention"``: a fused attention over ``batch``
     (batch × heads) rows of ``m`` queries and ``n`` keys of head width ``k``, ``causal`` or not.
-    A node of several calls (:func:`merge_calls`) keeps the shape of its largest call."""
+    A collective kind (``all_to_all``, ``all_gather``, ...) runs over ``group`` ranks (its bytes
+    are the leaf's ``collective_bytes``; ``m``, ``n``, ``k`` are 0). A node of several calls
+    (:func:`merge_calls`) keeps the shape of its largest call."""
 
     kind: str = attrs.field(validator=attrs.validators.in_(KERNEL_KINDS))
     m: int
@@ -106,6 +118,7 @@ class Kernel:
     k: int
     batch: int = 1
     causal: bool = False
+    group: int = 1
 
 
 @attrs.frozen(slots=True)
@@ -245,7 +258,7 @@ def group(
     keeps alive while they run, see :func:`live_peak`)."""
     kids = tuple(children)
     # Summed field by field in locals: groups are built by the thousand in sweeps.
-    flops = params = weight = activation = io = cache = moved = ops = 0
+    flops = params = weight = activation = io = cache = moved = ops = gathered = collectives = 0
     for child in kids:
         m, times = child.metrics, child.repeat
         flops += m.flops * times
@@ -256,7 +269,9 @@ def group(
         cache += m.cache_bytes
         moved += m.elementwise_bytes * times
         ops += m.elementwise_ops * times
-    total = Metrics(flops, params, weight, activation, io, cache, moved, ops)
+        gathered += m.collective_bytes * times
+        collectives += m.collectives * times
+    total = Metrics(flops, params, weight, activation, io, cache, moved, ops, gathered, collectives)
     return CostNode(node_id, category, total, kids, repeat, reference, False, note, held_bytes=held_bytes)
 
 
@@ -311,6 +326,8 @@ def merge_calls(
         cache_bytes=max(m.cache_bytes for m in work),
         elementwise_bytes=sum(m.elementwise_bytes for m in work),
         elementwise_ops=sum(m.elementwise_ops for m in work),
+        collective_bytes=sum(m.collective_bytes for m in work),
+        collectives=sum(m.collectives for m in work),
     )
     kernel = max(calls, key=lambda call: call.total.flops).kernel
     largest = max(work, key=_working_set)

@@ -136,11 +136,28 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
                 help="also size one of the model's runtimes (per-stage dtypes, devices, offload; "
                 "see 'flopcheck list')",
             )
+            sub.add_argument(
+                "--gpus",
+                metavar="N",
+                help="size the runtime on N GPUs in the layout its script uses there (needs --runtime)",
+            )
+            sub.add_argument(
+                "--layout",
+                metavar="SPEC",
+                help="the multi-GPU layout instead of the runtime's: "
+                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE",
+            )
         else:
             sub.add_argument(
                 "--gpu",
                 metavar="NAME",
                 help=f"add modelled seconds per stage (and serving figures) on one of {', '.join(GPUS)}",
+            )
+            sub.add_argument(
+                "--runtime",
+                metavar="NAME",
+                help="with --gpu: each row's seconds end to end under this runtime, and with "
+                "--vary gpus=1,2,4,8 its speedup, parallel efficiency, peak per GPU and communication share",
             )
         sub.add_argument("--precision", default="bf16", metavar="P", help=f"one of {', '.join(PRECISIONS)}")
         if name == "sweep":

@@ -10,6 +10,7 @@ import attrs
 from pytest_flopcheck import output
 from pytest_flopcheck.cli.common import FLOAT_SAFE, UsageError, estimating, gpus, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
+from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError, parse_layout
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.sizing import plots
 from pytest_flopcheck.sizing.build import build_report
@@ -32,9 +33,51 @@ def runtime_option(reg: ModelRegistration, args: argparse.Namespace) -> str | No
     return name
 
 
+def layout_option(
+    reg: ModelRegistration, workload: object, runtime: str | None, args: argparse.Namespace
+) -> Layout:
+    """``--gpus`` and ``--layout``: the runtime's layout for N GPUs, or the one given, checked as
+    the model's implementation checks it."""
+    count: str | None = args.gpus
+    text: str | None = args.layout
+    if count is None and text is None:
+        return SINGLE
+    option = "--gpus" if count is not None else "--layout"
+    if count is not None and (not count.isdigit() or int(count) < 1 or len(count) > 4):
+        raise UsageError(f"--gpus {shorten(count)} is not allowed: give a positive whole number of GPUs")
+    if text is None and count is not None and int(count) == 1:
+        return SINGLE
+    if runtime is None:
+        raise UsageError(
+            f"{option} is not allowed without --runtime: a layout is part of how a pipeline is run"
+        )
+    if reg.parallel is None:
+        raise UsageError(f"{option} is not allowed: model {reg.name!r} declares no multi-GPU model")
+    spec = reg.runtimes[runtime]
+    try:
+        if text is not None:
+            layout = parse_layout(text)
+        elif spec.layout is None:
+            raise UsageError(f"--gpus {count} is not allowed: runtime {runtime} runs on one GPU only")
+        else:
+            layout = spec.layout(int(count or 1))
+        if count is not None and layout.gpus != int(count):
+            raise UsageError(
+                f"--gpus {count} is not allowed with --layout {shorten(text or '')}: its degrees multiply "
+                f"to {layout.gpus} GPUs"
+            )
+        reg.parallel.validate(workload, layout)
+    except LayoutError as exc:
+        raise UsageError(
+            f"--layout is not allowed: {exc}" if text is not None else f"--gpus {count}: {exc}"
+        ) from None
+    return layout
+
+
 def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
     workload = workload_from_args(reg, args)
     runtime = runtime_option(reg, args)
+    layout = layout_option(reg, workload, runtime, args)
     chosen = gpus(args.gpu, args.precision)
     if runtime is not None and args.gpu is not None:
         runs = reg.checked_runs(workload)
@@ -59,6 +102,7 @@ def cmd_report(reg: ModelRegistration, args: argparse.Namespace) -> int:
             gpus=chosen,
             precision=args.precision,
             runtime=runtime,
+            layout=layout,
         )
         figures, report = report_figures(report)
         base = f"static_analysis/{reg.name}"

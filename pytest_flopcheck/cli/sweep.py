@@ -8,18 +8,21 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pytest_flopcheck import output
 from pytest_flopcheck.cli.common import FLOAT_SAFE, UsageError, estimating, gpus, option_name, say, staged
+from pytest_flopcheck.cli.report import runtime_option
 from pytest_flopcheck.cli.workloads import build_workload, workload_from_args, workload_options
+from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.model.workload import workload_fields
 from pytest_flopcheck.sizing import plots
 from pytest_flopcheck.sizing.build import CONVENTION, SERVING_CAVEAT, TIME_CAVEAT
 from pytest_flopcheck.sizing.records import SCHEMA_VERSION
-from pytest_flopcheck.sizing.sweep import sweep_columns, sweep_rows
+from pytest_flopcheck.sizing.sweep import GPUS_FIELD, sweep_columns, sweep_rows
 from pytest_flopcheck.text import shorten
 
 DEFAULT_MAX_POINTS = 100_000
@@ -36,6 +39,18 @@ def parse_vary(
     for item in items:
         name, sep, values = item.partition("=")
         field = name.strip().lstrip("-").replace("-", "_")
+        if field == GPUS_FIELD and field not in options:
+            if args.runtime is None:
+                raise UsageError("--vary gpus is not allowed without --runtime and --gpu: GPUs run a runtime")
+            texts = values.split(",")
+            if not all(t.strip().isdigit() and 0 < int(t) < 10_000 for t in texts):
+                raise UsageError(
+                    f"--vary {shorten(item)} is not allowed: the GPU counts must be positive integers"
+                )
+            if GPUS_FIELD in grid:
+                raise UsageError("--vary 'gpus' is given twice: list all its values in one --vary")
+            grid[GPUS_FIELD] = [int(t) for t in texts]
+            continue
         if not sep or not values.strip():
             raise UsageError(
                 f"--vary {shorten(item)} is not allowed: write FIELD=V1,V2,... (fields: {', '.join(options)})"
@@ -62,6 +77,67 @@ def parse_vary(
     return grid
 
 
+def _layouts(
+    reg: ModelRegistration, base: Any, runtime: str | None, grid: dict[str, list[Any]]
+) -> Callable[[Any, int], Layout] | None:
+    """The layout a row's GPU count runs in (the runtime's for that count), every count checked
+    against the base workload before anything is written (a varied workload's own constraints,
+    say heads against Ulysses, are checked as its row is computed)."""
+    if runtime is None:
+        return None
+    spec = reg.runtimes[runtime]
+
+    def layout_for(workload: Any, count: int) -> Layout:
+        if count == 1:
+            return SINGLE
+        if reg.parallel is None or spec.layout is None:
+            raise UsageError(f"--vary gpus={count} is not allowed: runtime {runtime} runs on one GPU only")
+        layout = spec.layout(count)
+        try:
+            reg.parallel.validate(workload, layout)
+        except LayoutError as exc:
+            raise UsageError(
+                f"--vary gpus={count} is not allowed for {shorten(str(workload))}: {exc}"
+            ) from None
+        return layout
+
+    for count in grid.get(GPUS_FIELD, [1]):
+        layout_for(base, count)
+    return layout_for
+
+
+def _runtime_plots(
+    folder: Path,
+    knob: str,
+    xs: list[Any],
+    line: list[dict[str, Any]],
+    fixed: dict[str, Any],
+    gpu: str,
+    runtime: str,
+) -> None:
+    """Seconds, peak per GPU and (over GPU counts) speedup and parallel efficiency along one knob."""
+    (folder / f"{knob}_seconds.png").write_bytes(
+        plots.sweep_plot(
+            knob, xs, {"end to end": [r["runtime_s"] for r in line]}, fixed,
+            quantity=f"Seconds on {gpu} ({runtime})", unit="seconds per generation",
+        )
+    )  # fmt: skip
+    (folder / f"{knob}_memory.png").write_bytes(
+        plots.sweep_plot(
+            knob, xs, {"peak per GPU": [r["peak_bytes_per_gpu"] for r in line]}, fixed,
+            quantity="Peak memory per GPU", unit="bytes (estimate)",
+        )
+    )  # fmt: skip
+    if knob == GPUS_FIELD:
+        (folder / f"{knob}_scaling.png").write_bytes(
+            plots.sweep_plot(
+                knob, xs,
+                {"speedup": [r["speedup"] for r in line], "ideal": [float(x) for x in xs]},
+                fixed, quantity="Speedup over one GPU", unit="×",
+            )
+        )  # fmt: skip
+
+
 def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
     if args.max_points < 1:
         raise UsageError(f"--max-points {args.max_points} is not allowed: it must be 1 or more")
@@ -74,14 +150,18 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
         )
     base = workload_from_args(reg, args)
     for field, values in grid.items():  # every value checked before anything is written
-        for value in values:
+        for value in values if field != GPUS_FIELD else ():
             build_workload(reg, base, {field: value})
     stages = [s.name for s in reg.stages]
     chosen = gpus(args.gpu, args.precision)  # checks the name and the precision
     gpu = None if args.gpu is None else chosen[0]
     if args.gpu is None and args.precision != "bf16":
         raise UsageError("--precision needs --gpu in a sweep: the precision only sets the GPU's peak")
-    figures = sweep_columns(reg, gpu)
+    runtime = runtime_option(reg, args)
+    if runtime is not None and gpu is None:
+        raise UsageError(f"--runtime {runtime} needs --gpu in a sweep: its seconds are one GPU model's")
+    layouts = _layouts(reg, base, runtime, grid)
+    figures = sweep_columns(reg, gpu, runtime)
     run_id = output.new_run_id()
     columns = [*grid, *figures]
     header = {
@@ -114,7 +194,13 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
             writer.writeheader()
             json_file.write(encode(header)[:-1] + ', "rows": [\n')
             rows = sweep_rows(
-                reg, grid, lambda values: build_workload(reg, base, values), gpu, args.precision
+                reg,
+                grid,
+                lambda values: build_workload(reg, base, values),
+                gpu,
+                args.precision,
+                runtime,
+                layouts,
             )
             for done, row in enumerate(rows, 1):
                 writer.writerow(row)
@@ -138,6 +224,9 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                         plots.sweep_plot(knob, xs, series, lines[knob])
                     )
                     if gpu is None:
+                        continue
+                    if runtime is not None:
+                        _runtime_plots(run.staging / base_dir, knob, xs, line, lines[knob], gpu.name, runtime)
                         continue
                     timing = {
                         s: [r[f"{s}_s"] for r in line] for s in stages if any(r[f"{s}_s"] for r in line)

@@ -23,6 +23,7 @@ from pytest_flopcheck.verification.cases import (
     IO,
     LAYER,
     LIVE_PEAK,
+    PARALLEL,
     PARAMS,
     PIPELINE,
     TRAFFIC,
@@ -265,7 +266,11 @@ class RunRecord:
         rows = []
         for (model, workload, stage), checks in groups.items():
             outcomes = Counter(c.outcome for c in checks)
-            end_to_end = [c for c in checks if c.kind in (END_TO_END, GENERATION)]
+            end_to_end = [
+                c
+                for c in checks
+                if c.kind in (END_TO_END, GENERATION) or (c.kind == PARALLEL and not c.layer)
+            ]
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
             stage_traffic = [
@@ -293,7 +298,7 @@ class RunRecord:
                     workload=workload,
                     stage=stage,
                     outcomes={o: outcomes.get(o, 0) for o in OUTCOMES},
-                    layers_compared=sum(1 for c in checks if c.kind == LAYER and c.ran),
+                    layers_compared=sum(1 for c in checks if c.kind in (LAYER, PARALLEL) and c.ran),
                     params_compared=sum(1 for c in checks if c.kind == PARAMS and c.ran),
                     io_compared=sum(1 for c in checks if c.kind == IO and c.ran),
                     memory_rel_error=peaks[0].rel_error if peaks else None,

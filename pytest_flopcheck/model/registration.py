@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode, Metrics, TreeError, check_tree
+from pytest_flopcheck.model.parallel import Layout, Parallel
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS
 from pytest_flopcheck.reference.ops_policy import OpPolicy
 from pytest_flopcheck.text import is_safe_name, name_error
@@ -219,14 +220,17 @@ class Runtime:
     """A way of running the pipeline as a published run made it: per stage its
     :class:`StageRuntime`; the attention kernel (``sdpa``: torch's, whose flash backend is
     FlashAttention-2; ``fa2``/``fa3``: the flash_attn packages, FlashAttention-3 on Hopper only);
-    eager launches or CUDA graphs (``launch``); and the assumptions a report should print
-    (``notes``)."""
+    eager launches or CUDA graphs (``launch``); the assumptions a report should print
+    (``notes``); and ``layout(gpus)``, the :class:`~pytest_flopcheck.model.parallel.Layout` its
+    script uses on ``gpus`` GPUs (``None``: it runs on one GPU only). On more than one GPU every
+    stage's weights stay resident (the scripts offload only on one GPU)."""
 
     description: str
     stages: Mapping[str, StageRuntime]
     attention: str = attrs.field(default="sdpa", validator=_choice(ATTENTION_KERNELS, "attention kernel"))
     launch: str = attrs.field(default="eager", validator=_choice(LAUNCH_MODES, "launch mode"))
     notes: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    layout: Callable[[int], Layout] | None = None
 
 
 def _runtimes(instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Runtime]) -> None:
@@ -307,11 +311,14 @@ class ModelRegistration:
     - ``generations`` names tiny real end-to-end runs (built lazily, on CPU): each becomes a
       ``test_generation[model/name]`` check of the counted whole run against the analytic total.
     - ``runtimes`` names ways of running the pipeline (:class:`Runtime`: per-stage weight dtype,
-      compute precision and device, and weight residency) for ``flopcheck report --runtime``.
+      compute precision, device and placement) for ``flopcheck report --runtime``.
     - ``serving`` (a :class:`Serving`) turns a generative model's stages into time to first
       token, time per output token, throughput and KV-cache memory in reports and sweeps.
     - ``op_policy`` adds FLOP formulas for ops torch's counter does not count and declares
       compute-like ops that do no counted work (see :mod:`pytest_flopcheck.reference.ops_policy`).
+    - ``parallel`` (a :class:`~pytest_flopcheck.model.parallel.Parallel`) sizes multi-GPU
+      layouts per GPU and names the layouts ``test_parallel`` verifies against the real
+      parallel code on a fake process group.
     """
 
     name: str = attrs.field(validator=_check_name("model"))
@@ -341,6 +348,7 @@ class ModelRegistration:
     description: str = ""
     serving: Serving | None = attrs.field(default=None, validator=_serving_stages)
     runtimes: Mapping[str, Runtime] = attrs.field(factory=dict, converter=_workloads, validator=_runtimes)
+    parallel: Parallel | None = None
 
     def totals(self, workload: Any, stage: str) -> Metrics:
         """One run's totals of ``stage``, through the fast path when there is one

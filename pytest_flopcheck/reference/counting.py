@@ -10,13 +10,20 @@ import difflib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode
 from pytest_flopcheck.model.registration import ReferenceCall
-from pytest_flopcheck.reference.memory import LiveBytes, LiveTensor, op_traffic, reachable_tensors, tensors
+from pytest_flopcheck.reference.memory import (
+    LiveBytes,
+    LiveTensor,
+    op_traffic,
+    reachable_tensors,
+    tensor_bytes,
+    tensors,
+)
 from pytest_flopcheck.reference.ops_policy import COMPUTE_OPS, OpPolicy
 
 DEVICES = ("meta", "cpu", "cuda")
@@ -25,7 +32,29 @@ OUTSIDE = "(outside any module)"
 
 _T = TypeVar("_T")
 
-COUNTS_FORMAT = 5
+COUNTS_FORMAT = 6
+
+COLLECTIVE_NAMESPACES: Final = frozenset({"_c10d_functional", "c10d"})
+COLLECTIVES: Final = {
+    # functional collectives (diffusers' context parallelism, DTensor): the input is argument 0
+    "_c10d_functional.all_to_all_single": 0,
+    "_c10d_functional.all_gather_into_tensor": 0,
+    "_c10d_functional.reduce_scatter_tensor": 0,
+    "_c10d_functional.all_reduce": 0,
+    "_c10d_functional.all_gather_into_tensor_coalesced": 0,
+    "_c10d_functional.reduce_scatter_tensor_coalesced": 0,
+    "_c10d_functional.broadcast": 0,
+    # in-place c10d ops (FSDP2, torch.distributed calls): (output, input, ...) or (tensors, ...)
+    "c10d._allgather_base_": 1,
+    "c10d._reduce_scatter_base_": 1,
+    "c10d.alltoall_base_": 1,
+    "c10d.allreduce_": 0,
+    "c10d.allgather_": 1,
+    "c10d.broadcast_": 0,
+}
+"""The collectives a parallel reference issues, and which argument holds its local input (the
+bytes a layout's ``collective_bytes`` claim); other ops of these namespaces (waits, autograd
+wrappers) move nothing."""
 """The layout of :class:`ReferenceCounts`; part of every cache key, so that a new field forces a
 recount rather than a default."""
 
@@ -65,6 +94,13 @@ class ModuleCount:
     other_ops: int = 0
     """How many of those other ops ran (each that moved bytes: one kernel on a GPU, views none)."""
     own_other_ops: int = 0
+    collective_bytes: int = 0
+    """Bytes the module handed to collectives on this rank (children included): each
+    collective's local input buffer, as :data:`COLLECTIVES` reads it."""
+    own_collective_bytes: int = 0
+    collectives: int = 0
+    """How many collectives it issued (children included)."""
+    own_collectives: int = 0
     peak_bytes: int = 0
     """The peak of live tensor bytes while the module ran (everything live, not only its own)."""
 
@@ -183,9 +219,13 @@ class ReferenceCounts:
             return count.own_other_io if own else count.other_io
         if metric == "elementwise_ops":
             return count.own_other_ops if own else count.other_ops
+        if metric == "collective_bytes":
+            return count.own_collective_bytes if own else count.collective_bytes
+        if metric == "collectives":
+            return count.own_collectives if own else count.collectives
         raise ValueError(
-            f"metric {metric!r} is not counted by the reference "
-            "(allowed: flops, params, io_bytes, elementwise_bytes, elementwise_ops)"
+            f"metric {metric!r} is not counted by the reference (allowed: flops, params, io_bytes, "
+            "elementwise_bytes, elementwise_ops, collective_bytes, collectives)"
         )
 
 
@@ -250,6 +290,10 @@ def _module_count(value: Any, where: str) -> ModuleCount:
         own_other_io=_count(data["own_other_io"], f"{where}.own_other_io"),
         other_ops=_count(data["other_ops"], f"{where}.other_ops"),
         own_other_ops=_count(data["own_other_ops"], f"{where}.own_other_ops"),
+        collective_bytes=_count(data["collective_bytes"], f"{where}.collective_bytes"),
+        own_collective_bytes=_count(data["own_collective_bytes"], f"{where}.own_collective_bytes"),
+        collectives=_count(data["collectives"], f"{where}.collectives"),
+        own_collectives=_count(data["own_collectives"], f"{where}.own_collectives"),
         peak_bytes=_count(data["peak_bytes"], f"{where}.peak_bytes"),
     )
 
@@ -358,6 +402,8 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     io_ops: dict[str, dict[str, int]] = {}
     other_io: dict[str, int] = {}
     other_ops: dict[str, int] = {}
+    collective_bytes: dict[str, int] = {}
+    collectives: dict[str, int] = {}
     peaks: dict[str, int] = {}
     live = LiveBytes()
 
@@ -370,8 +416,14 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
             name = str(packet)
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
-            moved = op_traffic(func, args, kwargs, out)
             parents = tracker.parents
+            if func.namespace in COLLECTIVE_NAMESPACES:  # communication, not memory traffic
+                handed = collective_input_bytes(name, args)
+                for parent in parents if handed is not None else ():
+                    collective_bytes[parent] = collective_bytes.get(parent, 0) + (handed or 0)
+                    collectives[parent] = collectives.get(parent, 0) + 1
+                return out
+            moved = op_traffic(func, args, kwargs, out)
             live.add(tensors((args, kwargs, out)), name, _innermost(parents))
             now = live.live
             for parent in parents:
@@ -415,6 +467,8 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         io=_by_module(io_ops),
         other_io=_by_module(other_io),
         other_ops=_by_module(other_ops),
+        collective_bytes=_by_module(collective_bytes),
+        collectives=_by_module(collectives),
         peaks=_by_module(peaks),
     )
     total = sum(total_ops.values())
@@ -625,6 +679,15 @@ def _own(module: Any, name: str, inclusive: Mapping[str, Mapping[str, int]]) -> 
     return dict(sorted((op, n) for op, n in own.items() if n))
 
 
+def collective_input_bytes(name: str, args: Any) -> int | None:
+    """The local input bytes of collective ``name``, or None for an op of a collective namespace
+    that is no collective (a wait)."""
+    index = COLLECTIVES.get(name)
+    if index is None or len(args) <= index:
+        return None
+    return sum(tensor_bytes(t) for t in tensors(args[index]))
+
+
 def _module_counts(
     module: Any,
     module_ops: Mapping[str, Mapping[str, int]],
@@ -632,6 +695,8 @@ def _module_counts(
     io: Mapping[str, Mapping[str, int]] | None = None,
     other_io: Mapping[str, int] | None = None,
     other_ops: Mapping[str, int] | None = None,
+    collective_bytes: Mapping[str, int] | None = None,
+    collectives: Mapping[str, int] | None = None,
     peaks: Mapping[str, int] | None = None,
 ) -> dict[str, ModuleCount]:
     """Per-module counts, per operator (FLOPs, and with ``io`` bytes of the counted ops)."""
@@ -641,6 +706,13 @@ def _module_counts(
     other = _inclusive(
         module,
         {name: {"bytes": n, "ops": (other_ops or {}).get(name, 0)} for name, n in (other_io or {}).items()},
+    )
+    handed = _inclusive(
+        module,
+        {
+            name: {"bytes": n, "ops": (collectives or {}).get(name, 0)}
+            for name, n in (collective_bytes or {}).items()
+        },
     )
     peak = dict(peaks or {})
     for name in reversed(named):  # a container that never ran itself: its children's largest peak
@@ -652,6 +724,7 @@ def _module_counts(
     for name, mod in named.items():
         own = _own(mod, name, flops)
         own_other = _own(mod, name, other)
+        own_handed = _own(mod, name, handed)
         counts[name] = ModuleCount(
             flops=sum(flops[name].values()),
             own_flops=sum(own.values()),
@@ -665,6 +738,10 @@ def _module_counts(
             own_other_io=own_other.get("bytes", 0),
             other_ops=other[name].get("ops", 0),
             own_other_ops=own_other.get("ops", 0),
+            collective_bytes=handed[name].get("bytes", 0),
+            own_collective_bytes=own_handed.get("bytes", 0),
+            collectives=handed[name].get("ops", 0),
+            own_collectives=own_handed.get("ops", 0),
             peak_bytes=peak[name],
         )
     return counts

@@ -9,8 +9,9 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode, live_peak
+from pytest_flopcheck.analytic.tree import CostNode, check_tree, live_peak
 from pytest_flopcheck.model.generation import GenerationTotals
+from pytest_flopcheck.model.parallel import SINGLE, Layout
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
 from pytest_flopcheck.sizing.hardware import GPUS, Gpu
@@ -44,6 +45,7 @@ from pytest_flopcheck.sizing.timing import (
     Execution,
     TimeParts,
     attention_kernel,
+    collective_seconds,
     transfer_seconds,
     tree_time,
 )
@@ -129,6 +131,7 @@ def build_report(
     gpus: Sequence[Gpu] | None = None,
     precision: str = "bf16",
     runtime: str | None = None,
+    layout: Layout = SINGLE,
 ) -> SizingReport:
     """The report for one workload (with ``runtime``, also that runtime's memory and times:
     per-stage weight dtypes, compute precisions, devices and residency); ModelError if the
@@ -148,7 +151,7 @@ def build_report(
     warnings = (
         [str(w) for w in model_call(reg.name, "warnings", reg.warnings, workload)] if reg.warnings else []
     )
-    running = None if runtime is None else runtime_figures(reg, workload, runtime, runs, gpu_list)
+    running = None if runtime is None else runtime_figures(reg, workload, runtime, runs, gpu_list, layout)
     per_gpu = (
         {e.gpu: {s.name: s.per_generation_s for s in e.stages} for e in time.estimates}
         if running is None
@@ -427,21 +430,52 @@ def serving_figures(
 
 
 def runtime_figures(
-    reg: ModelRegistration, workload: Any, name: str, runs: Mapping[str, int], gpus: Sequence[Gpu]
+    reg: ModelRegistration,
+    workload: Any,
+    name: str,
+    runs: Mapping[str, int],
+    gpus: Sequence[Gpu],
+    layout: Layout = SINGLE,
 ) -> RuntimeFigures:
     """A generation under the registration's runtime ``name``: per stage its dtypes, device and
     placement; the GPU's contents stage by stage (weights resident, moved in and out) and the most
-    it holds; the host↔GPU moves; and per GPU the stages' seconds, the moves' and the total."""
+    it holds; the host↔GPU moves; and per GPU the stages' seconds, the moves' and the total.
+
+    On several GPUs (``layout``), everything is rank 0's: each stage's tree from the model's
+    parallel analytic model, its runs, every model resident (the scripts offload on one GPU
+    only), FSDP-sharded weights as one shard plus the unit gathered for the running layer, and
+    the FSDP all-gathers of every unit at each run over the GPU-to-GPU link."""
     spec = reg.runtimes[name]
+    parallel = layout.gpus > 1
+    if parallel:
+        assert reg.parallel is not None  # checked by the caller (resolve_layout)
+        runs = dict(reg.parallel.runs(workload, layout)) if reg.parallel.runs else dict(runs)
     owner = {s.name: s.weights_of or s.name for s in reg.stages}
     trees: dict[str, CostNode] = {}
     partial: dict[str, RuntimeStage] = {}
+    gathers: dict[str, int] = {}  # FSDP: bytes one rank gathers per run (every unit at compute dtype)
     for stage in reg.stages:
         sr = spec.stages[stage.name]
-        tree = reg.tree(at_dtype(workload, PRECISIONS[sr.compute].activations), stage.name)
+        at = at_dtype(workload, PRECISIONS[sr.compute].activations)
+        if parallel:
+            assert reg.parallel is not None
+            tree = check_tree(reg.parallel.analytic(at, stage.name, layout))
+        else:
+            tree = reg.tree(at, stage.name)
         trees[stage.name] = tree
         working = working_bytes(tree, stage.memory_tolerance is not None)
-        if sr.autocast and sr.device == "gpu":  # the cast copy of the largest weight beside its matmul
+        sharded = owner[stage.name] in layout.fsdp
+        weight_bytes = tree.total.params * DTYPE_BYTES[sr.weights]
+        autocast = sr.autocast
+        if sharded:
+            assert reg.parallel is not None
+            unit = fsdp_unit_params(tree, reg.parallel.fsdp_units.get(owner[stage.name], ""))
+            compute_bytes = DTYPE_BYTES[PRECISIONS[sr.compute].activations]
+            weight_bytes = -(-weight_bytes // layout.gpus)
+            working += unit * compute_bytes  # the running unit's gathered weights
+            gathers[stage.name] = -(-tree.total.params * compute_bytes // layout.gpus)
+            autocast = False  # FSDP's mixed precision gathers the weights at the compute dtype
+        elif sr.autocast and sr.device == "gpu":  # the cast copy of the largest weight beside its matmul
             largest = max((leaf.metrics.params for leaf in tree.leaves()), default=0)
             working += largest * tree_dtype_bytes(tree)
         partial[stage.name] = RuntimeStage(
@@ -449,12 +483,15 @@ def runtime_figures(
             weights=sr.weights,
             compute=sr.compute,
             device=sr.device,
-            placement=spec.stages[owner[stage.name]].placement,
-            autocast=sr.autocast,
-            weight_bytes=tree.total.params * DTYPE_BYTES[sr.weights],
+            placement="resident" if parallel else spec.stages[owner[stage.name]].placement,
+            autocast=autocast,
+            weight_bytes=weight_bytes,
             working_bytes=working,
             runs_per_generation=runs[stage.name],
             gpu_bytes_while_running=0,
+            sharded=sharded,
+            flops=tree.total.flops,
+            collective_bytes=tree.total.collective_bytes + gathers.get(stage.name, 0),
         )
     order = [s.name for s in reg.stages if runs[s.name]]
     on_gpu_stages = [n for n in order if partial[n].device == "gpu"]
@@ -490,6 +527,10 @@ def runtime_figures(
             continue
         executions = {n: _execution(stages[n], trees[n], spec.attention, spec.launch) for n in on_gpu_stages}
         per_stage = stage_times(reg, trees, runs, gpu, executions)
+        if gathers:  # FSDP: every unit gathered at each run, and the local shard cast for it
+            per_stage = tuple(
+                _with_fsdp(s, gpu, layout, gathers.get(s.name, 0), stages[s.name]) for s in per_stage
+            )
         moving = transfer_seconds(gpu, to_gpu, to_host)
         seconds = sum(s.per_generation_s for s in per_stage) + moving
         estimates.append(
@@ -509,8 +550,44 @@ def runtime_figures(
         seconds=estimates[0].seconds if len(gpus) == 1 and estimates else None,
         not_supported=tuple(unsupported),
         not_timed=tuple(n for n in order if partial[n].device == "cpu"),
-        note=RUNTIME_NOTE,
+        note=RUNTIME_NOTE if not parallel else RUNTIME_NOTE + " " + PARALLEL_NOTE,
+        layout=layout,
     )
+
+
+PARALLEL_NOTE = (
+    "On several GPUs every figure is rank 0's (it also runs the work only rank 0 does, such as a "
+    "decode the others wait for): FLOPs and collectives from the model's parallel analytic model, "
+    "collectives over the GPU-to-GPU link at its measured bus bandwidth with nccl-tests' factors, "
+    "FSDP all-gathers of every unit at each run added after the compute (no overlap modelled), "
+    "FSDP-sharded weights as one shard plus the gathered unit of the running layer."
+)
+
+
+def fsdp_unit_params(tree: CostNode, prefix: str) -> int:
+    """Parameters of the largest FSDP unit of a stage: each child of the root whose id starts
+    with ``prefix`` is one unit, the rest of the stage the root unit."""
+    units = [c.total.params for c in tree.children if prefix and c.id.startswith(prefix)]
+    root = tree.total.params - sum(units)
+    return max([root, *units])
+
+
+def _with_fsdp(
+    time: StageTime, gpu: Gpu, layout: Layout, shard_gathered: int, stage: RuntimeStage
+) -> StageTime:
+    """A stage's time with its FSDP all-gathers (each run gathers every unit: a shard of
+    ``shard_gathered`` bytes per rank over all GPUs) and the casts of the local fp32 shard."""
+    if not shard_gathered:
+        return time
+    runs = stage.runs_per_generation
+    gather = collective_seconds(gpu, "all_gather", layout.gpus, shard_gathered)
+    wide = DTYPE_BYTES[stage.weights]
+    narrow = DTYPE_BYTES[PRECISIONS[stage.compute].activations]
+    cast = 0.0 if wide == narrow else stage.weight_bytes * (wide + narrow) / wide / gpu.achievable_bandwidth
+    extra = TimeParts(memory=cast, communication=gather).times(runs)
+    parts = time.parts + extra
+    per_run = time.per_run_s + (cast + gather)
+    return attrs.evolve(time, per_run_s=per_run, per_generation_s=parts.seconds, parts=parts)
 
 
 def _execution(stage: RuntimeStage, tree: CostNode, attention: str, launch: str) -> Execution:

@@ -124,6 +124,8 @@ class Gpu:
     attention: Mapping[str, Cited]
     """Efficiency of each fused attention kernel (``fa2``, ``fa3``) at long sequences."""
     bandwidth_efficiency: Cited = COPY_BANDWIDTH
+    link_efficiency: Cited = NVLINK_H100_FRACTION
+    """The share of ``gpu_link_gbs`` collectives reach (their bus bandwidth)."""
 
     def peak_flops(self, precision: str) -> float:
         return self.tflops[precision] * 1e12
@@ -132,6 +134,11 @@ class Gpu:
     def bandwidth(self) -> float:
         """Bytes per second (datasheet)."""
         return self.bandwidth_gbs * 1e9
+
+    @property
+    def bus_bandwidth(self) -> float:
+        """Bytes per second a collective's bus bandwidth reaches between GPUs of one node."""
+        return self.gpu_link_gbs * 1e9 * self.link_efficiency.value
 
     @property
     def achievable_bandwidth(self) -> float:
@@ -352,6 +359,13 @@ GPUS: dict[str, Gpu] = {
         ),
     )
 }
+GPUS = {
+    name: gpu
+    if name == "H100-SXM"
+    else attrs.evolve(gpu, link_efficiency=_borrowed(NVLINK_H100_FRACTION, name, "H100 SXM"))
+    for name, gpu in GPUS.items()
+}
+"""Only the H100 SXM's GPU-to-GPU link has a published measurement; the others borrow its share."""
 
 
 class HardwareError(ValueError):

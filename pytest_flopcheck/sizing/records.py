@@ -17,6 +17,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import METRICS, Metrics
 from pytest_flopcheck.files import Fields, FileProblem, describe
+from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError
 from pytest_flopcheck.sizing.timing import PARTS, TimeParts
 
 SCHEMA_VERSION: Final = 2
@@ -314,6 +315,7 @@ def _parts(f: Fields) -> TimeParts:
         launch=f.number("launch_s"),
         transfer=f.number("transfer_s"),
         kernels=f.integer("kernels"),
+        communication=f.number("communication_s"),
     )
     f.done()
     return record
@@ -642,6 +644,12 @@ class RuntimeStage:
     working_bytes: int
     runs_per_generation: int
     gpu_bytes_while_running: int
+    sharded: bool = False
+    """Its weights FSDP-sharded over the layout's GPUs (``weight_bytes`` is one GPU's shard)."""
+    flops: int = 0
+    """FLOPs of one run on this GPU (rank 0 of a layout)."""
+    collective_bytes: int = 0
+    """Bytes this GPU hands to collectives in one run (FSDP's all-gathers included)."""
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in attrs.asdict(self).items() if k != "name"}
@@ -659,6 +667,9 @@ class RuntimeStage:
             f.integer("working_bytes"),
             f.integer("runs_per_generation"),
             f.integer("gpu_bytes_while_running"),
+            f.flag("sharded"),
+            f.integer("flops"),
+            f.integer("collective_bytes"),
         )
         f.done()
         return record
@@ -758,6 +769,9 @@ class RuntimeFigures:
     not_supported: tuple[MissingPrecision, ...]
     not_timed: tuple[str, ...]
     note: str
+    layout: Layout = SINGLE
+    """The multi-GPU layout (one GPU: :data:`~pytest_flopcheck.model.parallel.SINGLE`); the
+    figures are one GPU's, rank 0's, which also runs the work only rank 0 does."""
 
     def stage(self, name: str) -> RuntimeStage:
         return _by_name(self.stages, name)  # type: ignore[no-any-return]
@@ -778,6 +792,7 @@ class RuntimeFigures:
             "not_supported": [u.to_json() for u in self.not_supported],
             "not_timed": list(self.not_timed),
             "note": self.note,
+            "layout": self.layout.as_dict(),
         }
 
     @classmethod
@@ -802,9 +817,22 @@ class RuntimeFigures:
             tuple(missing),
             tuple(f.texts("not_timed")),
             f.text("note"),
+            _layout(f.object("layout")),
         )
         f.done()
         return record
+
+
+def _layout(f: Fields) -> Layout:
+    gpus = f.integer("gpus")
+    try:
+        layout = Layout(f.integer("ulysses"), f.integer("ring"), f.integer("cfg"), f.texts("fsdp"))
+    except LayoutError as exc:
+        raise FileProblem(f"field {f.where}: {exc}") from None
+    if layout.gpus != gpus:
+        raise FileProblem(f"field {f.where}.gpus is {gpus}, but its degrees multiply to {layout.gpus}")
+    f.done()
+    return layout
 
 
 # -- the report --------------------------------------------------------------------------------------

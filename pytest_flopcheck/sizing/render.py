@@ -99,7 +99,7 @@ def _parts_cells(parts: TimeParts) -> list[str]:
     return [seconds(getattr(parts, name)) for name in PARTS]
 
 
-PART_HEADER = ["compute", "attention", "memory-bound", "launch", "transfer"]
+PART_HEADER = ["compute", "attention", "memory-bound", "communication", "launch", "transfer"]
 
 
 def _time_rows(report: SizingReport) -> Table:
@@ -230,13 +230,19 @@ def _kv_rows(report: SizingReport) -> Table:
 def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
     runtime = report.runtime
     assert runtime is not None
+    parallel = runtime.layout.gpus > 1
     stage_rows = [
         [
             s.name,
             s.weights + (" (autocast)" if s.autocast else ""),
             s.compute,
             s.device,
-            s.placement if s.device == "gpu" else "–",
+            (s.placement + (", FSDP shard" if s.sharded else "")) if s.device == "gpu" else "–",
+            *(
+                [str(s.runs_per_generation), human(s.flops, "FLOP"), human(s.collective_bytes, "B")]
+                if parallel
+                else []
+            ),
             human(s.weight_bytes, "B"),
             human(s.working_bytes, "B"),
             human(s.gpu_bytes_while_running, "B") if s.gpu_bytes_while_running else "–",
@@ -250,6 +256,7 @@ def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
         "compute",
         "device",
         "placement",
+        *(["runs on this GPU", "FLOPs per run", "collectives per run"] if parallel else []),
         "weight memory",
         "working set",
         "GPU holds while running",
@@ -273,10 +280,15 @@ def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
 def _runtime_intro(report: SizingReport) -> str:
     runtime = report.runtime
     assert runtime is not None
-    text = (
-        f"{runtime.description}. Attention: {runtime.attention}; launches: {runtime.launch}. "
-        f"The GPU holds at most {human(runtime.peak_gpu_bytes, 'B')}"
-    )
+    text = f"{runtime.description}. Attention: {runtime.attention}; launches: {runtime.launch}. "
+    if runtime.layout.gpus > 1:
+        text += (
+            f"On {runtime.layout.gpus} GPUs, layout {runtime.layout.name}: every figure below is one GPU's "
+            "(rank 0's). The most one GPU holds is "
+        )
+    else:
+        text += "The GPU holds at most "
+    text += human(runtime.peak_gpu_bytes, "B")
     text += f", while {runtime.set_by} runs." if runtime.set_by else "."
     if runtime.moves:
         moved = sum(m.bytes for m in runtime.moves)
@@ -540,15 +552,22 @@ def terminal_lines(report: SizingReport) -> list[str]:
                 f"({report.time.precision}; {_breakdown(estimate.parts)})"
             )
         return lines
+    layout = runtime.layout
+    where = "the GPU holds" if layout.gpus == 1 else f"on {layout.gpus} GPUs ({layout.name}) each holds"
     lines.append(
-        f"{'runtime':>{width}}: {runtime.name}; the GPU holds at most {human(runtime.peak_gpu_bytes, 'B')}"
+        f"{'runtime':>{width}}: {runtime.name}; {where} at most {human(runtime.peak_gpu_bytes, 'B')}"
         + (f" (while {runtime.set_by} runs)" if runtime.set_by else "")
     )
     for gpu in runtime.estimates:
         fits = "fits" if gpu.fits else f"does not fit in {gpu.memory_gb:g} GB"
+        share = (
+            f"; communication {gpu.parts.communication / gpu.seconds:.1%} of it"
+            if layout.gpus > 1 and gpu.seconds
+            else ""
+        )
         lines.append(
             f"{gpu.gpu:>{width}}: {seconds(gpu.seconds)} per generation end to end "
-            f"({_breakdown(gpu.parts)}; {fits})"
+            f"({_breakdown(gpu.parts)}; {fits}{share})"
         )
     for missing in runtime.not_supported:
         lines.append(f"{missing.gpu:>{width}}: not estimated (no {'/'.join(missing.missing)} tensor cores)")

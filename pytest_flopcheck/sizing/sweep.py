@@ -10,13 +10,20 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pytest_flopcheck.model.parallel import Layout
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
-from pytest_flopcheck.sizing.build import generation_totals, pipeline_memory, serving_times
+from pytest_flopcheck.sizing.build import generation_totals, pipeline_memory, runtime_figures, serving_times
 from pytest_flopcheck.sizing.hardware import Gpu
 from pytest_flopcheck.sizing.timing import Execution, tree_time
 
+RUNTIME_COLUMNS = ("runtime_s", "speedup", "parallel_efficiency", "peak_bytes_per_gpu", "communication_share")
 
-def sweep_columns(reg: ModelRegistration, gpu: Gpu | None) -> dict[str, str]:
+
+GPUS_FIELD = "gpus"
+"""The sweep field that varies the number of GPUs (with a runtime): not a workload field."""
+
+
+def sweep_columns(reg: ModelRegistration, gpu: Gpu | None, runtime: str | None = None) -> dict[str, str]:
     """The sweep's figure columns (after the varied fields) and what each holds."""
     stages = [s.name for s in reg.stages]
     columns = {f"{s}_flops": f"FLOPs of {s} per generation" for s in stages}
@@ -25,6 +32,15 @@ def sweep_columns(reg: ModelRegistration, gpu: Gpu | None) -> dict[str, str]:
         columns["kv_cache_bytes"] = "KV cache of the batch at the last decode step"
     if gpu is None:
         return columns
+    if runtime is not None:
+        where = f"on {gpu.name} under runtime {runtime}, in the layout its script uses on the row's GPUs"
+        return columns | {
+            "runtime_s": f"seconds per generation end to end {where}",
+            "speedup": "one GPU's seconds over the row's (the same workload)",
+            "parallel_efficiency": "speedup over the number of GPUs",
+            "peak_bytes_per_gpu": f"the most any one GPU holds {where}",
+            "communication_share": "share of the seconds spent in collectives",
+        }
     where = f"on {gpu.name}, per-kernel time model (torch SDPA, eager)"
     columns |= {f"{s}_s": f"seconds of {s} per generation {where}" for s in stages}
     columns["total_s"] = f"seconds per generation {where}"
@@ -47,6 +63,8 @@ def sweep_rows(
     build: Callable[[dict[str, Any]], Any],
     gpu: Gpu | None = None,
     precision: str = "bf16",
+    runtime: str | None = None,
+    layout_for: Callable[[Any, int], Layout] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Per-stage and total FLOPs per generation for every point of the grid (totals only), one
     row at a time; ``build`` turns one point's values into a workload. With ``gpu``, the time
@@ -55,9 +73,10 @@ def sweep_rows(
     names = list(grid)
     stages = [s.name for s in reg.stages]
     spec = reg.serving
+    alone: dict[Any, float] = {}  # one GPU's seconds per workload, the speedups' base
     for point in itertools.product(*(grid[n] for n in names)):
         values = dict(zip(names, point, strict=True))
-        workload = build(values)
+        workload = build({k: v for k, v in values.items() if k != GPUS_FIELD})
         generation = generation_totals(
             reg, workload, {stage: reg.totals(workload, stage) for stage in stages}
         )
@@ -77,7 +96,28 @@ def sweep_rows(
                 reg.name, "serving.cache_bytes_per_token", spec.cache_bytes_per_token, workload
             )
             row["kv_cache_bytes"] = sequences * (context + new - 1) * per_token
-        if gpu is not None:
+        if gpu is not None and runtime is not None:
+            assert layout_for is not None
+            count = values.get(GPUS_FIELD, 1)
+            running = runtime_figures(reg, workload, runtime, runs, [gpu], layout_for(workload, count))
+            seconds_now = running.seconds or 0.0
+            if workload not in alone:
+                alone[workload] = (
+                    seconds_now
+                    if count == 1
+                    else runtime_figures(reg, workload, runtime, runs, [gpu]).seconds or 0.0
+                )
+            speedup = alone[workload] / seconds_now if seconds_now else 0.0
+            (estimate,) = running.estimates or (None,)
+            communication = estimate.parts.communication if estimate is not None else 0.0
+            row |= {
+                "runtime_s": seconds_now,
+                "speedup": speedup,
+                "parallel_efficiency": speedup / count,
+                "peak_bytes_per_gpu": running.peak_gpu_bytes,
+                "communication_share": communication / seconds_now if seconds_now else 0.0,
+            }
+        elif gpu is not None:
             trees = {s: reg.tree(workload, s) for s in stages}
             execution = Execution(precision)
             modelled = {s.name for s in reg.stages if s.traffic_tolerance is not None}

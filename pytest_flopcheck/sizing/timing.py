@@ -18,6 +18,10 @@ for its kind, shape and GPU, instead of every layer at the datasheet peak.
   outputs once (a first-order estimate, and the report says which stages those are).
 - Autocast (fp32 weights, bf16 matmuls) casts each weight to bf16 at every call: its bytes read
   and written, one kernel.
+- Collectives of a parallel layout move their bytes over the GPU-to-GPU link at its measured
+  bus bandwidth, with nccl-tests' bus-bandwidth factors: an all-to-all or reduce-scatter of a
+  local buffer of B bytes over n ranks takes B·(n−1)/n / busBW, an all-gather of a shard of B
+  bytes B·(n−1) / busBW (its output is n·B), an all-reduce 2·B·(n−1)/n / busBW.
 - Every kernel costs the host a launch; when the launches take longer than the GPU's work, the
   difference is exposed (``launch``). CUDA graphs replay the launches for a fraction of the cost.
 
@@ -32,7 +36,7 @@ from typing import Final
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode, Kernel
+from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, Kernel
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS
 from pytest_flopcheck.sizing.hardware import Cited, Gpu
 
@@ -73,7 +77,8 @@ class Execution:
 class TimeParts:
     """Seconds by what bounds them: matmuls and convolutions at their compute rate, attention at
     its kernel's rate, memory-bound work (elementwise traffic, bandwidth-bound matmuls, autocast
-    casts), exposed launch overhead, host↔GPU transfers; and the kernels launched."""
+    casts), collectives over the GPU-to-GPU link (``communication``), exposed launch overhead,
+    host↔GPU transfers; and the kernels launched."""
 
     compute: float = 0.0
     attention: float = 0.0
@@ -81,15 +86,16 @@ class TimeParts:
     launch: float = 0.0
     transfer: float = 0.0
     kernels: int = 0
+    communication: float = 0.0
 
     @property
     def seconds(self) -> float:
-        return self.compute + self.attention + self.memory + self.launch + self.transfer
+        return self.compute + self.attention + self.memory + self.communication + self.launch + self.transfer
 
     @property
     def device(self) -> float:
         """The GPU's own work (launch overhead and transfers apart)."""
-        return self.compute + self.attention + self.memory
+        return self.compute + self.attention + self.memory + self.communication
 
     def __add__(self, other: TimeParts) -> TimeParts:
         return TimeParts(
@@ -99,6 +105,7 @@ class TimeParts:
             self.launch + other.launch,
             self.transfer + other.transfer,
             self.kernels + other.kernels,
+            self.communication + other.communication,
         )
 
     def times(self, n: int) -> TimeParts:
@@ -109,11 +116,12 @@ class TimeParts:
             self.launch * n,
             self.transfer * n,
             self.kernels * n,
+            self.communication * n,
         )
 
 
 ZERO: Final = TimeParts()
-PARTS: Final = ("compute", "attention", "memory", "launch", "transfer")
+PARTS: Final = ("compute", "attention", "memory", "communication", "launch", "transfer")
 
 
 def gemm_efficiency(gpu: Gpu, precision: str, kernel: Kernel | None) -> float:
@@ -165,13 +173,16 @@ def leaf_time(node: CostNode, gpu: Gpu, execution: Execution, traffic_modelled: 
     bandwidth = gpu.achievable_bandwidth
     compute = attention = memory = 0.0
     kernels = 0
+    kernel = node.kernel
+    if kernel is not None and kernel.kind in COLLECTIVE_KINDS:
+        seconds = collective_seconds(gpu, kernel.kind, kernel.group, m.collective_bytes)
+        return TimeParts(kernels=m.collectives, communication=seconds)
     if m.flops:
         kernels += node.calls
         io = m.io_bytes
         if execution.weights is not None and not execution.autocast and m.params:
             io += m.params * DTYPE_BYTES[execution.weights] - m.weight_bytes
         moving = io / bandwidth
-        kernel = node.kernel
         if kernel is not None and kernel.kind == "attention":
             rate, share = attention_rate(gpu, execution, kernel)
             busy = m.flops * share / rate
@@ -210,6 +221,26 @@ def tree_time(tree: CostNode, gpu: Gpu, execution: Execution, traffic_modelled: 
         total = total + leaf_time(node, gpu, execution, traffic_modelled).times(times)
     host = total.kernels * LAUNCH[execution.launch].value
     return attrs.evolve(total, launch=max(0.0, host - total.device))
+
+
+def _bus_factor(kind: str, n: int) -> float:
+    if kind == "all_gather":
+        return float(n - 1)
+    if kind == "all_reduce":
+        return 2 * (n - 1) / n
+    return (n - 1) / n  # all-to-all, reduce-scatter
+
+
+"""Bytes on the wire per byte of a rank's local input, over the bus bandwidth (nccl-tests,
+PERFORMANCE.md: busBW = algBW·(n−1)/n for all-gather, reduce-scatter and all-to-all, whose size
+is the whole gathered output for an all-gather; 2(n−1)/n for all-reduce)."""
+
+
+def collective_seconds(gpu: Gpu, kind: str, group: int, local_bytes: int) -> float:
+    """One collective over ``group`` ranks of ``gpu`` with ``local_bytes`` of input per rank."""
+    if group <= 1 or not local_bytes:
+        return 0.0
+    return local_bytes * _bus_factor(kind, group) / gpu.bus_bandwidth
 
 
 def transfer_seconds(gpu: Gpu, to_gpu_bytes: int, to_host_bytes: int) -> float:

@@ -23,11 +23,17 @@ IO = "test_io"
 MEMORY = "test_memory"
 TRAFFIC = "test_traffic"
 TRAFFIC_METRICS = ("elementwise_bytes", "elementwise_ops")
+PARALLEL = "test_parallel"
+PARALLEL_METRICS = ("flops", "collective_bytes", "collectives")
+"""What test_parallel compares on one rank of a layout: FLOPs on every claiming node, and the
+collectives' bytes and count on every module a group claims whole."""
+LAYOUT_MARK = "@"
+"""Joins a stage and a layout in a test id: ``diffusion_core@u2`` (one rank of Ulysses 2)."""
 """What test_traffic compares: the elementwise ops' bytes and their number."""
 LIVE_PEAK = "live_peak_bytes"
 """The metric test_memory compares within the stage's memory tolerance: the live peak beyond the
 weights."""
-KINDS = (LAYER, PARAMS, IO, TRAFFIC, END_TO_END, MEMORY, GENERATION)
+KINDS = (LAYER, PARAMS, IO, TRAFFIC, END_TO_END, MEMORY, PARALLEL, GENERATION)
 
 GENERATION_STAGE = "generation"
 """The stage name under which a tiny end-to-end generation is recorded."""

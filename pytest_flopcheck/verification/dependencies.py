@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode, TreeError, check_tree
-from pytest_flopcheck.model.registration import Generation, ModelRegistration
+from pytest_flopcheck.model.parallel import Layout
+from pytest_flopcheck.model.registration import Generation, ModelRegistration, ReferenceCall
 from pytest_flopcheck.reference.counting import (
     COUNTS_FORMAT,
     ReferenceCounts,
@@ -22,9 +24,17 @@ from pytest_flopcheck.reference.counting import (
     build_and_count,
     count_reference,
 )
+from pytest_flopcheck.reference.parallel import fake_process_group
 from pytest_flopcheck.reference.provenance import UnstableKey, canonical, code_key, framework_digest
 from pytest_flopcheck.reference.store import COUNTED, CountFailed, ReferenceStore, cache_key
-from pytest_flopcheck.verification.cases import GENERATION, GENERATION_STAGE, PIPELINE, Case, Selection
+from pytest_flopcheck.verification.cases import (
+    GENERATION,
+    GENERATION_STAGE,
+    LAYOUT_MARK,
+    PIPELINE,
+    Case,
+    Selection,
+)
 
 
 @attrs.frozen
@@ -86,6 +96,14 @@ def _settled(result: T | ReferenceSkipped | Cause) -> T:
     return result
 
 
+def _count_in(layout: Layout | None, count: Any) -> Any:
+    """``count()``, within a fake process group of the layout's ranks when it has one."""
+    if layout is None:
+        return count()
+    with fake_process_group(layout.gpus):
+        return count()
+
+
 def _short_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc, limit=-8))
 
@@ -129,8 +147,25 @@ class Dependencies:
         key = f"{kind}:{model}/{workload}/{stage}" + (f"@{self.device}" if kind == "reference" else "")
         return Cause(key, kind, model, workload, stage, self.registry.origins.get(model, "?"), message, tb)
 
+    @staticmethod
+    def layout_stage(stage: str, layout: Layout) -> str:
+        """The stage key of one rank of ``layout`` (``diffusion_core@u2``)."""
+        return f"{stage}{LAYOUT_MARK}{layout.slug}"
+
+    def split_stage(self, model: str, key: str) -> tuple[str, Layout | None]:
+        """A stage key as the stage and the verified layout it names (None: one GPU)."""
+        if LAYOUT_MARK not in key:
+            return key, None
+        stage, _, slug = key.partition(LAYOUT_MARK)
+        parallel = self.registration(model).parallel
+        for _, checked, layout in parallel.checks if parallel else ():
+            if checked == stage and layout.slug == slug:
+                return stage, layout
+        raise KeyError(f"{model} verifies no layout {slug!r} of stage {stage!r}")
+
     def tree_or_cause(self, model: str, workload: str, stage: str) -> CostNode | Cause:
-        """The validated analytic tree of one run of ``stage``, or why there is none."""
+        """The validated analytic tree of one run of ``stage``, or why there is none (a stage key
+        with a layout: one rank's tree of that layout)."""
         key = (model, workload, stage)
         if key not in self._trees:
             reg = self.registration(model)
@@ -140,7 +175,12 @@ class Dependencies:
             )
             try:
                 assert reg.analytic is not None  # the selection refuses a model without one
-                built = reg.analytic(reg.workloads[workload], stage)
+                base, layout = self.split_stage(model, stage)
+                if layout is not None:
+                    assert reg.parallel is not None
+                    built = reg.parallel.analytic(reg.workloads[workload], base, layout)
+                else:
+                    built = reg.analytic(reg.workloads[workload], stage)
                 tree = check_tree(built)
             except TreeError as exc:
                 self._trees[key] = self._cause("analytic", model, workload, stage, f"{where} {exc}")
@@ -189,6 +229,12 @@ class Dependencies:
         UnstableKey when some part differs between runs."""
         reg = self.registration(model)
         wl = reg.workloads[workload]
+        base, layout = self.split_stage(model, stage)
+        parallel = (
+            {"layout": layout.as_dict(), "parallel_reference": code_key(reg.parallel.reference)}
+            if layout is not None and reg.parallel is not None
+            else {}
+        )
         return cache_key(
             {
                 "model": model,
@@ -197,9 +243,10 @@ class Dependencies:
                 "device": self.device,
                 **self._shared_key(reg),
                 "reference": code_key(reg.reference),
-                "reference_config": canonical(reg.reference_config(wl, stage))
+                "reference_config": canonical(reg.reference_config(wl, base))
                 if reg.reference_config
                 else None,
+                **parallel,
             }
         )
 
@@ -231,10 +278,22 @@ class Dependencies:
         if reg.reference is None:
             return ReferenceSkipped(f"model {model!r} registers no reference implementation")
         wl = reg.workloads[workload]
-        build = reg.reference
+        base, layout = self.split_stage(model, stage)
+        build: Callable[[Any, str, str], ReferenceCall]
+        if layout is not None:
+            parallel = reg.parallel
+            if parallel is None or parallel.reference is None:
+                return ReferenceSkipped(f"model {model!r} registers no parallel reference")
+            builder = parallel.reference
+            chosen = layout
+
+            def build(w: Any, s: str, device: str) -> ReferenceCall:
+                return builder(w, base, chosen, device)
+        else:
+            build = reg.reference
         try:
             sized = reg.reference_bytes is not None and self.device != "meta"
-            estimate = reg.reference_bytes(wl, stage) if reg.reference_bytes and sized else None
+            estimate = reg.reference_bytes(wl, base) if reg.reference_bytes and sized else None
             try:
                 key: str | None = self.reference_key(model, workload, stage)
             except UnstableKey as why:
@@ -245,8 +304,11 @@ class Dependencies:
             start = time.perf_counter()
             counts, source = self.store.fetch(
                 key,
-                lambda: build_and_count(
-                    lambda: build(wl, stage, self.device), self.device, estimate, reg.op_policy
+                lambda: _count_in(
+                    layout,
+                    lambda: build_and_count(
+                        lambda: build(wl, stage, self.device), self.device, estimate, reg.op_policy
+                    ),
                 ),
             )
         except ReferenceSkipped as skipped:

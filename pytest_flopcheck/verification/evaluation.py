@@ -20,6 +20,8 @@ from pytest_flopcheck.verification.cases import (
     LAYER,
     LIVE_PEAK,
     MEMORY,
+    PARALLEL,
+    PARALLEL_METRICS,
     PARAMS,
     PIPELINE,
     TRAFFIC,
@@ -82,9 +84,29 @@ def plan(deps: Dependencies) -> Iterator[Case]:
                     yield Case(MEMORY, model, workload, stage.name)
             if reg.multiplicities is not None:
                 yield Case(END_TO_END, model, workload, PIPELINE)
+            yield from _parallel_cases(deps, model, workload, idle)
         for name in reg.generations:  # selected like workloads: all, or those named
             if not deps.selection.workload_filter or name in deps.selection.workload_filter:
                 yield Case(GENERATION, model, name, GENERATION_STAGE)
+
+
+def _parallel_cases(deps: Dependencies, model: str, workload: str, idle: set[str]) -> Iterator[Case]:
+    """test_parallel: every node that names a reference module, on rank 0 of each layout the
+    registration verifies for this workload."""
+    parallel = deps.registration(model).parallel
+    if parallel is None or parallel.reference is None:
+        return
+    for checked, stage, layout in parallel.checks:
+        if checked != workload or stage in idle:
+            continue
+        key = deps.layout_stage(stage, layout)
+        tree = deps.tree_or_cause(model, workload, key)
+        if not isinstance(tree, CostNode):
+            yield Case(PARALLEL, model, workload, key)
+            continue
+        for node in tree.walk():
+            if node.reference is not None:
+                yield Case(PARALLEL, model, workload, key, node.id)
 
 
 def _idle_stages(deps: Dependencies, model: str, workload: str) -> set[str]:
@@ -105,6 +127,8 @@ def evaluate(deps: Dependencies, case: Case) -> Outcome:
         return _generation(deps, case)
     if case.stage == PIPELINE:
         return _pipeline(deps, case)
+    if case.kind == PARALLEL:
+        return _parallel(deps, case)
     reg = deps.registration(case.model)
     tolerance = reg.stage(case.stage).tolerance
     counts = deps.reference(case.model, case.workload, case.stage)
@@ -158,6 +182,36 @@ def evaluate(deps: Dependencies, case: Case) -> Outcome:
         shown,
     )
     return Outcome((comparison,))
+
+
+def _parallel(deps: Dependencies, case: Case) -> Outcome:
+    """One rank of a layout: the node's FLOPs against the module's counted on rank 0 of the real
+    parallel code, exactly; for a group claiming its module whole (and the stage), also the bytes
+    handed to collectives and their number. A leaf claiming a module's own work compares FLOPs
+    only: the collectives inside that module are claimed by the group around it."""
+    counts = deps.reference(case.model, case.workload, case.stage)
+    node = deps.node(case.model, case.workload, case.stage, case.layer)
+    assert node.reference is not None
+    metrics = ("flops",) if node.reference_own or not node.children else PARALLEL_METRICS
+    label = (node.reference or "(whole module)") + (" (own work)" if node.reference_own else "")
+    comparisons = tuple(
+        Comparison(
+            case.model,
+            case.workload,
+            case.stage,
+            case.layer,
+            label,
+            metric,
+            getattr(node.total, metric),
+            counts.value(
+                node.reference, node.reference_own, metric, node.reference_ops if metric == "flops" else ()
+            ),
+            0.0,
+        )
+        for metric in metrics
+    )
+    gaps = tuple(coverage_gaps(node, counts)) if not case.layer else ()
+    return Outcome(comparisons, gaps)
 
 
 def _traffic(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:

@@ -110,6 +110,39 @@ def test_gpu_and_precision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert only_report(tmp_path / "all")["time_estimates"]["not_supported"]["gpus"] == ["A100-80GB", "A800"]
 
 
+def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--gpus N sizes the runtime in the layout its script uses on N GPUs: one GPU's (rank 0's)
+    FLOPs, collectives, weights and seconds, with the layout in report.json."""
+    figures = {}
+    for n in (1, 4):
+        out = tmp_path / str(n)
+        argv = ("report", "wan2_1", "--workload", "W-003", "--gpu", "H100-SXM", "--runtime", "official")
+        assert run(capsys, *argv, "--gpus", str(n), "--output", str(out))[0] == 0
+        figures[n] = only_report(out)["runtime"]
+    one, four = figures[1], figures[4]
+    assert one["layout"] == {"gpus": 1, "ulysses": 1, "ring": 1, "cfg": 1, "fsdp": []}
+    assert four["layout"] == {
+        "gpus": 4,
+        "ulysses": 4,
+        "ring": 1,
+        "cfg": 1,
+        "fsdp": ["diffusion_core", "text_encoder"],
+    }
+    dit1, dit4 = one["stages"]["diffusion_core"], four["stages"]["diffusion_core"]
+    assert dit1["collective_bytes"] == 0 < dit4["collective_bytes"]
+    # the blocks split four ways; the embeddings, the text keys and values run on every rank
+    assert dit1["flops"] / 4 < dit4["flops"] < dit1["flops"] / 4 * 1.05
+    assert dit4["sharded"]
+    assert dit4["weight_bytes"] == -(-dit1["weight_bytes"] // 4)
+    assert four["stages"]["vae_decode"]["flops"] == one["stages"]["vae_decode"]["flops"]  # rank 0 decodes
+    assert four["moves"] == []  # no offloading on several GPUs
+    assert four["peak_gpu_bytes"] < one["peak_gpu_bytes"]
+    assert one["seconds"] / 4 < four["seconds"] < one["seconds"] / 3
+    (estimate,) = four["estimates"]
+    assert estimate["stages"]["diffusion_core"]["parts"]["communication_s"] > 0
+    assert only_report(tmp_path / "4")["schema_version"] == 2
+
+
 BAD = [
     (("--height", "721"), "--height 721 is not allowed: it must be a positive multiple of 16"),
     (("--width", "0"), "--width 0 is not allowed"),
@@ -127,6 +160,25 @@ BAD = [
     ),
     (("--gpu", "A100-80GB", "--precision", "fp8"), "--precision 'fp8' is not supported by A100-80GB"),
     (("--precision", "fp4"), "--precision 'fp4' is not allowed: choose one of tf32, bf16, fp16, fp8"),
+    (("--gpus", "2"), "--gpus is not allowed without --runtime"),
+    (
+        ("--runtime", "official", "--gpus", "0"),
+        "--gpus '0' is not allowed: give a positive whole number of GPUs",
+    ),
+    (("--runtime", "official", "--gpus", "two"), "--gpus 'two' is not allowed"),
+    (("--runtime", "official-t5-cpu", "--gpus", "2"), "runtime official-t5-cpu runs on one GPU only"),
+    (
+        ("--runtime", "official", "--layout", "ulysses=3"),
+        "ulysses=3 does not divide the DiT's 40 attention heads",
+    ),
+    (
+        ("--runtime", "official", "--gpus", "4", "--layout", "ulysses=2"),
+        "--gpus 4 is not allowed with --layout 'ulysses=2': its degrees multiply to 2 GPUs",
+    ),
+    (("--runtime", "official", "--layout", "cfg=2", "--no-guidance"), "this workload has no guidance"),
+    (("--runtime", "official", "--layout", "cfg=3"), "cfg must be 1 or 2"),
+    (("--runtime", "official", "--layout", "tp=2"), "layout item 'tp=2' is not KEY=VALUE"),
+    (("--runtime", "official", "--layout", "fsdp=vae_decode"), "fsdp=vae_decode cannot be sharded"),
 ]
 
 
@@ -760,6 +812,42 @@ def test_a_context_beyond_the_model_is_a_warning(tmp_path: Path, capsys: pytest.
     )
     assert code == 0
     assert "the sequences reach 5,004 tokens, beyond the model's context of 4,096" in out
+
+
+def test_sweep_over_gpu_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--runtime with --vary gpus: seconds, speedup over one GPU, parallel efficiency, peak per GPU
+    and communication share per row, each row the runtime's layout for that count, and plots."""
+    base = ("sweep", "wan2_1", "--workload", "W-003", "--gpu", "H100-SXM", "--runtime", "official")
+    code, _, _ = run(capsys, *base, "--vary", "gpus=1,2,4", "--output", str(tmp_path / "ok"))
+    assert code == 0
+    (folder,) = (tmp_path / "ok").glob("*/sweep/wan2_1")
+    rows = list(csv.DictReader((folder / "sweep.csv").open()))
+    assert [r["gpus"] for r in rows] == ["1", "2", "4"]
+    assert float(rows[0]["speedup"]) == 1.0
+    assert float(rows[0]["communication_share"]) == 0.0
+    assert 1 < float(rows[1]["speedup"]) < 2 < float(rows[2]["speedup"]) < 4
+    assert all(0 < float(r["parallel_efficiency"]) <= 1 for r in rows)
+    peaks = [int(r["peak_bytes_per_gpu"]) for r in rows]
+    assert peaks == sorted(peaks, reverse=True)
+    assert {p.name for p in folder.glob("*.png")} >= {
+        "gpus_seconds.png",
+        "gpus_memory.png",
+        "gpus_scaling.png",
+    }
+    for argv, message in (
+        (("sweep", "wan2_1", "--vary", "gpus=1,2"), "--vary gpus is not allowed without --runtime and --gpu"),
+        (
+            ("sweep", "wan2_1", "--runtime", "official", "--vary", "gpus=1,2"),
+            "--runtime official needs --gpu",
+        ),
+        ((*base, "--vary", "gpus=1,3"), "ulysses=3 does not divide the DiT's 40 attention heads"),
+        ((*base, "--vary", "gpus=0,2"), "the GPU counts must be positive integers"),
+    ):
+        code, out, err = run(capsys, *argv, "--output", str(tmp_path / "bad"))
+        assert code == 2, argv
+        assert message in err
+        assert "Traceback" not in out + err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_sweep_with_a_gpu_adds_time_and_serving_columns(

@@ -19,7 +19,14 @@ from pytest_flopcheck.sizing.hardware import (
     check_precision,
     lookup,
 )
-from pytest_flopcheck.sizing.timing import LAUNCH, Execution, gemm_efficiency, leaf_time, tree_time
+from pytest_flopcheck.sizing.timing import (
+    LAUNCH,
+    Execution,
+    collective_seconds,
+    gemm_efficiency,
+    leaf_time,
+    tree_time,
+)
 
 H100 = GPUS["H100-SXM"]
 
@@ -183,3 +190,23 @@ def test_a_node_without_a_shape_is_a_large_gemm() -> None:
     assert leaf_time(node, H100, Execution("bf16"), True).compute == pytest.approx(
         1e15 / (989.4e12 * MAMF_BF16["H100"].value)
     )
+
+
+def test_collectives_take_nccl_tests_bus_bandwidth_factors() -> None:
+    """An all-to-all of B local bytes over n ranks moves B(n-1)/n per rank over the bus bandwidth,
+    an all-gather of a B-byte shard B(n-1) (its output is nB), an all-reduce 2B(n-1)/n; a group of
+    one moves nothing. The H100's bus bandwidth is its NVLink's measured share."""
+    gpu = lookup("H100-SXM")
+    bus = 450e9 * 376 / 450
+    assert gpu.bus_bandwidth == pytest.approx(bus)
+    assert collective_seconds(gpu, "all_to_all", 8, 10**9) == pytest.approx(1e9 * 7 / 8 / bus)
+    assert collective_seconds(gpu, "all_gather", 8, 10**9) == pytest.approx(7e9 / bus)
+    assert collective_seconds(gpu, "all_reduce", 4, 10**9) == pytest.approx(2e9 * 3 / 4 / bus)
+    assert collective_seconds(gpu, "all_gather", 1, 10**9) == 0.0
+    leaf = layers.collective("x", "all_to_all", group=2, local_bytes=10**6)
+    parts = leaf_time(leaf, gpu, Execution("bf16"), True)
+    assert parts.communication == pytest.approx(0.5e6 / bus)
+    assert parts.kernels == 1
+    assert parts.compute == parts.memory == 0
+    assert lookup("H800").link_efficiency.assumed
+    assert not gpu.link_efficiency.assumed

@@ -841,6 +841,39 @@ def test_traffic_compares_each_claiming_layer_exactly_and_the_stage_within_its_t
     assert not [line for line in collected if "test_traffic" in line]
 
 
+@pytest.mark.parametrize("mode", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_parallel_layouts_are_checked_on_one_rank_of_a_fake_process_group(
+    toy: pytest.Pytester, mode: tuple[str, ...]
+) -> None:
+    """A registration's verified layouts get a test_parallel check per claiming node: FLOPs on
+    every node, the collectives' bytes and count on groups, against the real code run on rank 0
+    of a fake process group; a wrong collective fails and names the metric."""
+    args = ("--flopcheck=toy", "--flopcheck-workloads=small", "-k", "test_parallel", *mode, *NO_CACHE)
+    toy.makeconftest(toy_source(PARALLEL_FUDGE="0"))
+    toy.runpytest(*args).assert_outcomes(passed=3)
+    evidence = load_evidence(run_dirs(toy)[-1])
+    assert sorted(c["test"] for c in evidence["checks"]) == [
+        "test_parallel[toy/small/core@u2/gather]",
+        "test_parallel[toy/small/core@u2/proj]",
+        "test_parallel[toy/small/core@u2]",
+    ]
+    by_metric = {(r["layer"], r["metric"]): r for r in evidence["results"]}
+    # one all-gather of the 2 x 5 x 48 fp32 projection, counted where the Gather module runs it
+    assert by_metric["gather", "collective_bytes"]["reference"] == 2 * 5 * 48 * 4
+    assert by_metric["gather", "collectives"]["reference"] == 1
+    assert by_metric["", "collective_bytes"]["analytic"] == by_metric["", "collective_bytes"]["reference"]
+    assert ("proj", "collective_bytes") not in by_metric  # a leaf compares FLOPs only
+    (row,) = [r for r in evidence["summary"] if r["stage"] == "core@u2"]
+    assert row["status"] == "pass"
+    toy.makeconftest(toy_source(PARALLEL_FUDGE="8"))
+    result = toy.runpytest(*args)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*toy/small/core@u2/gather*collective_bytes*OUTSIDE tolerance*"])
+    toy.makeconftest(TOY)
+    collected = toy.runpytest("--flopcheck=toy", "--collect-only", "-q", *NO_CACHE).stdout.lines
+    assert not [line for line in collected if "test_parallel" in line]
+
+
 def test_generations_are_selected_like_workloads(toy: pytest.Pytester) -> None:
     toy.makeconftest(toy_source(GENERATIONS='{"twice": lambda: generation()}'))
     only_small = toy.runpytest(

@@ -347,3 +347,38 @@ def test_sdpa_runs_as_one_fused_kernel_on_meta() -> None:
     # the math path would hold the 2 × 1024 × 1024 score matrix; the fused kernel holds q (shared
     # by q, k and v), the output and its fp32 log-sum-exp
     assert counts.peak_bytes == 2 * (2 * 1024 * 16) * 2 + 4 * 2 * 1024
+
+
+def test_collectives_are_counted_with_their_local_input_bytes_and_not_as_traffic() -> None:
+    """On a fake process group, each collective a module issues counts its local input once (an
+    all-to-all's buffer, an all-gather's shard); the waits around them count nothing, and none
+    of it is elementwise traffic."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed import _functional_collectives as funcol
+
+    from pytest_flopcheck.reference.parallel import fake_process_group
+
+    class Exchange(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            swapped = funcol.all_to_all_single(x, None, None, dist.group.WORLD)
+            return funcol.all_gather_single(swapped, 0, dist.group.WORLD)
+
+    class Outer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.exchange = Exchange()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.exchange(x) * 2
+
+    model = Outer()
+    x = torch.zeros(4, 8)
+    with fake_process_group(4):
+        counts = build_and_count(lambda: ReferenceCall(model, lambda: model(x)), "cpu")
+    assert not dist.is_initialized()  # the group is gone after the count
+    assert counts.value("exchange", False, "collective_bytes") == 2 * 4 * 8 * 4
+    assert counts.value("exchange", False, "collectives") == 2
+    assert counts.value("", True, "collective_bytes") == 0  # the outer module's own ops issue none
+    assert counts.value("exchange", False, "elementwise_ops") == 0
+    assert counts.value("", False, "elementwise_ops") == 1  # the doubling

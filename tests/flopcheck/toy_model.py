@@ -13,7 +13,9 @@ import attrs
 from pytest_flopcheck import (
     CostNode,
     Generation,
+    Layout,
     ModelRegistration,
+    Parallel,
     ReferenceCall,
     Stage,
     group,
@@ -33,6 +35,7 @@ GENERATION_FUDGE = 0  # added to the analytic total of that generation
 MEMORY_TOLERANCE = None  # set to declare the stage's memory tolerance (a test_memory check)
 LIVE_FUDGE = 0  # added to the bytes the analytic model says the stage holds
 TRAFFIC_FUDGE = None  # set to an int: the stage predicts its elementwise traffic (off by this many bytes)
+PARALLEL_FUDGE = None  # set to an int: a two-rank layout is verified (its all-gather off by this many bytes)
 DIM, HEADS, CHANNELS = 16, 2, 3
 
 
@@ -157,6 +160,47 @@ def reference(w: ToyWorkload, stage: str, device: str) -> ReferenceCall:
     return ReferenceCall(model, lambda: model(x, image))
 
 
+def parallel_analytic(w: ToyWorkload, stage: str, layout: Layout) -> CostNode:
+    """One rank of the toy's sequence-parallel projection: its rows, then the outputs gathered."""
+    rows = w.batch * w.seq
+    proj = layers.linear(
+        "proj", "projection", rows=rows, in_features=DIM, out_features=3 * DIM, bias=True, dtype_bytes=4,
+        reference="proj",
+    )  # fmt: skip
+    gather = layers.collective(
+        "gather.all_gather", "all_gather", group=layout.gpus, local_bytes=rows * 3 * DIM * 4 + PARALLEL_FUDGE
+    )
+    return group(
+        "", "model", [proj, group("gather", "communication", [gather], reference="gather")], reference=""
+    )
+
+
+def parallel_reference(w: ToyWorkload, stage: str, layout: Layout, device: str) -> ReferenceCall:
+    """The projection on this rank's tokens, its output all-gathered over the (fake) group."""
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed import _functional_collectives as funcol
+
+    class Gather(nn.Module):
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            return funcol.all_gather_single(y, 1, dist.group.WORLD)
+
+    class ParallelToy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(DIM, 3 * DIM)
+            self.gather = Gather()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.gather(self.proj(x))
+
+    with torch.device(device):
+        model = ParallelToy()
+        x = torch.randn(w.batch, w.seq, DIM)
+    return ReferenceCall(model, lambda: model(x))
+
+
 def generation() -> Generation:
     """A whole 'generation' of the toy: the model run twice on CPU, and its analytic total."""
     w = ToyWorkload(2, 5, 8)
@@ -188,5 +232,13 @@ def flopcheck_register_models(register):  # type: ignore[no-untyped-def]
             multiplicities=lambda w: RUNS,
             reference_packages=("torch",),
             generations=GENERATIONS,
+            parallel=None
+            if PARALLEL_FUDGE is None
+            else Parallel(
+                analytic=parallel_analytic,
+                validate=lambda w, layout: None,
+                reference=parallel_reference,
+                checks=(("small", "core", Layout(ulysses=2)),),
+            ),
         )
     )

@@ -150,3 +150,35 @@ def test_fast_stage_totals_equal_the_full_trees(w: Workload) -> None:
 
     for stage in STAGES:
         assert stage_totals(w, stage) == stage_tree(w, stage).total, stage
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([1, 2, 4]),
+    st.sampled_from([1, 2]),
+    st.integers(1, 8).map(lambda n: 128 * n),
+    st.integers(1, 8).map(lambda n: 128 * n),
+    st.integers(1, 3),
+    st.integers(1, 512),
+)
+def test_sequence_parallel_splits_the_blocks_and_repeats_the_text_keys(
+    ulysses: int, ring: int, height: int, width: int, batch: int, text_len: int
+) -> None:
+    """One rank of Ulysses U × ring R does 1/S of every block's work except the cross-attention's
+    text key and value projections, which every rank repeats; its collectives are the q, k, v and
+    output all-to-alls (Ulysses) and one gather of k and v (ring), each of one rank's tokens."""
+    from pytest_flopcheck import Layout
+    from wan_models.wan2_1.dit import block
+
+    w = Workload(batch_size=batch, frames=5, height=height, width=width, text_len=text_len)
+    layout = Layout(ulysses=ulysses, ring=ring)
+    s = layout.sequence
+    full, rank = block(0, w.dit, w), block(0, w.dit, w, layout)
+    nodes = {n.id: n for n in full.walk()}
+    repeated = sum(nodes[f"blocks.0.cross_attn.{p}"].total.flops for p in ("k", "v"))
+    assert (full.total.flops - repeated) % s == 0
+    assert rank.total.flops == (full.total.flops - repeated) // s + repeated
+    local = batch * w.tokens // s * w.dit.dim * w.dtype_bytes
+    expected = (4 * local if ulysses > 1 else 0) + (2 * local if ring > 1 else 0)
+    assert rank.total.collective_bytes == expected
+    assert rank.total.collectives == (4 if ulysses > 1 else 0) + (1 if ring > 1 else 0)

@@ -10,7 +10,7 @@ from math import prod
 
 import attrs
 
-from pytest_flopcheck import CostNode, Metrics, Renamer, group, join, layers, merge_calls
+from pytest_flopcheck import SINGLE, CostNode, Layout, Metrics, Renamer, group, join, layers, merge_calls
 from wan_models.wan2_1.config import DiTConfig
 from wan_models.wan2_1.workload import Workload
 
@@ -81,10 +81,14 @@ def attention(
     kv_rows: int,
     dtype_bytes: int,
     out_scratch_bytes: int = 0,
+    layout: Layout = SINGLE,
 ) -> CostNode:
     """A WanAttention: q on ``q_rows`` tokens, k/v on ``kv_rows`` tokens, RMSNorm on q and k
     across heads, the attention core, and the output projection (``out_scratch_bytes``: what lives
-    beside its call)."""
+    beside its call). Under a sequence-parallel ``layout`` the rows are one rank's share; a
+    self-attention's q, k, v and output go through Ulysses all-to-alls (heads split by U, the
+    sequence gathered over U) and ring attention all-gathers k and v over R, so its core sees
+    H/U heads, L/R queries and all L keys."""
     d = cfg.dim
 
     def proj(name: str, ref_name: str, rows: int, scratch: int = 0) -> CostNode:
@@ -112,13 +116,15 @@ def attention(
         )
         return layers.with_traffic(node, rms_norm_traffic(batch * rows, d, dtype_bytes))
 
+    sequence = kind == "self_attention" and layout.sequence > 1
+    u, r = (layout.ulysses, layout.ring) if sequence else (1, 1)
     core = layers.attention_core(
         join(prefix, "core"),
         f"{kind}_core",
         batch=batch,
-        heads=cfg.num_heads,
-        q_len=q_rows,
-        kv_len=kv_rows,
+        heads=cfg.num_heads // u,
+        q_len=q_rows * u,
+        kv_len=kv_rows * u * r,
         head_dim=cfg.head_dim,
         dtype_bytes=dtype_bytes,
         reference=ref,
@@ -126,23 +132,44 @@ def attention(
     if kind == "self_attention":  # rotary embeddings on q and k: the processor's own ops
         rope = rope_traffic(batch * q_rows, q_rows, d, cfg.head_dim, dtype_bytes)
         core = layers.with_traffic(core, rope.times(2))
+    local = batch * q_rows * d * dtype_bytes  # one rank's q (k, v, output alike)
+    exchange = []
+    if u > 1:
+        exchange += [
+            layers.collective(join(prefix, f"all_to_all.{t}"), "all_to_all", group=u, local_bytes=local)
+            for t in ("q", "k", "v")
+        ]
+    if r > 1:
+        exchange.append(
+            layers.collective(join(prefix, "ring.kv"), "all_gather", group=r, local_bytes=2 * local)
+        )
+    after = (
+        [layers.collective(join(prefix, "all_to_all.out"), "all_to_all", group=u, local_bytes=local)]
+        if u > 1
+        else []
+    )
     children = [
         proj("q", "to_q", q_rows),
         proj("k", "to_k", kv_rows),
         proj("v", "to_v", kv_rows),
         qk_norm("norm_q", q_rows),
         qk_norm("norm_k", kv_rows),
+        *exchange,
         core,
+        *after,
         proj("o", "to_out.0", q_rows, out_scratch_bytes),
     ]
     return group(prefix, kind, children, reference=ref)
 
 
-def cross_attention(prefix: str, ref: str, cfg: DiTConfig, w: Workload) -> CostNode:
+def cross_attention(
+    prefix: str, ref: str, cfg: DiTConfig, w: Workload, tokens: int | None = None
+) -> CostNode:
     """The cross-attention over the text keys; image-to-video DiTs add an image branch: the
     same queries over the image tokens' keys and values (``add_k_proj``/``add_v_proj``, an
     RMSNorm on the keys across heads), its output added before ``to_out``."""
-    b, tokens, db = w.batch_size, w.tokens, w.dtype_bytes
+    b, db = w.batch_size, w.dtype_bytes
+    tokens = w.tokens if tokens is None else tokens  # one rank's share under sequence parallelism
     text = attention(
         join(prefix, "cross_attn"),
         f"{ref}.attn2",
@@ -216,11 +243,12 @@ def cross_attention(prefix: str, ref: str, cfg: DiTConfig, w: Workload) -> CostN
     )
 
 
-def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
-    """One transformer block: self-attention, cross-attention norm, cross-attention, FFN."""
+def block(index: int, cfg: DiTConfig, w: Workload, layout: Layout = SINGLE) -> CostNode:
+    """One transformer block: self-attention, cross-attention norm, cross-attention, FFN (under
+    a sequence-parallel ``layout``, one rank's share of the tokens)."""
     prefix = f"blocks.{index}"
     ref = prefix
-    b, tokens, db, d = w.batch_size, w.tokens, w.dtype_bytes, cfg.dim
+    b, tokens, db, d = w.batch_size, w.tokens // layout.sequence, w.dtype_bytes, cfg.dim
     stream = b * tokens * d  # one token-by-width tensor
     # After the output projection diffusers adds the gated output to the residual in fp32: the
     # upcast residual, the gated output and their sum live beside the projection's output.
@@ -235,6 +263,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             kv_rows=tokens,
             dtype_bytes=db,
             out_scratch_bytes=3 * stream * layers.FP32_BYTES,
+            layout=layout,
         )
     ]
     children.insert(
@@ -262,7 +291,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
             )
         )
     children += [
-        cross_attention(prefix, ref, cfg, w),
+        cross_attention(prefix, ref, cfg, w, tokens),
         layers.elementwise(
             join(prefix, "norm2"),
             "norm",
@@ -317,7 +346,7 @@ def block(index: int, cfg: DiTConfig, w: Workload) -> CostNode:
                 reference=ref,
                 reference_own=True,
             ),
-            block_traffic(cfg, w),
+            block_traffic(cfg, w, tokens),
         ),
     ]
     # While a sublayer runs, the block holds the caller's input, its residual stream and the
@@ -332,13 +361,13 @@ ROPE_MAX_SEQ_LEN = 1024
 """Rows of diffusers' rotary tables (``WanRotaryPosEmbed`` buffers ``freqs_cos``, ``freqs_sin``)."""
 
 
-def block_traffic(cfg: DiTConfig, w: Workload) -> layers.Traffic:
+def block_traffic(cfg: DiTConfig, w: Workload, tokens: int | None = None) -> layers.Traffic:
     """A ``WanTransformerBlock``'s own ops (diffusers): the shift/scale/gate table added to the
     time projection in fp32, then around each sublayer the residual stream upcast to fp32, the
     norm's output modulated (``* (1 + scale) + shift``) and cast back, and the sublayer's output
     gated into the residual in fp32 (the cross-attention's added as is)."""
     b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
-    e = b * w.tokens * d
+    e = b * (w.tokens if tokens is None else tokens) * d
     m = e if cfg.expand_timesteps else b * d  # one modulation vector: per token, or per sample
     table = layers.cast(6 * m, db, FP32) + layers.op(6 * d * db, 6 * m * FP32, 6 * m * FP32)
     up, down = layers.cast(e, db, FP32), layers.cast(e, FP32, db)
@@ -355,16 +384,19 @@ def block_traffic(cfg: DiTConfig, w: Workload) -> layers.Traffic:
     return table + modulate + gated_attention + cross + modulate + gated_ffn
 
 
-def dit_forward(w: Workload, cfg: DiTConfig | None = None) -> CostNode:
-    """The cost tree of one DiT forward for the workload's batch (one CFG branch)."""
+def dit_forward(w: Workload, cfg: DiTConfig | None = None, layout: Layout = SINGLE) -> CostNode:
+    """The cost tree of one DiT forward for the workload's batch (one CFG branch); under a
+    sequence-parallel ``layout``, one rank's: the embeddings on every rank, the blocks and the
+    output projection on its share of the tokens, the output gathered (diffusers' ``_cp_plan``
+    for ``WanTransformer3DModel``, the official code's ``usp_dit_forward`` alike)."""
     cfg = cfg or w.dit
-    embed, first, head = _parts(w, cfg)
+    embed, first, head = _parts(w, cfg, layout)
     rename = Renamer(first, "blocks.0", "blocks.0")
     blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
     # With one timestep per token the time embedding and its six projections are per token too,
     # held through every block.
     b, db = w.batch_size, w.dtype_bytes
-    held = 7 * b * w.tokens * cfg.dim * db if cfg.expand_timesteps else 0
+    held = 7 * b * w.tokens // layout.sequence * cfg.dim * db if cfg.expand_timesteps else 0
     # Also held through every block: the inputs (latents, text embeddings, CLIP image tokens),
     # the rotary tables' buffers and their cos and sin for every token, and the text (and image)
     # embedder's output that every cross-attention reads.
@@ -391,12 +423,13 @@ def dit_totals(w: Workload, cfg: DiTConfig | None = None) -> Metrics:
     return total
 
 
-def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostNode]:
+def _parts(w: Workload, cfg: DiTConfig, layout: Layout = SINGLE) -> tuple[list[CostNode], CostNode, CostNode]:
     """The embeddings, block 0 (every block is identical) and the head."""
     b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
+    local = w.tokens // layout.sequence
     f, h, wd = w.latent_frames, w.latent_height, w.latent_width
     pt, ph, pw = cfg.patch_size
-    time_rows = b * w.tokens if cfg.expand_timesteps else b  # one timestep per token, or per sample
+    time_rows = b * local if cfg.expand_timesteps else b  # one timestep per token (split), or per sample
     embed = [
         layers.conv(
             "patch_embedding",
@@ -522,24 +555,31 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
     ]
     if cfg.image_dim is not None:
         embed.append(_image_embedder(w, cfg))
+    out_dim = cfg.out_channels * prod(cfg.patch_size)
+    project = layers.linear(
+        "head.head",
+        "head",
+        rows=b * local,
+        in_features=d,
+        out_features=out_dim,
+        bias=True,
+        dtype_bytes=db,
+        reference="proj_out",
+    )
+    if layout.sequence > 1:  # the output gathered in proj_out's context-parallel output hook
+        gather = layers.collective(
+            "head.gather", "all_gather", group=layout.sequence, local_bytes=b * local * out_dim * db
+        )
+        project = group("head.proj_out", "head", [project, gather], reference="proj_out")
     head = group(
         "head",
         "head",
         [
-            layers.linear(
-                "head.head",
-                "head",
-                rows=b * w.tokens,
-                in_features=d,
-                out_features=cfg.out_channels * prod(cfg.patch_size),
-                bias=True,
-                dtype_bytes=db,
-                reference="proj_out",
-            ),
+            project,
             layers.elementwise(
                 "head.norm",
                 "norm",
-                traffic=layer_norm_traffic(b * w.tokens, d, False, db),
+                traffic=layer_norm_traffic(b * local, d, False, db),
                 reference="norm_out",
             ),
             layers.with_traffic(
@@ -555,23 +595,24 @@ def _parts(w: Workload, cfg: DiTConfig) -> tuple[list[CostNode], CostNode, CostN
                     reference="",
                     reference_own=True,
                 ),
-                model_traffic(cfg, w),
+                model_traffic(cfg, w, local),
             ),
         ],
     )
-    return embed, block(0, cfg, w), head
+    return embed, block(0, cfg, w, layout), head
 
 
-def model_traffic(cfg: DiTConfig, w: Workload) -> layers.Traffic:
+def model_traffic(cfg: DiTConfig, w: Workload, local: int | None = None) -> layers.Traffic:
     """``WanTransformer3DModel``'s own ops: the patch embedding's tokens made contiguous, the
     image tokens joined before the text ones, the output shift/scale table added to the time
     embedding, the final norm's input upcast and its output modulated and cast back, and the
     unpatchified output copied (a clone and a reshape the counter sees as a copy)."""
     b, db, d = w.batch_size, w.dtype_bytes, cfg.dim
     e = b * w.tokens * d
-    m = e if cfg.expand_timesteps else b * d
     out = b * w.tokens * cfg.out_channels * prod(cfg.patch_size)
-    traffic = layers.op(e * db, e * db)
+    traffic = layers.op(e * db, e * db)  # before the split: every rank
+    e = e if local is None else b * local * d  # the output modulation: one rank's tokens
+    m = e if cfg.expand_timesteps else b * d
     if cfg.image_tokens:
         image, text = b * cfg.image_tokens * d * db, b * w.text_len * d * db
         traffic += layers.op(image, text, image + text)

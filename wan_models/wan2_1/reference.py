@@ -332,3 +332,25 @@ def tiny_pipeline_call(w: Workload) -> ReferenceCall:
     )
 
     return ReferenceCall(modules, pipeline_call(pipe, w))
+
+
+def parallel_diffusion_core(w: Workload, stage: str, layout: Any, device: str) -> ReferenceCall:
+    """The DiT under diffusers' own context parallelism (``enable_parallelism`` with a
+    ``ContextParallelConfig`` of the layout's Ulysses and ring degrees), built while the
+    framework holds a fake process group of ``layout.gpus`` ranks; counted on rank 0. Ulysses
+    runs with the ``native`` attention backend, ring with ``_native_flash`` (the native one
+    returns no log-sum-exp, which ring attention needs)."""
+    import torch.distributed as dist
+    from diffusers.models._modeling_parallel import ContextParallelConfig
+
+    if stage != "diffusion_core":
+        raise ValueError(f"only diffusion_core runs under context parallelism, not {stage}")
+    call = diffusion_core(w, device)
+    model = call.module
+    model.set_attention_backend("native" if layout.ring == 1 else "_native_flash")
+    mesh = dist.device_mesh.init_device_mesh(
+        "cpu", (layout.ring, layout.ulysses), mesh_dim_names=("ring", "ulysses")
+    )
+    config = ContextParallelConfig(ulysses_degree=layout.ulysses, ring_degree=layout.ring, mesh=mesh)
+    model.enable_parallelism(config=config)
+    return call

@@ -22,6 +22,7 @@ from wan_models.wan2_1.config import (
     load_dit_config,
 )
 from wan_models.wan2_1.dit import KV_CACHE_NOTE
+from wan_models.wan2_1.parallel import PARALLEL
 from wan_models.wan2_1.pipeline import STAGES, generation_flops, runs_per_generation, stage_totals, stage_tree
 from wan_models.wan2_1.runtimes import runtimes
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
@@ -166,6 +167,7 @@ def registration() -> ModelRegistration:
         not_modeled=NOT_MODELED,
         workload_type=Workload,
         runtimes=runtimes(STAGES),
+        parallel=PARALLEL,
     )
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 import attrs
 
 from pytest_flopcheck import Runtime, StageRuntime
+from wan_models.wan2_1.parallel import diffusers_layout, official_layout
 
 _DIFFUSERS = {
     "text": StageRuntime("bf16", "bf16"),
@@ -50,6 +51,14 @@ OFFICIAL_NOTES = (
     "DiT weights in fp32 under bf16 autocast: each weight is cast to bf16 at every call (read in fp32, "
     "written in bf16) and the cast copy is live beside its matmul.",
     ELEMENTWISE_NOTE,
+)
+
+
+MULTI_GPU_NOTE = (
+    "On N > 1 GPUs: torchrun --nproc_per_node=N generate.py --dit_fsdp --t5_fsdp --ulysses_size N "
+    "(offload off, so every model stays on the GPU): the DiT's and T5's weights sharded by FSDP "
+    "(fp32 shards, each block gathered in bf16 for its forward), Ulysses over all N, the VAE decode "
+    "on rank 0 while the others wait."
 )
 
 
@@ -90,13 +99,15 @@ def runtimes(stages: Iterable[str], dit_placement: str = "offloaded_after") -> d
             "bf16 T5, fp16 CLIP, fp32 VAE, FlashAttention-2",
             official,
             attention="fa2",
-            notes=OFFICIAL_NOTES,
+            notes=(*OFFICIAL_NOTES, MULTI_GPU_NOTE),
+            layout=official_layout,
         ),
         "official-fa3": make(
             "official generate.py, one GPU, defaults, with FlashAttention-3 installed (Hopper)",
             official,
             attention="fa3",
-            notes=OFFICIAL_NOTES[:1] + OFFICIAL_NOTES[2:],
+            notes=(*OFFICIAL_NOTES[:1], *OFFICIAL_NOTES[2:], MULTI_GPU_NOTE),
+            layout=official_layout,
         ),
         "official-no-offload": make(
             "official generate.py with --offload_model False: every model stays on the GPU",
@@ -115,7 +126,10 @@ def runtimes(stages: Iterable[str], dit_placement: str = "offloaded_after") -> d
             _DIFFUSERS,
             notes=(
                 "Attention: torch's scaled_dot_product_attention (its flash backend is FlashAttention-2).",
+                "On N GPUs: diffusers' context parallelism, Ulysses over all N (enable_parallelism with "
+                "ContextParallelConfig(ulysses_degree=N)); weights replicated on every GPU.",
             ),
+            layout=diffusers_layout,
         ),
         "diffusers-offload": make(
             "diffusers with enable_model_cpu_offload(): each model moved to the GPU when it runs",
@@ -135,6 +149,7 @@ def runtimes(stages: Iterable[str], dit_placement: str = "offloaded_after") -> d
             "official generate.py, one GPU, --offload_model True --convert_model_dtype: bf16 DiTs",
             {**official, "dit": StageRuntime("bf16", "bf16", placement="moved")},
             attention="fa2",
-            notes=(*OFFICIAL_NOTES[:2], ELEMENTWISE_NOTE),
+            notes=(*OFFICIAL_NOTES[:2], ELEMENTWISE_NOTE, MULTI_GPU_NOTE),
+            layout=official_layout,
         )
     return made

@@ -14,6 +14,7 @@ from wan_models.wan2_1.dit import KV_CACHE_NOTE
 from wan_models.wan2_1.runtimes import runtimes
 from wan_models.wan2_1.vae import FEATURE_CACHE_NOTE
 from wan_models.wan2_2 import reference
+from wan_models.wan2_2.parallel import PARALLEL
 from wan_models.wan2_2.pipeline import STAGES, generation_flops, runs_per_generation, stage_totals, stage_tree
 from wan_models.wan2_2.schedule import expert_steps
 from wan_models.wan2_2.workload import STANDARD_WORKLOADS, WAN21_STAGE, Workload
@@ -156,6 +157,7 @@ def registration() -> ModelRegistration:
         not_modeled=NOT_MODELED,
         workload_type=Workload,
         runtimes=runtimes(STAGES, dit_placement="moved"),
+        parallel=PARALLEL,
     )
 
 

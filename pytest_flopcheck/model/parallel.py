@@ -1,0 +1,146 @@
+"""Multi-GPU layouts: how one generation is split over GPUs, and what a model package declares so
+that the framework can size it per GPU and verify it against the real parallel code.
+
+Notation as in xDiT and DeepSpeed-Ulysses: ``ulysses`` (U) and ``ring`` (R) split the sequence
+(S = U·R), ``cfg`` = 2 runs the two guidance branches on separate GPU groups, and ``fsdp`` names
+the stages whose weights are sharded over every GPU (gathered unit by unit for each forward).
+The world size is U·R·cfg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pytest_flopcheck.analytic.tree import CostNode
+
+if TYPE_CHECKING:
+    from pytest_flopcheck.model.registration import ReferenceCall
+
+
+class LayoutError(ValueError):
+    """A layout that cannot run: ``field`` names the option, the message says what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _positive(instance: Any, attribute: Any, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LayoutError(attribute.name, f"{attribute.name} must be a positive integer, not {value!r}")
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _checks(value: Iterable[tuple[str, str, Layout]]) -> tuple[tuple[str, str, Layout], ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class Layout:
+    """Degrees of one parallel layout (all 1: one GPU)."""
+
+    ulysses: int = attrs.field(default=1, validator=_positive)
+    ring: int = attrs.field(default=1, validator=_positive)
+    cfg: int = attrs.field(default=1, validator=_positive)
+    fsdp: tuple[str, ...] = attrs.field(default=(), converter=_names)
+
+    def __attrs_post_init__(self) -> None:
+        if self.cfg not in (1, 2):
+            raise LayoutError("cfg", f"cfg must be 1 or 2 (the two guidance branches), not {self.cfg}")
+
+    @property
+    def gpus(self) -> int:
+        return self.ulysses * self.ring * self.cfg
+
+    @property
+    def sequence(self) -> int:
+        """The sequence-parallel degree S = U·R."""
+        return self.ulysses * self.ring
+
+    @property
+    def name(self) -> str:
+        """``ulysses=4,ring=2,fsdp=diffusion_core+text_encoder``; ``single`` for one GPU."""
+        parts = [
+            f"{k}={v}"
+            for k, v in (("ulysses", self.ulysses), ("ring", self.ring), ("cfg", self.cfg))
+            if v > 1
+        ]
+        if self.fsdp:
+            parts.append("fsdp=" + "+".join(self.fsdp))
+        return ",".join(parts) or "single"
+
+    @property
+    def slug(self) -> str:
+        """The layout in a test id: ``u2``, ``u2r2``, ``r2-fsdp``."""
+        text = "".join(
+            f"{k}{v}" for k, v in (("u", self.ulysses), ("r", self.ring), ("c", self.cfg)) if v > 1
+        )
+        return (text or "single") + ("-fsdp" if self.fsdp else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "gpus": self.gpus,
+            "ulysses": self.ulysses,
+            "ring": self.ring,
+            "cfg": self.cfg,
+            "fsdp": list(self.fsdp),
+        }
+
+
+SINGLE = Layout()
+
+
+def parse_layout(text: str) -> Layout:
+    """``ulysses=4,ring=2,cfg=2,fsdp=diffusion_core+text_encoder`` (any subset; ``single``)."""
+    if text.strip() == "single":
+        return SINGLE
+    values: dict[str, Any] = {}
+    for item in text.split(","):
+        key, eq, value = item.strip().partition("=")
+        if not eq or key not in ("ulysses", "ring", "cfg", "fsdp"):
+            raise LayoutError(
+                "layout",
+                f"layout item {item.strip()!r} is not KEY=VALUE with KEY one of ulysses, ring, cfg, fsdp",
+            )
+        if key in values:
+            raise LayoutError("layout", f"layout names {key} twice")
+        if key == "fsdp":
+            values[key] = tuple(s for s in value.split("+") if s)
+            continue
+        if not value.isdigit():
+            raise LayoutError(key, f"{key} must be a positive integer, not {value!r}")
+        values[key] = int(value)
+    return Layout(**values)
+
+
+@attrs.frozen
+class Parallel:
+    """What a model package declares for multi-GPU layouts.
+
+    - ``analytic(workload, stage, layout)``: one run of ``stage`` on one rank (rank 0, which also
+      runs the work only rank 0 does, such as a VAE decode), with the collectives it issues as
+      :func:`~pytest_flopcheck.analytic.layers.collective` leaves. The weights in it are the
+      whole stage's; FSDP sharding is applied by the framework (``fsdp_units``).
+    - ``validate(workload, layout)``: raise :class:`LayoutError` naming the field for a layout the
+      implementation cannot run (heads not divisible by the Ulysses degree, say).
+    - ``runs(workload, layout)``: runs of each stage per generation on rank 0 (CFG parallel
+      halves the denoiser's); ``None``: as on one GPU.
+    - ``fsdp_units``: per stage that FSDP can shard, the id prefix of the tree's children that
+      are FSDP units (``"blocks."``); the rest of the stage is the root unit.
+    - ``reference(workload, stage, layout, device)``: the real module under its own parallelism,
+      built while a fake process group of ``layout.gpus`` ranks is initialised; ``checks``: the
+      (workload, stage, layout) triples ``test_parallel`` verifies with it.
+    """
+
+    analytic: Callable[[Any, str, Layout], CostNode]
+    validate: Callable[[Any, Layout], None]
+    runs: Callable[[Any, Layout], Mapping[str, int]] | None = None
+    fsdp_units: Mapping[str, str] = attrs.field(factory=dict)
+    reference: Callable[[Any, str, Layout, str], ReferenceCall] | None = None
+    checks: tuple[tuple[str, str, Layout], ...] = attrs.field(default=(), converter=_checks)
