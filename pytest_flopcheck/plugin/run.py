@@ -127,6 +127,11 @@ class FlopcheckRun:
         generated = collector.collect()
         self.cases.update((item.nodeid, item.case) for item in generated if isinstance(item, FlopcheckItem))
         items.extend(generated)
+        # Reported like any collector's result, so that the terminal's "collected N items" (and
+        # "--collect-only -q"'s summary) count the generated checks too.
+        session.ihook.pytest_collectreport(
+            report=pytest.CollectReport("flopcheck", "passed", None, list(generated))
+        )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not self.is_worker:

@@ -344,6 +344,17 @@ def test_collect_only_publishes_nothing_and_deselecting_everything_says_nothing_
     assert evidence["headline"] == "⚪ nothing run: 0 checks selected, none finished"
 
 
+def test_collect_only_counts_what_it_lists(toy: pytest.Pytester) -> None:
+    """``--co -q`` lists every generated check and its summary line counts them, deselected ones
+    apart (the checks are reported like any collector's items)."""
+    listed = toy.runpytest("--flopcheck=toy", "--collect-only", "-q", *NO_CACHE)
+    ids = [line for line in listed.stdout.lines if "::" in line]  # the checks and the user's test_plain
+    assert len(ids) == 35
+    listed.stdout.fnmatch_lines([f"{len(ids)} tests collected in *"])
+    some = toy.runpytest("--flopcheck=toy", "-k", "test_io", "--collect-only", "-q", *NO_CACHE)
+    some.stdout.fnmatch_lines(["8/35 tests collected (27 deselected) in *"])
+
+
 def test_a_reference_that_cannot_be_built_is_one_error_built_once(
     toy: pytest.Pytester, mode: tuple[str, ...]
 ) -> None:
