@@ -27,10 +27,20 @@ from pytest_flopcheck.verification.cases import (
     PARAMS,
     PIPELINE,
     TRAFFIC,
+    Case,
 )
 from pytest_flopcheck.verification.compare import Comparison
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
+RESULT_COLUMNS: Final = ("metric", "analytic", "reference", "tolerance")
+"""A comparison in ``evidence.json`` is a row of these, and a fifth item where it needs one: its
+reference module where that is not its layer's ``module``, its counted FLOPs per operator
+(``ops``; ``op`` when one operator did them all). The
+check it belongs to gives its model, workload, stage and layer; its error and verdict follow
+(:class:`~pytest_flopcheck.verification.compare.Comparison`)."""
+MODULE: Final = "module"
+"""The key of a layer's reference module in the nested checks (no kind of check is named so)."""
+
 OUTCOMES: Final = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 COMPLETE, INTERRUPTED, NOTHING_RUN = "complete", "interrupted", "nothing run"
 PASSED, FAILED, NOTHING_VERIFIED = "passed", "failed", "nothing verified"
@@ -43,6 +53,46 @@ CONVENTION: Final = (
 VOLATILE_FIELDS: Final = ("run_id", "created_utc", "timing", "headline")
 """Top-level evidence fields that differ between otherwise identical runs (timing and where
 the reference counts came from, which the headline says)."""
+
+
+def _comparison_row(c: Comparison, layer_module: str | None) -> list[Any]:
+    row: list[Any] = [c.metric, c.analytic, c.reference, c.tolerance]
+    extra: dict[str, Any] = {}
+    if c.reference_module != layer_module:
+        extra[MODULE] = c.reference_module
+    if len(c.ops) == 1 and next(iter(c.ops.values())) == c.reference:
+        extra["op"] = next(iter(c.ops))  # every counted FLOP came from this operator
+    elif c.ops:
+        extra["ops"] = dict(c.ops)
+    return [*row, extra] if extra else row
+
+
+def _comparison_from_row(
+    model: str, workload: str, stage: str, layer: str, layer_module: str | None, row: list[Any]
+) -> Comparison:
+    metric, analytic, reference, tolerance = row[:4]
+    extra = row[4] if len(row) > 4 else {}
+    ops = {extra["op"]: reference} if "op" in extra else dict(extra.get("ops", {}))
+    return Comparison(
+        model, workload, stage, layer, extra.get(MODULE, layer_module), metric, analytic, reference,
+        tolerance, ops=ops,
+    )  # fmt: skip
+
+
+def expanded(document: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``evidence.json`` document (checked) with its checks and comparisons spelled out as
+    flat lists of objects, as schema version 2 wrote them: ``checks`` (test, kind, model,
+    workload, stage, layer, outcome, and message, cause, gaps where present) and ``results``
+    (one object per comparison, with its error, verdict, test and outcome), for readers that
+    prefer records to the nested layout."""
+    record = RunRecord.from_json(document)
+    flat = {k: v for k, v in document.items() if k not in ("checks", "result_columns")}
+    flat["checks"] = [check.to_json() for check in record.checks]
+    flat["results"] = [
+        dict(comparison.as_dict(), test=check.test, outcome=check.outcome)
+        for check, comparison in record.results()
+    ]
+    return flat
 
 
 def comparison_from_json(data: Mapping[str, Any]) -> Comparison:
@@ -349,11 +399,8 @@ class RunRecord:
             "tests": {"selected": self.selected, "finished": len(self.checks), **self.counts},
             "summary": [attrs.asdict(row) for row in self.stage_summaries()],
             "totals": list(totals.values()),
-            "results": [
-                dict(comparison.as_dict(), test=check.test, outcome=check.outcome)
-                for check, comparison in self.results()
-            ],
-            "checks": [check.to_json() for check in self.checks],
+            "result_columns": list(RESULT_COLUMNS),
+            "checks": self._checks_json(),
             "coverage": [
                 {
                     "model": c.model,
@@ -370,27 +417,51 @@ class RunRecord:
             "timing": dict(self.timing),
         }
 
+    def _checks_json(self) -> dict[str, Any]:
+        """Every check, nested model → workload → stage → layer → kind (so the ids are not
+        repeated per check and comparison): ``[outcome, [comparison rows]]``, and a third item
+        with the message, the cause and the coverage gaps where the check has any. A layer
+        names its reference ``module`` once (its first comparison's)."""
+        nested: dict[str, Any] = {}
+        for check in self.checks:
+            layers = (
+                nested.setdefault(check.model, {}).setdefault(check.workload, {}).setdefault(check.stage, {})
+            )
+            layer = layers.get(check.layer)
+            if layer is None:
+                first = check.comparisons[0].reference_module if check.comparisons else None
+                layer = layers[check.layer] = {MODULE: first}
+            rows = [_comparison_row(c, layer[MODULE]) for c in check.comparisons]
+            extra = {k: v for k, v in check.to_json().items() if k in ("message", "cause", "gaps")}
+            layer[check.kind] = [check.outcome, rows, extra] if extra else [check.outcome, rows]
+        return nested
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         """Read an ``evidence.json`` document back (structure checked by the caller)."""
-        by_test: dict[str, list[Comparison]] = {}
-        for result in data["results"]:
-            by_test.setdefault(result["test"], []).append(comparison_from_json(result))
         checks = tuple(
             CheckRecord(
-                test=c["test"],
-                kind=c["kind"],
-                model=c["model"],
-                workload=c["workload"],
-                stage=c["stage"],
-                layer=c["layer"],
-                outcome=c["outcome"],
-                message=c.get("message", ""),
-                cause=c.get("cause"),
-                comparisons=tuple(by_test.get(c["test"], ())),
-                gaps=tuple(CoverageGap(**g) for g in c.get("gaps", ())),
+                test=Case(kind, model, workload, stage, layer).name,
+                kind=kind,
+                model=model,
+                workload=workload,
+                stage=stage,
+                layer=layer,
+                outcome=entry[0],
+                message=entry[2].get("message", "") if len(entry) > 2 else "",
+                cause=entry[2].get("cause") if len(entry) > 2 else None,
+                comparisons=tuple(
+                    _comparison_from_row(model, workload, stage, layer, kinds[MODULE], row)
+                    for row in entry[1]
+                ),
+                gaps=tuple(CoverageGap(**g) for g in entry[2].get("gaps", ())) if len(entry) > 2 else (),
             )
-            for c in data["checks"]
+            for model, workloads in data["checks"].items()
+            for workload, stages in workloads.items()
+            for stage, layers in stages.items()
+            for layer, kinds in layers.items()
+            for kind, entry in kinds.items()
+            if kind != MODULE
         )
         totals = tuple(
             StageTotal(entry["model"], entry["workload"], stage, **row)

@@ -8,8 +8,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pytest_flopcheck.evidence.record import OUTCOMES, SCHEMA_VERSION, RunRecord
+from pytest_flopcheck.evidence.record import MODULE, OUTCOMES, RESULT_COLUMNS, SCHEMA_VERSION, RunRecord
 from pytest_flopcheck.files import FileProblem, describe
+from pytest_flopcheck.verification.cases import KINDS
 
 Check = Callable[[Any], bool]
 
@@ -67,14 +68,10 @@ def _only(item: dict[str, Any], where: str, allowed: tuple[str, ...]) -> None:
 
 _TOP = (
     "schema_version", "kind", "run_id", "created_utc", "status", "verdict", "headline", "environment",
-    "selection", "convention", "tests", "summary", "totals", "results", "checks", "coverage", "errors",
+    "selection", "convention", "tests", "summary", "totals", "result_columns", "checks", "coverage", "errors",
     "skipped", "warnings", "timing",
 )  # fmt: skip
-_RESULT = (
-    "model", "workload", "stage", "layer", "reference_module", "metric", "analytic", "reference", "abs_error",
-    "rel_error", "tolerance", "passed", "ops", "test", "outcome",
-)  # fmt: skip
-_CHECK = ("test", "kind", "model", "workload", "stage", "layer", "outcome", "message", "cause", "gaps")
+_EXTRA = ("message", "cause", "gaps")
 _ERROR = ("cause", "kind", "model", "workload", "stage", "plugin", "message", "tests", "traceback")
 _TOTAL_ROW = ("runs_per_generation", "analytic_flops", "reference_flops", "params")
 
@@ -99,31 +96,16 @@ def check_evidence(document: Any) -> None:
     chosen = _object(selection.get("workloads", {}), "selection.workloads")
     for model in chosen:
         _need(chosen, "selection.workloads", model, names, "a list of names")
-    for i, result in enumerate(_list(top, "", "results")):
-        where = f"results[{i}]"
-        item = _object(result, where)
-        _only(item, where, _RESULT)
-        _strings(item, where, "test", "model", "workload", "stage", "layer", "metric")
-        _need(item, where, "reference_module", _optional(_str), "text or null")
-        for key in ("analytic", "reference"):
-            _need(item, where, key, _int, "an integer")
-        _need(item, where, "tolerance", _number, "a finite number")
-        ops = _object(item.get("ops", {}), f"{where}.ops")
-        for op in ops:
-            _need(ops, f"{where}.ops", op, _int, "an integer")
-    for i, check in enumerate(_list(top, "", "checks")):
-        where = f"checks[{i}]"
-        item = _object(check, where)
-        _only(item, where, _CHECK)
-        _strings(item, where, "test", "kind", "model", "workload", "stage", "layer")
-        _need(item, where, "outcome", lambda v: v in OUTCOMES, f"one of {', '.join(OUTCOMES)}")
-        for key in ("message", "cause"):
-            if key in item:
-                _need(item, where, key, _str, "text")
-        for j, gap in enumerate(_list(item, where, "gaps") if "gaps" in item else []):
-            at = f"{where}.gaps[{j}]"
-            _only(_object(gap, at), at, ("kind", "name", "detail"))
-            _strings(gap, at, "kind", "name", "detail")
+    _need(top, "", "result_columns", lambda v: v == list(RESULT_COLUMNS), f"[{', '.join(RESULT_COLUMNS)}]")
+    for model, workloads in _object(top.get("checks"), "checks").items():
+        for workload, stages in _object(workloads, f"checks.{model}").items():
+            for stage, layers in _object(stages, f"checks.{model}.{workload}").items():
+                for layer, kinds in _object(layers, f"checks.{model}.{workload}.{stage}").items():
+                    at = f"checks.{model}.{workload}.{stage}.{layer or '(stage)'}"
+                    _need(_object(kinds, at), at, MODULE, _optional(_str), "text or null")
+                    for kind, entry in kinds.items():
+                        if kind != MODULE:
+                            _check_entry(entry, f"{at}.{kind}", kind)
     for i, error in enumerate(_list(top, "", "errors")):
         where = f"errors[{i}]"
         item = _object(error, where)
@@ -141,6 +123,64 @@ def check_evidence(document: Any) -> None:
             _only(_object(row, at), at, _TOTAL_ROW)
             for key in _TOTAL_ROW:
                 _need(row, at, key, _optional(_int), "an integer or null")
+
+
+def _check_entry(entry: Any, where: str, kind: str) -> None:
+    """``[outcome, [rows]]`` or ``[outcome, [rows], {message, cause, gaps}]``."""
+    if kind not in KINDS:
+        raise FileProblem(f"field {where} names no kind of check (allowed: {', '.join(KINDS)})")
+    if not isinstance(entry, list) or len(entry) not in (2, 3):
+        raise FileProblem(
+            f"field {where} is {describe(entry)}; it must be [outcome, comparisons] or [.., .., details]"
+        )
+    if entry[0] not in OUTCOMES:
+        raise FileProblem(
+            f"field {where}[0] is {describe(entry[0])}; it must be one of {', '.join(OUTCOMES)}"
+        )
+    if not isinstance(entry[1], list):
+        raise FileProblem(f"field {where}[1] is {describe(entry[1])}; it must be a list of comparisons")
+    for i, row in enumerate(entry[1]):
+        _check_row(row, f"{where}[1][{i}]")
+    if len(entry) == 3:
+        extra = _object(entry[2], f"{where}[2]")
+        _only(extra, f"{where}[2]", _EXTRA)
+        for key in ("message", "cause"):
+            if key in extra:
+                _need(extra, f"{where}[2]", key, _str, "text")
+        for j, gap in enumerate(_list(extra, f"{where}[2]", "gaps") if "gaps" in extra else []):
+            at = f"{where}[2].gaps[{j}]"
+            _only(_object(gap, at), at, ("kind", "name", "detail"))
+            _strings(gap, at, "kind", "name", "detail")
+
+
+def _check_row(row: Any, where: str) -> None:
+    """A comparison: ``[metric, analytic, reference, tolerance]`` and optionally ``{module, ops}``."""
+    if not isinstance(row, list) or len(row) not in (4, 5):
+        raise FileProblem(
+            f"field {where} is {describe(row)}; "
+            f"it must be [{', '.join(RESULT_COLUMNS)}] (and {{module, op or ops}})"
+        )
+    checks: tuple[tuple[Check, str], ...] = (
+        (_str, "text"),
+        (_int, "an integer"),
+        (_int, "an integer"),
+        (_number, "a finite number"),
+    )
+    for i, (check, what) in enumerate(checks):
+        if not check(row[i]):
+            raise FileProblem(
+                f"field {where}[{i}] ({RESULT_COLUMNS[i]}) is {describe(row[i])}; it must be {what}"
+            )
+    if len(row) == 5:
+        extra = _object(row[4], f"{where}[4]")
+        _only(extra, f"{where}[4]", (MODULE, "op", "ops"))
+        if MODULE in extra:
+            _need(extra, f"{where}[4]", MODULE, _optional(_str), "text or null")
+        if "op" in extra:
+            _need(extra, f"{where}[4]", "op", _str, "text")
+        ops = _object(extra.get("ops", {}), f"{where}[4].ops")
+        for op in ops:
+            _need(ops, f"{where}[4].ops", op, _int, "an integer")
 
 
 def load_evidence(document: Any) -> RunRecord:

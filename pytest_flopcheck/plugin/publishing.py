@@ -177,7 +177,8 @@ def publish(
         if html.exists() and not html_complete(html):
             raise OSError(f"report.html was not written completely ({html.stat().st_size:,} bytes)")
         final = staged.final
-        staged.write("flopcheck/evidence.json", output.dumps_lines(record.to_json()))
+        # one line per layer: model, workload, stage and layer opened, the layer's checks inline
+        staged.write("flopcheck/evidence.json", output.dumps_nested(record.to_json(), {"checks": 4}))
         staged.write("flopcheck/summary.md", render.summary_markdown(record, final / "flopcheck"))
         shutil.rmtree(staged.staging / ".references", ignore_errors=True)
         return staged.publish() / "flopcheck", None, None

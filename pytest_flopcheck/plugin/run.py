@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -60,6 +60,8 @@ class FlopcheckRun:
         self.published: Path | None = None
         self.publish_error: str | None = None
         self.own_html = False
+        self._phase_hooks: tuple[Any, Any, Any] | None = None
+        """pytest's setup, call and teardown hooks without the log capture's (set at session start)."""
         if self.is_worker:
             workerinput = config.workerinput  # type: ignore[attr-defined]
             self.run_id = str(workerinput[_RUN_ID_KEY])
@@ -92,6 +94,14 @@ class FlopcheckRun:
     # -- the reference store ------------------------------------------------------------------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        manager = self.config.pluginmanager
+        logging = manager.get_plugin("logging-plugin")
+        if logging is not None:
+            setup, call, teardown = (
+                manager.subset_hook_caller(f"pytest_runtest_{when}", [logging])
+                for when in ("setup", "call", "teardown")
+            )
+            self._phase_hooks = (setup, call, teardown)
         options = self.config.option
         recount = bool(options.flopcheck_recount or getattr(options, "cacheclear", False))
         cache = getattr(self.config, "cache", None)
@@ -143,6 +153,38 @@ class FlopcheckRun:
             self.selected = [nodeid for nodeid in ids if self.case_of(nodeid) is not None]
 
     # -- running ------------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        """A generated check runs pytest's run-test protocol with every plugin's setup, call and
+        teardown hooks (marks such as xfail, the user's own hooks) but the log capture's: its
+        wrappers cost more than most checks, which log nothing. The user's own tests keep it."""
+        if not isinstance(item, FlopcheckItem) or self._phase_hooks is None:
+            return None
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reraise: tuple[type[BaseException], ...] = (pytest.exit.Exception,)
+        if not item.config.getoption("usepdb", False):
+            reraise += (KeyboardInterrupt,)
+        setup, call, teardown = self._phase_hooks
+        if self._phase(item, "setup", lambda: setup(item=item), reraise):
+            self._phase(item, "call", lambda: call(item=item), reraise)
+        self._phase(item, "teardown", lambda: teardown(item=item, nextitem=nextitem), reraise)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    @staticmethod
+    def _phase(
+        item: pytest.Item, when: Literal["setup", "call", "teardown"], run: Callable[[], object],
+        reraise: tuple[type[BaseException], ...],
+    ) -> bool:  # fmt: skip
+        """One phase as pytest's runner makes it: called, made into a report, logged."""
+        call = pytest.CallInfo.from_call(run, when=when, reraise=reraise)
+        report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        item.ihook.pytest_runtest_logreport(report=report)
+        if call.excinfo is not None and report.failed:
+            item.ihook.pytest_exception_interact(node=item, call=call, report=report)
+        return report.passed
 
     def prepare(self, item: FlopcheckItem) -> None:
         try:

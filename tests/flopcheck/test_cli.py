@@ -381,21 +381,40 @@ def hostile(document: dict[str, Any], path: tuple[str | int, ...], value: Any) -
     return changed
 
 
+ROW = ("checks", "m", "w", "s", "l", "test_layer")
 HOSTILE = [
-    (("results", 0, "analytic"), 1.5, "field results[0].analytic is 1.5 (a float); it must be an integer"),
     (
-        ("results", 0, "analytic"),
-        True,
-        "field results[0].analytic is True (a boolean); it must be an integer",
+        (*ROW, 1, 0, 1),
+        1.5,
+        "field checks.m.w.s.l.test_layer[1][0][1] (analytic) is 1.5 (a float); it must be an integer",
     ),
-    (("results", 0, "reference"), "10", "field results[0].reference is '10'; it must be an integer"),
-    (("results", 0, "metric"), KeyError, "field results[0].metric is missing"),
-    (("checks", 0, "outcome"), "great", "field checks[0].outcome is 'great'; it must be one of passed"),
-    (("checks",), {}, "field checks is {}; it must be a list"),
+    (
+        (*ROW, 1, 0, 1),
+        True,
+        "field checks.m.w.s.l.test_layer[1][0][1] (analytic) is True (a boolean); it must be",
+    ),
+    (
+        (*ROW, 1, 0, 2),
+        "10",
+        "field checks.m.w.s.l.test_layer[1][0][2] (reference) is '10'; it must be an integer",
+    ),
+    ((*ROW, 1, 0, 0), KeyError, "field checks.m.w.s.l.test_layer[1][0] is [10, 10, 0.0]; it must be"),
+    (
+        ("checks", "m", "w", "s", "l", "module"),
+        3,
+        "field checks.m.w.s.l.module is 3; it must be text or null",
+    ),
+    ((*ROW, 0), "great", "field checks.m.w.s.l.test_layer[0] is 'great'; it must be one of passed"),
+    (
+        ("checks", "m", "w", "s", "l", "test_nothing"),
+        ["passed", []],
+        "field checks.m.w.s.l.test_nothing names no kind",
+    ),
+    (("checks",), [], "field checks is []; it must be an object"),
     (("tests", "selected"), None, "field tests.selected is None; it must be an integer"),
-    (("schema_version",), 99, "is evidence of schema version 99; this flopcheck reads version 2"),
+    (("schema_version",), 99, "is evidence of schema version 99; this flopcheck reads version 3"),
     (("selection", "workloads"), 5, "field selection.workloads is 5; it must be an object"),
-    (("checks", 0, "gaps"), 5, "field checks[0].gaps is 5; it must be a list"),
+    ((*ROW,), ["passed", [], {"gaps": 5}], "field checks.m.w.s.l.test_layer[2].gaps is 5; it must be a list"),
     (("errors",), [{"extra": 1}], "field errors[0].extra is not a field of this schema version"),
     (("warnings",), [3], "field warnings is [3]; it must be a list of text"),
 ]
@@ -1088,7 +1107,7 @@ def test_diff_of_evidence_with_counts_beyond_a_float_reports_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = evidence_document(tmp_path, capsys)
-    after = hostile(before, ("results", 0, "analytic"), 10**400)
+    after = hostile(before, (*ROW, 1, 0, 1), 10**400)  # the comparison's analytic count
     (tmp_path / "a.json").write_text(json.dumps(before))
     (tmp_path / "b.json").write_text(json.dumps(after))
     code, out, err = run(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_flopcheck.evidence.record import VOLATILE_FIELDS
+from pytest_flopcheck.evidence.record import VOLATILE_FIELDS, expanded
 
 pytest.importorskip("torch")
 TOY = (Path(__file__).parent / "toy_model.py").read_text()
@@ -54,7 +54,9 @@ def published_text(run_dir: Path) -> str:
 
 
 def load_evidence(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "flopcheck" / "evidence.json").read_text())  # type: ignore[no-any-return]
+    """A run's evidence, its checks and comparisons spelled out as flat records (the loader's own
+    ``expanded``, which also reads the nested layout back)."""
+    return expanded(json.loads((run_dir / "flopcheck" / "evidence.json").read_text()))
 
 
 def test_nothing_is_generated_without_the_option(toy: pytest.Pytester) -> None:
@@ -205,7 +207,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         "summary.md",
     ]
     evidence = load_evidence(first)
-    assert evidence["schema_version"] == 2
+    assert evidence["schema_version"] == 3
     assert evidence["run_id"] == first.name
     assert evidence["status"] == "complete"
     assert evidence["headline"] == "✅ all 34 checks passed · 0 of 2 reference counts from the cache"
@@ -342,6 +344,23 @@ def test_collect_only_publishes_nothing_and_deselecting_everything_says_nothing_
     evidence = load_evidence(run_dirs(toy)[0])
     assert evidence["status"] == "nothing run"
     assert evidence["headline"] == "⚪ nothing run: 0 checks selected, none finished"
+
+
+def test_generated_checks_skip_log_capture_but_the_users_tests_keep_it(toy: pytest.Pytester) -> None:
+    """The checks run without the per-phase hooks (log capture), the user's own tests with them:
+    a failing test of the user's still shows what it logged."""
+    toy.makepyfile(
+        test_logs="""
+        import logging
+
+        def test_logs():
+            logging.getLogger("user").warning("the user's own message")
+            assert False
+        """
+    )
+    result = toy.runpytest("--flopcheck=toy", "--flopcheck-workloads=small", *NO_CACHE)
+    result.assert_outcomes(passed=18, failed=1)
+    result.stdout.fnmatch_lines(["*Captured log call*", "*the user's own message*"])
 
 
 def test_collect_only_counts_what_it_lists(toy: pytest.Pytester) -> None:
