@@ -48,8 +48,9 @@ OFFICIAL_NOTES = (
     "The official generate.py on one GPU: model loading from disk is not counted; one generation is "
     "the text encoding, the sampling steps and the VAE decode, with the host-GPU moves between them.",
     "Attention: flash_attn (FlashAttention-2), the package the official requirements.txt installs.",
-    "DiT weights in fp32 under bf16 autocast: each weight is cast to bf16 at every call (read in fp32, "
-    "written in bf16) and the cast copy is live beside its matmul.",
+    "DiT weights in fp32 under bf16 autocast: on one GPU each weight is cast to bf16 at every call "
+    "(read in fp32, written in bf16) and the cast copy is live beside its matmul; under FSDP the "
+    "weights are gathered in bf16 instead.",
     ELEMENTWISE_NOTE,
 )
 
@@ -95,15 +96,16 @@ def runtimes(stages: Iterable[str], dit_placement: str = "offloaded_after") -> d
 
     made = {
         "official": make(
-            "official generate.py, one GPU, defaults (--offload_model True): fp32 DiT under bf16 autocast, "
-            "bf16 T5, fp16 CLIP, fp32 VAE, FlashAttention-2",
+            "official generate.py with its defaults (one GPU: --offload_model True; N GPUs: FSDP and "
+            "Ulysses, see the notes): fp32 DiT under bf16 autocast, bf16 T5, fp16 CLIP, fp32 VAE, "
+            "FlashAttention-2",
             official,
             attention="fa2",
             notes=(*OFFICIAL_NOTES, MULTI_GPU_NOTE),
             layout=official_layout,
         ),
         "official-fa3": make(
-            "official generate.py, one GPU, defaults, with FlashAttention-3 installed (Hopper)",
+            "official generate.py with its defaults, FlashAttention-3 installed (Hopper)",
             official,
             attention="fa3",
             notes=(*OFFICIAL_NOTES[:1], *OFFICIAL_NOTES[2:], MULTI_GPU_NOTE),

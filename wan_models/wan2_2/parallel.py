@@ -1,7 +1,7 @@
 """Wan2.2 under multi-GPU layouts: each expert's DiT is split as Wan2.1's
 (:mod:`wan_models.wan2_1.parallel`); the official multi-GPU command is the same
-(``--dit_fsdp --t5_fsdp --ulysses_size N``). The parallel reference checks run on Wan2.1's DiT,
-which each expert is."""
+(``--dit_fsdp --t5_fsdp --ulysses_size N``). The A14B experts are each Wan2.1's 14B DiT, checked
+there; TI2V-5B is checked here (its per-token timesteps are split with the tokens)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pytest_flopcheck import CostNode, Layout, LayoutError, Parallel
 from wan_models.wan2_1.dit import dit_forward
 from wan_models.wan2_1.parallel import validate as validate_wan21
 from wan_models.wan2_2.pipeline import runs_per_generation, stage_tree
+from wan_models.wan2_2.reference import parallel_build
 from wan_models.wan2_2.workload import WAN21_STAGE, Workload
 
 DITS = tuple(stage for stage, shared in WAN21_STAGE.items() if shared == "diffusion_core")
@@ -37,4 +38,15 @@ def parallel_runs(w: Workload, layout: Layout) -> dict[str, int]:
     return runs
 
 
-PARALLEL = Parallel(analytic=parallel_tree, validate=validate, runs=parallel_runs, fsdp_units=FSDP_UNITS)
+CHECKS = (("TI2V-5B-t2v", "diffusion_core", Layout(ulysses=2)),)
+"""TI2V-5B embeds one timestep per token, which diffusers' context parallelism splits with the
+tokens: the one path the A14B experts (each Wan2.1's 14B DiT, checked there) do not take."""
+
+PARALLEL = Parallel(
+    analytic=parallel_tree,
+    validate=validate,
+    runs=parallel_runs,
+    fsdp_units=FSDP_UNITS,
+    reference=parallel_build,
+    checks=CHECKS,
+)

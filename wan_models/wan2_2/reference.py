@@ -23,6 +23,12 @@ def build(w: Workload, stage: str, device: str) -> ReferenceCall:
     return wan21.build(geometry, WAN21_STAGE[stage], device)
 
 
+def parallel_build(w: Workload, stage: str, layout: Any, device: str) -> ReferenceCall:
+    """An expert's (or TI2V-5B's) DiT under diffusers' context parallelism: Wan2.1's builder on
+    the workload's geometry."""
+    return wan21.parallel_diffusion_core(w.as_wan2_1(), WAN21_STAGE[stage], layout, device)
+
+
 def tiny_dit(w: Workload) -> DiTConfig:
     """The tiny DiT: A14B image-to-video takes the latent, a 4-channel mask and the condition;
     TI2V takes the latent alone, with one timestep per token."""
