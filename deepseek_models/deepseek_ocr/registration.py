@@ -12,6 +12,7 @@ from deepseek_models.deepseek_ocr import reference
 from deepseek_models.deepseek_ocr.config import CHECKPOINT, TINY
 from deepseek_models.deepseek_ocr.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
+from deepseek_models.shared.parallel import data_parallel
 from deepseek_models.shared.reference import IMPLEMENTATION
 from deepseek_models.shared.serving import DECODER_STAGES, runtimes, serving
 from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
@@ -81,6 +82,7 @@ def registration() -> ModelRegistration:
         workload_type=Page,
         serving=serving(CHECKPOINT.decoder),
         runtimes=runtimes(),
+        parallel=data_parallel(stage_tree, runs_per_generation),
     )
 
 

@@ -12,6 +12,7 @@ from deepseek_models.deepseek_ocr2 import reference
 from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM, TINY
 from deepseek_models.deepseek_ocr2.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
+from deepseek_models.shared.parallel import data_parallel
 from deepseek_models.shared.serving import DECODER_STAGES, runtimes, serving
 from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
 
@@ -88,6 +89,7 @@ def registration() -> ModelRegistration:
         workload_type=Page,
         serving=serving(DECODER),
         runtimes=runtimes(),
+        parallel=data_parallel(stage_tree, runs_per_generation),
     )
 
 

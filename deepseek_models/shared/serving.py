@@ -4,6 +4,7 @@ workloads are :class:`~deepseek_models.shared.workload.PageBatch`)."""
 from __future__ import annotations
 
 from deepseek_models.shared.config import DecoderConfig
+from deepseek_models.shared.parallel import data_layout
 from deepseek_models.shared.workload import PageBatch
 from pytest_flopcheck import Runtime, Serving, Stage, StageRuntime
 
@@ -77,6 +78,13 @@ def runtimes() -> dict[str, Runtime]:
             stages=stages,
             attention="fa2",
             launch="graphs",
-            notes=(batch, "Continuous batching, paged KV cache and speculative decoding are not modelled."),
+            notes=(
+                batch,
+                "On N GPUs: N data-parallel replicas, each holding every weight and serving its share of "
+                "the pages (figures are the first replica's, with the largest share).",
+                "Continuous batching, paged KV cache, speculative decoding, and tensor or expert "
+                "parallelism are not modelled.",
+            ),
+            layout=data_layout,
         ),
     }

@@ -145,7 +145,7 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
                 "--layout",
                 metavar="SPEC",
                 help="the multi-GPU layout instead of the runtime's: "
-                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE",
+                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE,data=N",
             )
         else:
             sub.add_argument(

@@ -69,7 +69,7 @@ def layout_option(
         reg.parallel.validate(workload, layout)
     except LayoutError as exc:
         raise UsageError(
-            f"--layout is not allowed: {exc}" if text is not None else f"--gpus {count}: {exc}"
+            f"--layout is not allowed: {exc}" if text is not None else f"--gpus {count} is not allowed: {exc}"
         ) from None
     return layout
 

@@ -2,9 +2,10 @@
 that the framework can size it per GPU and verify it against the real parallel code.
 
 Notation as in xDiT and DeepSpeed-Ulysses: ``ulysses`` (U) and ``ring`` (R) split the sequence
-(S = U·R), ``cfg`` = 2 runs the two guidance branches on separate GPU groups, and ``fsdp`` names
-the stages whose weights are sharded over every GPU (gathered unit by unit for each forward).
-The world size is U·R·cfg.
+(S = U·R), ``cfg`` = 2 runs the two guidance branches on separate GPU groups, ``fsdp`` names
+the stages whose weights are sharded over every GPU (gathered unit by unit for each forward), and
+``data`` replicas each serve their share of a batch (a serving engine's data parallelism). The
+world size is U·R·cfg·data.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Layout:
     ring: int = attrs.field(default=1, validator=_positive)
     cfg: int = attrs.field(default=1, validator=_positive)
     fsdp: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    data: int = attrs.field(default=1, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.cfg not in (1, 2):
@@ -56,7 +58,7 @@ class Layout:
 
     @property
     def gpus(self) -> int:
-        return self.ulysses * self.ring * self.cfg
+        return self.ulysses * self.ring * self.cfg * self.data
 
     @property
     def sequence(self) -> int:
@@ -68,7 +70,12 @@ class Layout:
         """``ulysses=4,ring=2,fsdp=diffusion_core+text_encoder``; ``single`` for one GPU."""
         parts = [
             f"{k}={v}"
-            for k, v in (("ulysses", self.ulysses), ("ring", self.ring), ("cfg", self.cfg))
+            for k, v in (
+                ("ulysses", self.ulysses),
+                ("ring", self.ring),
+                ("cfg", self.cfg),
+                ("data", self.data),
+            )
             if v > 1
         ]
         if self.fsdp:
@@ -79,7 +86,9 @@ class Layout:
     def slug(self) -> str:
         """The layout in a test id: ``u2``, ``u2r2``, ``r2-fsdp``."""
         text = "".join(
-            f"{k}{v}" for k, v in (("u", self.ulysses), ("r", self.ring), ("c", self.cfg)) if v > 1
+            f"{k}{v}"
+            for k, v in (("u", self.ulysses), ("r", self.ring), ("c", self.cfg), ("d", self.data))
+            if v > 1
         )
         return (text or "single") + ("-fsdp" if self.fsdp else "")
 
@@ -90,6 +99,7 @@ class Layout:
             "ring": self.ring,
             "cfg": self.cfg,
             "fsdp": list(self.fsdp),
+            "data": self.data,
         }
 
 
@@ -103,10 +113,11 @@ def parse_layout(text: str) -> Layout:
     values: dict[str, Any] = {}
     for item in text.split(","):
         key, eq, value = item.strip().partition("=")
-        if not eq or key not in ("ulysses", "ring", "cfg", "fsdp"):
+        if not eq or key not in ("ulysses", "ring", "cfg", "fsdp", "data"):
             raise LayoutError(
                 "layout",
-                f"layout item {item.strip()!r} is not KEY=VALUE with KEY one of ulysses, ring, cfg, fsdp",
+                f"layout item {item.strip()!r} is not KEY=VALUE "
+                "with KEY one of ulysses, ring, cfg, fsdp, data",
             )
         if key in values:
             raise LayoutError("layout", f"layout names {key} twice")

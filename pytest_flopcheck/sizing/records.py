@@ -826,7 +826,9 @@ class RuntimeFigures:
 def _layout(f: Fields) -> Layout:
     gpus = f.integer("gpus")
     try:
-        layout = Layout(f.integer("ulysses"), f.integer("ring"), f.integer("cfg"), f.texts("fsdp"))
+        layout = Layout(
+            f.integer("ulysses"), f.integer("ring"), f.integer("cfg"), f.texts("fsdp"), f.integer("data")
+        )
     except LayoutError as exc:
         raise FileProblem(f"field {f.where}: {exc}") from None
     if layout.gpus != gpus:

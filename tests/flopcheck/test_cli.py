@@ -22,8 +22,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def only_report(root: Path) -> dict[str, Any]:
-    (path,) = root.glob("*/static_analysis/wan2_1/report.json")
+def only_report(root: Path, model: str = "wan2_1") -> dict[str, Any]:
+    (path,) = root.glob(f"*/static_analysis/{model}/report.json")
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
@@ -120,13 +120,14 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert run(capsys, *argv, "--gpus", str(n), "--output", str(out))[0] == 0
         figures[n] = only_report(out)["runtime"]
     one, four = figures[1], figures[4]
-    assert one["layout"] == {"gpus": 1, "ulysses": 1, "ring": 1, "cfg": 1, "fsdp": []}
+    assert one["layout"] == {"gpus": 1, "ulysses": 1, "ring": 1, "cfg": 1, "fsdp": [], "data": 1}
     assert four["layout"] == {
         "gpus": 4,
         "ulysses": 4,
         "ring": 1,
         "cfg": 1,
         "fsdp": ["diffusion_core", "text_encoder"],
+        "data": 1,
     }
     dit1, dit4 = one["stages"]["diffusion_core"], four["stages"]["diffusion_core"]
     assert dit1["collective_bytes"] == 0 < dit4["collective_bytes"]
@@ -141,6 +142,38 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (estimate,) = four["estimates"]
     assert estimate["stages"]["diffusion_core"]["parts"]["communication_s"] > 0
     assert only_report(tmp_path / "4")["schema_version"] == 2
+
+
+def test_ocr_pages_served_by_data_parallel_replicas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The served OCR runtime on N GPUs is N replicas, each with every weight and a share of the
+    pages: the first replica's batch, seconds and peak; the throughput of all of them."""
+    figures = {}
+    for n in (1, 4):
+        argv = ("report", "deepseek_ocr2", "--pages", "8", "--gpu", "H100-SXM", "--runtime", "served")
+        assert run(capsys, *argv, "--gpus", str(n), "--output", str(tmp_path / str(n)))[0] == 0
+        figures[n] = only_report(tmp_path / str(n), "deepseek_ocr2")
+    one, four = (figures[n]["runtime"] for n in (1, 4))
+    assert four["layout"]["data"] == 4
+    two_pages = ("report", "deepseek_ocr2", "--pages", "2", "--gpu", "H100-SXM", "--runtime", "served")
+    assert run(capsys, *two_pages, "--output", str(tmp_path / "two"))[0] == 0
+    alone = only_report(tmp_path / "two", "deepseek_ocr2")["runtime"]
+    for stage in ("vision", "prefill", "decode"):  # replica 0 serves 2 of the 8 pages
+        assert four["stages"][stage]["flops"] == alone["stages"][stage]["flops"]
+        assert four["stages"][stage]["weight_bytes"] == one["stages"][stage]["weight_bytes"]
+    assert four["seconds"] == pytest.approx(alone["seconds"])
+    serving = [figures[n]["serving"]["estimates"][0]["units_per_s"] for n in (1, 4)]
+    assert serving[0] < serving[1] <= 4 * serving[0]
+    for args, message in (
+        (("--pages", "2", "--gpus", "4"), "data=4 replicas for 2 pages leave replicas idle"),
+        (("--layout", "ulysses=2"), "is not modelled for the OCR models: they run data parallel"),
+    ):
+        argv = ("report", "deepseek_ocr2", "--gpu", "H100-SXM", "--runtime", "served", *args)
+        code, out, err = run(capsys, *argv, "--output", str(tmp_path / "bad"))
+        assert code == 2
+        assert message in err
+        assert "Traceback" not in out + err
 
 
 BAD = [
