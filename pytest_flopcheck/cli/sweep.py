@@ -248,5 +248,6 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                     )
         else:
             say("warning: matplotlib is not installed: no plots were written")
-    say(f"{points:,} workloads; sweep: {run.final / base_dir}")
+    unit = "rows" if GPUS_FIELD in grid else "workloads"  # a GPU count is no workload of its own
+    say(f"{points:,} {unit}; sweep: {run.final / base_dir}")
     return 0
