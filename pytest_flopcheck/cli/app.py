@@ -88,6 +88,9 @@ def cmd_list(registry: Registry) -> int:
         say(f"  workloads: {', '.join(reg.workloads)}")
         if reg.runtimes:
             say(f"  runtimes: {', '.join(reg.runtimes)}")
+            several = [name for name, r in reg.runtimes.items() if r.layout is not None and reg.parallel]
+            if several:
+                say(f"  on several GPUs (--gpus N): {', '.join(several)}")
     say("GPUs: " + ", ".join(f"{g.name} ({'/'.join(g.tflops)})" for g in GPUS.values()))
     return 0
 
