@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode
+from pytest_flopcheck.analytic.layers import collective
+from pytest_flopcheck.analytic.tree import CostNode, join, regroup
 
 if TYPE_CHECKING:
     from pytest_flopcheck.model.registration import ReferenceCall
@@ -130,6 +131,47 @@ def parse_layout(text: str) -> Layout:
     return Layout(**values)
 
 
+FSDP_GATHER = "fsdp.all_gather"
+"""The id (under a unit's node) of the all-gather FSDP issues for that unit."""
+
+
+def fsdp_gathers(tree: CostNode, prefix: str, world: int, element_bytes: int) -> CostNode:
+    """``tree`` (one run of a stage on one rank) with the all-gathers FSDP issues when its
+    weights are sharded over ``world`` ranks: each child of the root whose id starts with
+    ``prefix`` is a unit and gathers its weights once per run (in its pre-forward hook, inside
+    it); the rest of the stage is the root unit, gathered once at the root. A rank hands over its
+    shard of a unit, ``ceil(params / world)`` elements at ``element_bytes`` (the dtype FSDP's
+    mixed precision gathers at): FSDP1's flat parameter, padded once per unit, as the official
+    Wan code shards. (FSDP2 pads each parameter's first dimension instead; ``test_parallel``
+    compares with it within :data:`FSDP2_PADDING`.)"""
+    units: list[CostNode] = []
+    unit_params = 0
+    for child in tree.children:
+        if prefix and child.id.startswith(prefix):
+            if not child.children:
+                raise ValueError(f"FSDP unit {child.id!r} is a leaf: a unit must be a group of layers")
+            unit_params += child.total.params
+            gather = _gather(join(child.id, FSDP_GATHER), child.total.params, world, element_bytes)
+            child = regroup(child, [gather, *child.children], held_bytes=child.held_bytes)
+        units.append(child)
+    root = _gather(FSDP_GATHER, tree.total.params - unit_params, world, element_bytes)
+    return regroup(tree, [root, *units], held_bytes=tree.held_bytes)
+
+
+def _gather(node_id: str, params: int, world: int, element_bytes: int) -> CostNode:
+    shard = -(-params // world) * element_bytes
+    note = "FSDP: the unit's weights gathered"
+    return collective(node_id, "all_gather", group=world, local_bytes=shard, note=note)
+
+
+FSDP2_PADDING = 1e-3
+"""Relative tolerance of collective bytes where FSDP2 shards a stage: FSDP2 splits each
+parameter along its first dimension, padded to the world size, so a parameter with fewer rows
+than ranks (a block's ``[1, 6, d]`` modulation table) is gathered whole by every rank: 9,216
+bytes more per Wan2.1-1.3B block on 2 ranks, 2e-4 of the block's gather. The model counts
+FSDP1's flat parameter, which the official code runs and which needs a GPU to run."""
+
+
 @attrs.frozen
 class Parallel:
     """What a model package declares for multi-GPU layouts.
@@ -144,6 +186,8 @@ class Parallel:
       halves the denoiser's); ``None``: as on one GPU.
     - ``fsdp_units``: per stage that FSDP can shard, the id prefix of the tree's children that
       are FSDP units (``"blocks."``); the rest of the stage is the root unit.
+    - ``sharded_tree(workload, stage, layout, element_bytes)``: ``analytic``'s tree with the
+      FSDP all-gathers of a stage the layout shards (:func:`fsdp_gathers`).
     - ``reference(workload, stage, layout, device)``: the real module under its own parallelism,
       built while a fake process group of ``layout.gpus`` ranks is initialised; ``checks``: the
       (workload, stage, layout) triples ``test_parallel`` verifies with it.
@@ -155,3 +199,15 @@ class Parallel:
     fsdp_units: Mapping[str, str] = attrs.field(factory=dict)
     reference: Callable[[Any, str, Layout, str], ReferenceCall] | None = None
     checks: tuple[tuple[str, str, Layout], ...] = attrs.field(default=(), converter=_checks)
+
+    def sharded_tree(
+        self, workload: Any, stage: str, layout: Layout, element_bytes: int | None = None
+    ) -> CostNode:
+        """One run of ``stage`` on rank 0 of ``layout``, with FSDP's all-gathers where the layout
+        shards the stage; they gather at ``element_bytes`` (None: the tree's weight dtype)."""
+        tree = self.analytic(workload, stage, layout)
+        if stage not in layout.fsdp:
+            return tree
+        total = tree.total
+        size = element_bytes or (total.weight_bytes // total.params if total.params else 2)
+        return fsdp_gathers(tree, self.fsdp_units.get(stage, ""), layout.gpus, size)

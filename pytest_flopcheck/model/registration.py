@@ -124,12 +124,15 @@ class ReferenceCall:
     ``run`` performs the counted call (a forward, ``decode``, ...). ``scope`` names the
     submodules whose weights the stage uses (a decoder stage built from a whole vision-language
     model, say): the stage's parameter total is compared over them, each parameter once. Empty,
-    the whole module.
+    the whole module. ``mode``: a dispatch mode the module's tensors live in (the
+    ``FakeTensorMode`` a reference is built under when its code cannot run on meta, such as
+    FSDP2's sharding); the count runs inside it, beneath the counter. None: meta or real tensors.
     """
 
     module: Any
     run: Callable[[], object] = attrs.field(validator=_callable)
     scope: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    mode: Any = None
 
 
 def _non_empty(_instance: Any, attribute: attrs.Attribute[Any], value: Sized) -> None:

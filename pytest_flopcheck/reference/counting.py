@@ -449,12 +449,13 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
             return func(*args, **(kwargs or {}))
 
     root = _FlopcheckRoot(call.module, call.run)
-    weight_bytes, other_weights, baseline = _start(call, live)
-    allocator = _AllocatorPeak(device)
-    start = time.perf_counter()
-    with torch.no_grad(), _fused_attention(device), _Uncounted(), counter, _Implementation(), allocator:  # type: ignore[no-untyped-call]
-        root()
-    seconds = time.perf_counter() - start
+    with _tensor_mode(call):
+        weight_bytes, other_weights, baseline = _start(call, live)
+        allocator = _AllocatorPeak(device)
+        start = time.perf_counter()
+        with torch.no_grad(), _fused_attention(device), _Uncounted(), counter, _Implementation(), allocator:  # type: ignore[no-untyped-call]
+            root()
+        seconds = time.perf_counter() - start
 
     raw = counter.get_flop_counts()
     module_ops = _by_module(
@@ -502,9 +503,9 @@ def _start(call: ReferenceCall, live: LiveBytes) -> tuple[int, int, int]:
     # Inference, as it is sized: a module built from a config is in training mode, where dropout
     # runs (masks and products that inference never holds).
     call.module.eval()
-    live.add(_scoped_parameters(call))
+    live.add(_local(p) for p in _scoped_parameters(call))
     weight_bytes = live.live
-    live.add(call.module.parameters())
+    live.add(_local(p) for p in call.module.parameters())
     # Weights outside the stage's scope are another stage's (a VAE's encoder during its decode):
     # live, but not this stage's memory.
     other_weights = live.live - weight_bytes
@@ -528,10 +529,25 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
             live.add(tensors((args, kwargs, out)), str(func._overloadpacket))
             return out
 
-    _, other_weights, _ = _start(call, live)
-    with torch.no_grad(), _fused_attention(device), _Plain():  # type: ignore[no-untyped-call]
-        call.run()
+    with _tensor_mode(call):
+        _, other_weights, _ = _start(call, live)
+        with torch.no_grad(), _fused_attention(device), _Plain():  # type: ignore[no-untyped-call]
+            call.run()
     return live.peak - other_weights
+
+
+def _tensor_mode(call: ReferenceCall) -> Any:
+    """The mode the call's tensors live in (entered beneath every counting mode), or nothing."""
+    import contextlib
+
+    return call.mode if call.mode is not None else contextlib.nullcontext()
+
+
+def _local(tensor: Any) -> Any:
+    """A DTensor's local shard (what this rank holds: an FSDP2 parameter's shard); other tensors
+    as they are."""
+    local = getattr(tensor, "_local_tensor", None)
+    return tensor if local is None else local
 
 
 def _innermost(parents: Any) -> str:

@@ -11,7 +11,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode, check_tree, live_peak
 from pytest_flopcheck.model.generation import GenerationTotals
-from pytest_flopcheck.model.parallel import SINGLE, Layout
+from pytest_flopcheck.model.parallel import SINGLE, Layout, fsdp_gathers
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
 from pytest_flopcheck.sizing.hardware import GPUS, Gpu
@@ -45,7 +45,6 @@ from pytest_flopcheck.sizing.timing import (
     Execution,
     TimeParts,
     attention_kernel,
-    collective_seconds,
     transfer_seconds,
     tree_time,
 )
@@ -453,27 +452,30 @@ def runtime_figures(
     owner = {s.name: s.weights_of or s.name for s in reg.stages}
     trees: dict[str, CostNode] = {}
     partial: dict[str, RuntimeStage] = {}
-    gathers: dict[str, int] = {}  # FSDP: bytes one rank gathers per run (every unit at compute dtype)
+    casts: set[str] = set()  # FSDP-sharded stages: the local fp32 shard cast for each run's gathers
     for stage in reg.stages:
         sr = spec.stages[stage.name]
         at = at_dtype(workload, PRECISIONS[sr.compute].activations)
+        sharded = owner[stage.name] in layout.fsdp
+        compute_bytes = DTYPE_BYTES[PRECISIONS[sr.compute].activations]
         if parallel:
             assert reg.parallel is not None
             tree = check_tree(reg.parallel.analytic(at, stage.name, layout))
+            units = reg.parallel.fsdp_units.get(owner[stage.name], "")
+            working = working_bytes(tree, stage.memory_tolerance is not None)
+            if sharded:  # every unit gathered at each run, at the compute dtype
+                # the running unit's gathered weights
+                working += fsdp_unit_params(tree, units) * compute_bytes
+                tree = fsdp_gathers(tree, units, layout.gpus, compute_bytes)
         else:
             tree = reg.tree(at, stage.name)
+            working = working_bytes(tree, stage.memory_tolerance is not None)
         trees[stage.name] = tree
-        working = working_bytes(tree, stage.memory_tolerance is not None)
-        sharded = owner[stage.name] in layout.fsdp
         weight_bytes = tree.total.params * DTYPE_BYTES[sr.weights]
         autocast = sr.autocast
         if sharded:
-            assert reg.parallel is not None
-            unit = fsdp_unit_params(tree, reg.parallel.fsdp_units.get(owner[stage.name], ""))
-            compute_bytes = DTYPE_BYTES[PRECISIONS[sr.compute].activations]
             weight_bytes = -(-weight_bytes // layout.gpus)
-            working += unit * compute_bytes  # the running unit's gathered weights
-            gathers[stage.name] = -(-tree.total.params * compute_bytes // layout.gpus)
+            casts.add(stage.name)
             autocast = False  # FSDP's mixed precision gathers the weights at the compute dtype
         elif sr.autocast and sr.device == "gpu":  # the cast copy of the largest weight beside its matmul
             largest = max((leaf.metrics.params for leaf in tree.leaves()), default=0)
@@ -491,7 +493,7 @@ def runtime_figures(
             gpu_bytes_while_running=0,
             sharded=sharded,
             flops=tree.total.flops,
-            collective_bytes=tree.total.collective_bytes + gathers.get(stage.name, 0),
+            collective_bytes=tree.total.collective_bytes,
         )
     order = [s.name for s in reg.stages if runs[s.name]]
     on_gpu_stages = [n for n in order if partial[n].device == "gpu"]
@@ -527,10 +529,8 @@ def runtime_figures(
             continue
         executions = {n: _execution(stages[n], trees[n], spec.attention, spec.launch) for n in on_gpu_stages}
         per_stage = stage_times(reg, trees, runs, gpu, executions)
-        if gathers:  # FSDP: every unit gathered at each run, and the local shard cast for it
-            per_stage = tuple(
-                _with_fsdp(s, gpu, layout, gathers.get(s.name, 0), stages[s.name]) for s in per_stage
-            )
+        if casts:  # FSDP: the local shard cast to the compute dtype for each run's gathers
+            per_stage = tuple(_with_cast(s, gpu, stages[s.name]) if s.name in casts else s for s in per_stage)
         moving = transfer_seconds(gpu, to_gpu, to_host)
         seconds = sum(s.per_generation_s for s in per_stage) + moving
         estimates.append(
@@ -572,22 +572,16 @@ def fsdp_unit_params(tree: CostNode, prefix: str) -> int:
     return max([root, *units])
 
 
-def _with_fsdp(
-    time: StageTime, gpu: Gpu, layout: Layout, shard_gathered: int, stage: RuntimeStage
-) -> StageTime:
-    """A stage's time with its FSDP all-gathers (each run gathers every unit: a shard of
-    ``shard_gathered`` bytes per rank over all GPUs) and the casts of the local fp32 shard."""
-    if not shard_gathered:
-        return time
-    runs = stage.runs_per_generation
-    gather = collective_seconds(gpu, "all_gather", layout.gpus, shard_gathered)
+def _with_cast(time: StageTime, gpu: Gpu, stage: RuntimeStage) -> StageTime:
+    """An FSDP-sharded stage's time with the cast of its local shard to the compute dtype at each
+    run, before the gathers (its all-gathers are in its tree)."""
     wide = DTYPE_BYTES[stage.weights]
     narrow = DTYPE_BYTES[PRECISIONS[stage.compute].activations]
-    cast = 0.0 if wide == narrow else stage.weight_bytes * (wide + narrow) / wide / gpu.achievable_bandwidth
-    extra = TimeParts(memory=cast, communication=gather).times(runs)
-    parts = time.parts + extra
-    per_run = time.per_run_s + (cast + gather)
-    return attrs.evolve(time, per_run_s=per_run, per_generation_s=parts.seconds, parts=parts)
+    if wide == narrow:
+        return time
+    cast = stage.weight_bytes * (wide + narrow) / wide / gpu.achievable_bandwidth
+    parts = time.parts + TimeParts(memory=cast).times(stage.runs_per_generation)
+    return attrs.evolve(time, per_run_s=time.per_run_s + cast, per_generation_s=parts.seconds, parts=parts)
 
 
 def _execution(stage: RuntimeStage, tree: CostNode, attention: str, launch: str) -> Execution:

@@ -178,7 +178,7 @@ class Dependencies:
                 base, layout = self.split_stage(model, stage)
                 if layout is not None:
                     assert reg.parallel is not None
-                    built = reg.parallel.analytic(reg.workloads[workload], base, layout)
+                    built = reg.parallel.sharded_tree(reg.workloads[workload], base, layout)
                 else:
                     built = reg.analytic(reg.workloads[workload], stage)
                 tree = check_tree(built)

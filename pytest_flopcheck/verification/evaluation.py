@@ -10,6 +10,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode, live_path, live_peak
 from pytest_flopcheck.model.generation import per_generation
+from pytest_flopcheck.model.parallel import FSDP2_PADDING, FSDP_GATHER
 from pytest_flopcheck.model.workload import DTYPES, sized_dtype
 from pytest_flopcheck.reference.counting import CoverageGap, ReferenceCounts, coverage_gaps, uncounted_gaps
 from pytest_flopcheck.verification.cases import (
@@ -194,6 +195,8 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
     assert node.reference is not None
     metrics = ("flops",) if node.reference_own or not node.children else PARALLEL_METRICS
     label = (node.reference or "(whole module)") + (" (own work)" if node.reference_own else "")
+    # FSDP2 pads each parameter, the model FSDP1's flat parameter: see FSDP2_PADDING
+    padded = any(n.id.endswith(FSDP_GATHER) for n in node.walk())
     comparisons = tuple(
         Comparison(
             case.model,
@@ -206,10 +209,25 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
             counts.value(
                 node.reference, node.reference_own, metric, node.reference_ops if metric == "flops" else ()
             ),
-            0.0,
+            FSDP2_PADDING if padded and metric == "collective_bytes" else 0.0,
         )
         for metric in metrics
     )
+    base, layout = deps.split_stage(case.model, case.stage)
+    if not case.layer and layout is not None and base in layout.fsdp:  # the weights rank 0 holds
+        comparisons += (
+            Comparison(
+                case.model,
+                case.workload,
+                case.stage,
+                case.layer,
+                "weight shards of rank 0 (FSDP)",
+                "weight_bytes",
+                -(-node.total.weight_bytes // layout.gpus),
+                counts.weight_bytes,
+                FSDP2_PADDING,
+            ),
+        )
     gaps = tuple(coverage_gaps(node, counts)) if not case.layer else ()
     return Outcome(comparisons, gaps)
 

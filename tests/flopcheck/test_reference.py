@@ -382,3 +382,49 @@ def test_collectives_are_counted_with_their_local_input_bytes_and_not_as_traffic
     assert counts.value("", True, "collective_bytes") == 0  # the outer module's own ops issue none
     assert counts.value("exchange", False, "elementwise_ops") == 0
     assert counts.value("", False, "elementwise_ops") == 1  # the doubling
+
+
+def test_fsdp2_shards_are_counted_under_fake_tensors_per_unit_and_rank() -> None:
+    """FSDP2 refuses meta tensors: built and counted under a FakeTensorMode (``ReferenceCall.mode``),
+    each unit's all-gather is its module's, once per forward, with this rank's padded shard
+    (FSDP2 splits each parameter's first dimension, padded to the world size); the weights held
+    are this rank's local shards."""
+    import torch
+    import torch.distributed as dist
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from pytest_flopcheck.reference.parallel import fake_process_group
+
+    fully_shard = pytest.importorskip("torch.distributed.fsdp").fully_shard
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(2))
+            self.head = torch.nn.Linear(8, 2)  # 2 rows over 4 ranks: each rank gathers a padded row
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for b in self.blocks:
+                x = b(x)
+            return self.head(x)
+
+    with fake_process_group(4):
+        mesh = dist.device_mesh.init_device_mesh("cpu", (4,))
+        fake = FakeTensorMode()
+        with fake:
+            model = Model()
+            for b in model.blocks:
+                fully_shard(b, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+            x = torch.zeros(3, 8)
+        counts = build_and_count(lambda: ReferenceCall(model, lambda: model(x), mode=fake), "meta")
+    block = (8 * 8 // 4 + 8 // 4) * 4  # fp32: weight and bias split by rows
+    head = (1 * 8 + 1) * 4  # weight [2, 8] and bias [2]: one (padded) row of each per rank
+    for i in range(2):
+        assert counts.value(f"blocks.{i}", False, "collective_bytes") == block
+        assert counts.value(f"blocks.{i}", False, "collectives") == 1
+    assert counts.value("", True, "collective_bytes") == head
+    assert counts.value("", False, "collectives") == 3
+    assert counts.weight_bytes == 2 * block + head  # rank 0's local shards, not the whole weights
+    assert counts.total_params == 2 * (64 + 8) + 16 + 2  # the parameters themselves, whole
+    assert counts.total_flops == 2 * 3 * (2 * 8 * 8 + 8 * 2)

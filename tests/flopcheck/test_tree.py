@@ -147,3 +147,39 @@ def test_merged_calls_peak_at_the_call_with_the_most_live_bytes() -> None:
     )
     trees = [group("", "x", [leaf], held_bytes=7) for leaf in (wide, masked)]
     assert live_peak(merge_call_trees(trees)) == 7 + 1_290
+
+
+@given(
+    st.lists(st.integers(1, 10**10), min_size=0, max_size=6),
+    st.integers(0, 10**9),
+    st.integers(1, 64),
+    st.sampled_from([1, 2, 4]),
+)
+def test_fsdp_gathers_each_units_padded_shard_once_per_run(
+    units: list[int], rest: int, world: int, element_bytes: int
+) -> None:
+    """FSDP (the official code's FSDP1): every unit gathers its flat parameter once per run, each
+    rank handing over ``ceil(params / world)`` elements; the rest of the stage is the root unit.
+    The work and the weights are unchanged."""
+    from pytest_flopcheck.model.parallel import FSDP_GATHER, fsdp_gathers
+
+    blocks = [group(f"blocks.{i}", "block", [leaf(f"blocks.{i}.mm", 7, p)]) for i, p in enumerate(units)]
+    tree = group("", "stage", [leaf("embed", 3, rest), *blocks])
+    sharded = fsdp_gathers(tree, "blocks.", world, element_bytes)
+    shard = [-(-p // world) * element_bytes for p in [*units, rest]]
+    for i in range(len(units)):
+        gather = sharded.find(f"blocks.{i}.{FSDP_GATHER}")
+        assert (gather.total.collective_bytes, gather.total.collectives) == (shard[i], 1)
+        assert sharded.find(f"blocks.{i}").total.collective_bytes == shard[i]
+    assert sharded.find(FSDP_GATHER).total.collective_bytes == shard[-1]
+    assert sharded.total.collectives == len(units) + 1
+    total = (sum(units) + rest) * element_bytes
+    assert total <= world * sharded.total.collective_bytes < total + world * (len(units) + 1) * element_bytes
+    assert (sharded.total.flops, sharded.total.params) == (tree.total.flops, tree.total.params)
+
+
+def test_an_fsdp_unit_must_be_a_group() -> None:
+    from pytest_flopcheck.model.parallel import fsdp_gathers
+
+    with pytest.raises(ValueError, match=r"'blocks\.0' is a leaf"):
+        fsdp_gathers(group("", "stage", [leaf("blocks.0", 1, 4)]), "blocks.", 2, 2)

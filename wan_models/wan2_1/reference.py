@@ -37,7 +37,29 @@ def _dtype(w: Workload, device: str) -> Any:
 
 
 def _on_device(module: Any, w: Workload, device: str) -> Any:
-    return module.to(_dtype(w, device))
+    dtype = _dtype(w, device)
+    if device != FAKE:
+        return module.to(dtype)
+    # Module.to swaps each tensor for its cast, which fake tensors refuse: cast them one by one.
+    import torch
+
+    for sub in module.modules():
+        for name, param in sub._parameters.items():
+            if param is not None and param.is_floating_point():
+                sub._parameters[name] = torch.nn.Parameter(param.to(dtype), param.requires_grad)
+        for name, buffer in sub._buffers.items():
+            if buffer is not None and buffer.is_floating_point():
+                sub._buffers[name] = buffer.to(dtype)
+    return module
+
+
+FAKE = "fake"
+"""The device of a module built under a ``FakeTensorMode`` (fake CPU tensors at the sized dtype):
+what FSDP2, which refuses meta tensors, can shard."""
+
+
+def _torch_device(device: str) -> str:
+    return "cpu" if device == FAKE else device
 
 
 def diffusion_core(w: Workload, device: str) -> ReferenceCall:
@@ -47,7 +69,7 @@ def diffusion_core(w: Workload, device: str) -> ReferenceCall:
 
     cfg = w.dit
     dtype = _dtype(w, device)
-    with torch.device(device):
+    with torch.device(_torch_device(device)):
         model = WanTransformer3DModel(  # type: ignore[no-untyped-call]
             patch_size=cfg.patch_size,
             num_attention_heads=cfg.num_heads,
@@ -339,18 +361,39 @@ def parallel_diffusion_core(w: Workload, stage: str, layout: Any, device: str) -
     ``ContextParallelConfig`` of the layout's Ulysses and ring degrees), built while the
     framework holds a fake process group of ``layout.gpus`` ranks; counted on rank 0. Ulysses
     runs with the ``native`` attention backend, ring with ``_native_flash`` (the native one
-    returns no log-sum-exp, which ring attention needs)."""
+    returns no log-sum-exp, which ring attention needs).
+
+    With the DiT in ``layout.fsdp``, its weights are also sharded by FSDP2 (``fully_shard`` of
+    each block, then of the whole model, over all ranks), which cannot shard meta tensors: the
+    module is then built on fake CPU tensors under a ``FakeTensorMode`` the count runs in. The
+    device meshes are built before it (they read their rank from real tensors)."""
     import torch.distributed as dist
     from diffusers.models._modeling_parallel import ContextParallelConfig
 
     if stage != "diffusion_core":
         raise ValueError(f"only diffusion_core runs under context parallelism, not {stage}")
-    call = diffusion_core(w, device)
-    model = call.module
-    model.set_attention_backend("native" if layout.ring == 1 else "_native_flash")
     mesh = dist.device_mesh.init_device_mesh(
         "cpu", (layout.ring, layout.ulysses), mesh_dim_names=("ring", "ulysses")
     )
     config = ContextParallelConfig(ulysses_degree=layout.ulysses, ring_degree=layout.ring, mesh=mesh)
-    model.enable_parallelism(config=config)
-    return call
+    backend = "native" if layout.ring == 1 else "_native_flash"
+    if stage not in layout.fsdp:
+        call = diffusion_core(w, device)
+        call.module.set_attention_backend(backend)
+        call.module.enable_parallelism(config=config)
+        return call
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed.fsdp import fully_shard
+
+    mesh["ring", "ulysses"]._flatten()  # as enable_parallelism does, before the fake mode
+    shards = dist.device_mesh.init_device_mesh("cpu", (layout.gpus,))
+    fake = FakeTensorMode()
+    with fake:
+        call = diffusion_core(w, FAKE)
+        model = call.module
+        model.set_attention_backend(backend)
+        model.enable_parallelism(config=config)
+        for block in model.blocks:
+            fully_shard(block, mesh=shards)
+        fully_shard(model, mesh=shards)
+    return ReferenceCall(model, call.run, mode=fake)
