@@ -21,6 +21,7 @@ from pytest_flopcheck.reference.memory import (
     LiveTensor,
     op_traffic,
     reachable_tensors,
+    storage_resizes,
     tensor_bytes,
     tensors,
 )
@@ -453,7 +454,16 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         weight_bytes, other_weights, baseline = _start(call, live)
         allocator = _AllocatorPeak(device)
         start = time.perf_counter()
-        with torch.no_grad(), _fused_attention(device), _Uncounted(), counter, _Implementation(), allocator:  # type: ignore[no-untyped-call]
+        resizes = storage_resizes(live, lambda: _innermost(tracker.parents))
+        with (
+            torch.no_grad(),
+            _fused_attention(device),
+            _Uncounted(),
+            counter,
+            _Implementation(),
+            allocator,
+            resizes,
+        ):  # type: ignore[no-untyped-call]
             root()
         seconds = time.perf_counter() - start
 
@@ -531,7 +541,7 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
 
     with _tensor_mode(call):
         _, other_weights, _ = _start(call, live)
-        with torch.no_grad(), _fused_attention(device), _Plain():  # type: ignore[no-untyped-call]
+        with torch.no_grad(), _fused_attention(device), _Plain(), storage_resizes(live):  # type: ignore[no-untyped-call]
             call.run()
     return live.peak - other_weights
 

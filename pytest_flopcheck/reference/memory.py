@@ -22,6 +22,7 @@ kernel's scratch), which a real device adds.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -155,6 +156,26 @@ class LiveBytes:
                 self.peak_op, self.peak_module = op, module
                 self.peak_tensors = tuple(sorted(self._made.values(), key=lambda t: -t.bytes))
 
+    def resized(self, storage: Any, op: str = "resize_", module: str = "") -> None:
+        """A storage resized in place (FSDP frees a gathered unit's storage with ``resize_(0)``
+        and allocates it again the same way; no op creates or frees it): its bytes now."""
+        key = storage._cdata
+        size = int(storage.nbytes())
+        if key not in self._sizes:
+            if not size:
+                return
+            self._refs[key] = weakref.ref(storage, self._freed(key))
+            self._sizes[key] = 0
+        self.live += size - self._sizes[key]
+        self._sizes[key] = size
+        made = self._made.get(key)
+        self._made[key] = (
+            attrs.evolve(made, bytes=size) if made else LiveTensor(size, op, module, (size,), "uint8")
+        )
+        if self.live > self.peak:
+            self.peak, self.peak_op, self.peak_module = self.live, op, module
+            self.peak_tensors = tuple(sorted(self._made.values(), key=lambda t: -t.bytes))
+
     def _freed(self, key: int) -> Any:
         def callback(_ref: Any) -> None:
             self.live -= self._sizes.pop(key, 0)
@@ -171,3 +192,24 @@ def op_traffic(func: Any, args: Any, kwargs: Any, out: Any) -> int:
     moved = sum(tensor_bytes(t) for t in tensors(args))
     moved += sum(tensor_bytes(t) for t in tensors(kwargs))
     return moved + sum(tensor_bytes(t) for t in tensors(out))
+
+
+@contextlib.contextmanager
+def storage_resizes(live: LiveBytes, module: Any = lambda: "") -> Iterator[None]:
+    """Within the block, every ``UntypedStorage.resize_`` is reported to ``live`` (``module()``
+    names the running module): FSDP frees and re-allocates gathered weights that way, unseen by a
+    dispatch mode."""
+    import torch
+
+    original = torch.UntypedStorage.resize_
+
+    def resize(storage: Any, size: int) -> Any:
+        out = original(storage, size)
+        live.resized(storage, module=module())
+        return out
+
+    torch.UntypedStorage.resize_ = resize  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        torch.UntypedStorage.resize_ = original  # type: ignore[method-assign]

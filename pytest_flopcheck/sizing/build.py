@@ -565,11 +565,12 @@ PARALLEL_NOTE = (
 
 
 def fsdp_unit_params(tree: CostNode, prefix: str) -> int:
-    """Parameters of the largest FSDP unit of a stage: each child of the root whose id starts
-    with ``prefix`` is one unit, the rest of the stage the root unit."""
+    """Parameters FSDP holds gathered at once while a stage runs: the root unit (gathered in the
+    root's pre-forward, resharded after the whole run) and the largest other unit (each child of
+    the root whose id starts with ``prefix``, gathered for its own forward)."""
     units = [c.total.params for c in tree.children if prefix and c.id.startswith(prefix)]
     root = tree.total.params - sum(units)
-    return max([root, *units])
+    return root + max(units, default=0)
 
 
 def _with_cast(time: StageTime, gpu: Gpu, stage: RuntimeStage) -> StageTime:

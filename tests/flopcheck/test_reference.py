@@ -14,6 +14,7 @@ from pytest_flopcheck.reference.counting import (
     check_device,
     count_reference,
     coverage_gaps,
+    plain_peak,
 )
 
 torch = pytest.importorskip("torch")
@@ -428,3 +429,37 @@ def test_fsdp2_shards_are_counted_under_fake_tensors_per_unit_and_rank() -> None
     assert counts.weight_bytes == 2 * block + head  # rank 0's local shards, not the whole weights
     assert counts.total_params == 2 * (64 + 8) + 16 + 2  # the parameters themselves, whole
     assert counts.total_flops == 2 * 3 * (2 * 8 * 8 + 8 * 2)
+
+
+def test_storages_resized_in_place_are_tracked_as_fsdp_frees_and_reallocates_them() -> None:
+    """FSDP frees a gathered unit with ``storage.resize_(0)`` and allocates it again the same way;
+    no op creates or frees it, so the tracker follows the resizes: a freed unit no longer
+    counts, a re-allocated one counts again."""
+    import torch
+
+    class Unit(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            gathered = torch.empty(1000, dtype=torch.float32)  # 4,000 bytes, kept by a holder
+            holder.append(gathered)
+            gathered.untyped_storage().resize_(0)  # freed, the tensor object still alive
+            return x + 1
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.units = torch.nn.ModuleList([Unit(), Unit()])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for unit in self.units:
+                x = unit(x)
+            holder[0].untyped_storage().resize_(4000)  # the first unit's storage again
+            return x * 2
+
+    holder: list[torch.Tensor] = []
+    model, x = Model(), torch.zeros(10)
+    counts = build_and_count(lambda: ReferenceCall(model, lambda: model(x)), "cpu")
+    # at the doubling: the input, the last unit's output, its product and one unit's 4,000 bytes
+    # (were the frees unseen, both units' 8,000 would count)
+    assert counts.peak_bytes == 40 + 40 + 40 + 4000
+    holder.clear()
+    assert plain_peak(ReferenceCall(model, lambda: model(x)), "cpu") == counts.peak_bytes

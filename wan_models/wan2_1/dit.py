@@ -393,6 +393,9 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None, layout: Layout = SING
     embed, first, head = _parts(w, cfg, layout)
     rename = Renamer(first, "blocks.0", "blocks.0")
     blocks = [first] + [rename(f"blocks.{i}", f"blocks.{i}") for i in range(1, cfg.num_layers)]
+    if layout.sequence > 1:  # the first block's input is a chunk of every token's embedding
+        others = w.batch_size * (w.tokens - w.tokens // layout.sequence) * cfg.dim * w.dtype_bytes
+        blocks[0] = attrs.evolve(first, held_bytes=first.held_bytes + others)
     # With one timestep per token the time embedding and its six projections are per token too,
     # held through every block.
     b, db = w.batch_size, w.dtype_bytes
