@@ -455,15 +455,8 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         allocator = _AllocatorPeak(device)
         start = time.perf_counter()
         resizes = storage_resizes(live, lambda: _innermost(tracker.parents))
-        with (
-            torch.no_grad(),
-            _fused_attention(device),
-            _Uncounted(),
-            counter,
-            _Implementation(),
-            allocator,
-            resizes,
-        ):  # type: ignore[no-untyped-call]
+        below, above = _Uncounted(), _Implementation()  # type: ignore[no-untyped-call]
+        with torch.no_grad(), _fused_attention(device), below, counter, above, allocator, resizes:
             root()
         seconds = time.perf_counter() - start
 
