@@ -128,6 +128,12 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
             sub.add_argument(
                 "--depth", type=int, metavar="N", help="print modules up to this depth (files hold all)"
             )
+            sub.add_argument(
+                "--layout",
+                metavar="SPEC",
+                help="run rank 0 of this multi-GPU layout on a fake process group: "
+                "ulysses=U,ring=R,fsdp=STAGE (the model's parallel reference)",
+            )
             if registry is not None and command == name and model in registry.models:
                 add_workload_arguments(sub, registry.models[model])
             continue

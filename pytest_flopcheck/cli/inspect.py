@@ -13,6 +13,7 @@ from typing import Any
 from pytest_flopcheck import output
 from pytest_flopcheck.cli.common import UsageError, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
+from pytest_flopcheck.model.parallel import Layout, LayoutError, parse_layout
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.reference.counting import (
     DEVICES,
@@ -21,6 +22,7 @@ from pytest_flopcheck.reference.counting import (
     ReferenceSkipped,
     count_reference,
 )
+from pytest_flopcheck.reference.parallel import fake_process_group
 from pytest_flopcheck.text import md, shorten
 
 
@@ -37,9 +39,18 @@ def cmd_inspect(reg: ModelRegistration, args: argparse.Namespace) -> int:
     if reg.reference is None:
         raise UsageError(f"model {reg.name!r} registers no reference: there is nothing to inspect")
     workload = workload_from_args(reg, args)
+    layout = _layout(reg, workload, args)
+    stage = args.stage if layout is None else f"{args.stage}@{layout.slug}"
     try:
-        call = reg.reference(workload, args.stage, args.device)
-        counts = count_reference(call, args.device, reg.op_policy)
+        if layout is None:
+            call = reg.reference(workload, args.stage, args.device)
+            counts = count_reference(call, args.device, reg.op_policy)
+        else:
+            assert reg.parallel is not None
+            assert reg.parallel.reference is not None
+            with fake_process_group(layout.gpus):
+                call = reg.parallel.reference(workload, args.stage, layout, args.device)
+                counts = count_reference(call, args.device, reg.op_policy)
     except ReferenceSkipped as skipped:
         raise UsageError(
             f"the reference of {reg.name}/{args.stage} cannot run here: {skipped.reason}"
@@ -49,16 +60,43 @@ def cmd_inspect(reg: ModelRegistration, args: argparse.Namespace) -> int:
             f"the reference of {reg.name}/{args.stage} needs a package that is not installed: {exc}"
         ) from None
     classes = {name: type(module).__name__ for name, module in call.module.named_modules()}
-    text = inspect_text(reg.name, args.stage, counts, classes, args.depth)
+    text = inspect_text(reg.name, stage, counts, classes, args.depth)
+    if layout is not None:
+        root = counts.modules[""]
+        text.insert(
+            1,
+            f"rank 0 of {layout.gpus} GPUs ({layout.name}) on a fake process group: {root.collectives:,} "
+            f"collective{'' if root.collectives == 1 else 's'} handing over {root.collective_bytes:,} bytes; "
+            "the weights are this rank's",
+        )
     run_id = output.new_run_id()
     base = f"inspect/{reg.name}"
     with staged(args, run_id) as run:
-        run.write(f"{base}/{args.stage}.md", inspect_markdown(reg.name, args.stage, counts, classes))
-        run.write(f"{base}/{args.stage}.json", json.dumps(inspect_json(counts, classes), indent=1) + "\n")
+        run.write(f"{base}/{stage}.md", inspect_markdown(reg.name, stage, counts, classes))
+        run.write(f"{base}/{stage}.json", json.dumps(inspect_json(counts, classes), indent=1) + "\n")
     for line in text:
         say(line)
     say(f"inspect: {run.final / base}")
     return 0
+
+
+def _layout(reg: ModelRegistration, workload: object, args: argparse.Namespace) -> Layout | None:
+    """``--layout``: rank 0 of that layout, as the model's parallel reference runs it."""
+    text: str | None = args.layout
+    if text is None:
+        return None
+    if reg.parallel is None or reg.parallel.reference is None:
+        raise UsageError(
+            f"--layout is not allowed: model {reg.name!r} registers no parallel reference to run"
+        )
+    try:
+        layout = parse_layout(text)
+        reg.parallel.validate(workload, layout)
+    except LayoutError as exc:
+        raise UsageError(f"--layout is not allowed: {exc}") from None
+    if layout.gpus == 1:
+        raise UsageError(f"--layout {shorten(text)} is not allowed: it runs on one GPU (leave it out)")
+    return layout
 
 
 def _depth(name: str) -> int:

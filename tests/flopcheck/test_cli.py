@@ -1389,3 +1389,36 @@ def test_a_conftest_named_with_p_imports_the_package_beside_it(
     code, out, err = run(capsys, "-p", str(tmp_path / "conftest.py"), "list")
     assert code == 0, err
     assert "toy:" in out
+
+
+def test_inspect_runs_rank_0_of_a_layout_on_a_fake_process_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--layout``: the model's parallel reference on rank 0 of the layout, with its collectives."""
+    plugin = tmp_path / "toy.py"
+    plugin.write_text(TOY_SOURCE.replace("PARALLEL_FUDGE = None", "PARALLEL_FUDGE = 0"))
+    code, out, err = run(
+        capsys, "-p", str(plugin), "inspect", "toy", "--workload", "small", "--stage", "core",
+        "--layout", "ulysses=2", "--output", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "toy/core@u2 on meta (float32)" in out
+    # the projection's output, 2 × 5 tokens × 48 features in fp32, handed to one all-gather
+    assert "rank 0 of 2 GPUs (ulysses=2) on a fake process group: 1 collective handing over 1,920" in out
+    (folder,) = (tmp_path / "o").glob("*/inspect/toy")
+    assert json.loads((folder / "core@u2.json").read_text())["classes"]["gather"] == "Gather"
+    for layout, message in (
+        ("ulysses=two", "--layout is not allowed: ulysses must be a positive integer, not 'two'"),
+        ("single", "--layout 'single' is not allowed: it runs on one GPU (leave it out)"),
+    ):
+        code, _, err = run(
+            capsys, "-p", str(plugin), "inspect", "toy", "--workload", "small", "--stage", "core",
+            "--layout", layout, "--output", str(tmp_path / "o"),
+        )  # fmt: skip
+        assert (code, err.strip().splitlines()[-1]) == (2, f"flopcheck: error: {message}")
+    code, _, err = run(
+        capsys, "inspect", "deepseek_ocr", "--workload", "base-short", "--stage", "decode", "--layout",
+        "ulysses=2", "--output", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert code == 2
+    assert "--layout is not allowed: model 'deepseek_ocr' registers no parallel reference to run" in err
