@@ -442,8 +442,8 @@ def runtime_figures(
 
     On several GPUs (``layout``), everything is rank 0's: each stage's tree from the model's
     parallel analytic model, its runs, every model resident (the scripts offload on one GPU
-    only), FSDP-sharded weights as one shard plus the unit gathered for the running layer, and
-    the FSDP all-gathers of every unit at each run over the GPU-to-GPU link."""
+    only), FSDP-sharded weights as one shard plus the root unit and the running layer's unit
+    gathered, and the FSDP all-gathers of every unit at each run over the GPU-to-GPU link."""
     spec = reg.runtimes[name]
     parallel = layout.gpus > 1
     if parallel:
@@ -560,7 +560,7 @@ PARALLEL_NOTE = (
     "decode the others wait for): FLOPs and collectives from the model's parallel analytic model, "
     "collectives over the GPU-to-GPU link at its measured bus bandwidth with nccl-tests' factors, "
     "FSDP all-gathers of every unit at each run added after the compute (no overlap modelled), "
-    "FSDP-sharded weights as one shard plus the gathered unit of the running layer."
+    "FSDP-sharded weights as one shard plus the root unit and the running layer's unit, gathered."
 )
 
 
