@@ -141,9 +141,9 @@ def fsdp_gathers(tree: CostNode, prefix: str, world: int, element_bytes: int) ->
     ``prefix`` is a unit and gathers its weights once per run (in its pre-forward hook, inside
     it); the rest of the stage is the root unit, gathered once at the root. A rank hands over its
     shard of a unit, ``ceil(params / world)`` elements at ``element_bytes`` (the dtype FSDP's
-    mixed precision gathers at): FSDP1's flat parameter, padded once per unit, as the official
-    Wan code shards. (FSDP2 pads each parameter's first dimension instead; ``test_parallel``
-    compares with it within :data:`FSDP2_PADDING`.)"""
+    mixed precision gathers at): FSDP1's flat parameter, padded once per unit, as scripts built
+    on ``FullyShardedDataParallel`` shard. (FSDP2 pads each parameter's first dimension instead;
+    ``test_parallel`` compares with it within :data:`FSDP2_PADDING`.)"""
     units: list[CostNode] = []
     unit_params = 0
     for child in tree.children:
@@ -167,9 +167,9 @@ def _gather(node_id: str, params: int, world: int, element_bytes: int) -> CostNo
 FSDP2_PADDING = 1e-3
 """Relative tolerance of collective bytes where FSDP2 shards a stage: FSDP2 splits each
 parameter along its first dimension, padded to the world size, so a parameter with fewer rows
-than ranks (a block's ``[1, 6, d]`` modulation table) is gathered whole by every rank: 9,216
-bytes more per Wan2.1-1.3B block on 2 ranks, 2e-4 of the block's gather. The model counts
-FSDP1's flat parameter, which the official code runs and which needs a GPU to run."""
+than ranks (a ``[1, 6, d]`` modulation table) is gathered whole by every rank, 2e-4 of a
+1.3B-parameter DiT block's gather on 2 ranks. The model counts FSDP1's flat parameter, which
+``FullyShardedDataParallel`` scripts run and which needs a GPU to run."""
 
 
 @attrs.frozen
