@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode, live_path, live_peak
+from pytest_flopcheck.analytic.tree import CostNode, Metrics, live_path, live_peak
 from pytest_flopcheck.model.generation import per_generation
 from pytest_flopcheck.model.parallel import FSDP2_PADDING, FSDP_GATHER
 from pytest_flopcheck.model.workload import DTYPES, sized_dtype
@@ -214,7 +214,16 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
         for metric in metrics
     )
     base, layout = deps.split_stage(case.model, case.stage)
-    if not case.layer and layout is not None and base in layout.fsdp:  # the weights rank 0 holds
+    assert layout is not None
+    stage = deps.registration(case.model).stage(base)
+    # Elementwise traffic as test_traffic compares it, where the reference ran on meta (FSDP2's
+    # runs on fake CPU tensors, whose kernels decompose some ops otherwise)
+    on_meta = base not in layout.fsdp
+    if on_meta and not node.children and node.metrics.elementwise_ops:
+        comparisons += _traffic_rows(case, node.reference, node.reference_own, node.total, counts, 0.0)
+    if on_meta and not case.layer and stage.traffic_tolerance is not None:
+        comparisons += _traffic_rows(case, "", False, node.total, counts, stage.traffic_tolerance)
+    if not case.layer and base in layout.fsdp:  # the weights rank 0 holds
         comparisons += (
             Comparison(
                 case.model,
@@ -232,23 +241,17 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
     return Outcome(comparisons, gaps)
 
 
-def _traffic(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
-    """A leaf's predicted elementwise work against the other ops of its module (its own ops with
-    ``reference_own``), exactly; or, for the stage (no layer), the tree's total against every
-    other op the reference ran, within the stage's traffic tolerance."""
-    reg = deps.registration(case.model)
-    if case.layer:
-        node = deps.node(case.model, case.workload, case.stage, case.layer)
-        assert node.reference is not None
-        reference, own, tolerance, metrics = node.reference, node.reference_own, 0.0, node.total
-        label = (node.reference or "(whole module)") + (" (own work)" if own else "") + ": its other ops"
-    else:
-        stage_tolerance = reg.stage(case.stage).traffic_tolerance
-        assert stage_tolerance is not None
-        reference, own, tolerance = "", False, stage_tolerance
-        metrics = deps.tree(case.model, case.workload, case.stage).total
-        label = "every op of the stage without counted FLOPs"
-    comparisons = tuple(
+def _traffic_rows(
+    case: Case, reference: str, own: bool, metrics: Metrics, counts: ReferenceCounts, tolerance: float
+) -> tuple[Comparison, ...]:
+    """The elementwise work of a leaf (its module's other ops) or of the stage (``reference``
+    ``""``: every op without counted FLOPs) against the reference's."""
+    label = (
+        (reference or "(whole module)") + (" (own work)" if own else "") + ": its other ops"
+        if case.layer
+        else "every op of the stage without counted FLOPs"
+    )
+    return tuple(
         Comparison(
             case.model,
             case.workload,
@@ -262,7 +265,20 @@ def _traffic(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome
         )
         for metric in TRAFFIC_METRICS
     )
-    return Outcome(comparisons)
+
+
+def _traffic(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
+    """A leaf's predicted elementwise work against the other ops of its module (its own ops with
+    ``reference_own``), exactly; or, for the stage (no layer), the tree's total against every
+    other op the reference ran, within the stage's traffic tolerance."""
+    if case.layer:
+        node = deps.node(case.model, case.workload, case.stage, case.layer)
+        assert node.reference is not None
+        return Outcome(_traffic_rows(case, node.reference, node.reference_own, node.total, counts, 0.0))
+    tolerance = deps.registration(case.model).stage(case.stage).traffic_tolerance
+    assert tolerance is not None
+    total = deps.tree(case.model, case.workload, case.stage).total
+    return Outcome(_traffic_rows(case, "", False, total, counts, tolerance))
 
 
 def _memory(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:

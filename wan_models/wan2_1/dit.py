@@ -66,6 +66,51 @@ def rope_traffic(rows: int, tokens: int, dim: int, head_dim: int, dtype_bytes: i
     return layers.op(2 * half, 2 * half) + products + combine + into
 
 
+def exchange_traffic(
+    batch: int, elements: int, dtype_bytes: int, lse: int, ulysses: int, ring: int
+) -> layers.Traffic:
+    """The copies diffusers' context-parallel attention makes around its collectives, on one rank
+    (``elements``: those of its q, k, v or output; ``lse``: the bytes of one fp32 log-sum-exp of
+    the core).
+
+    - Ulysses alone (``TemplatedUlyssesAttention``): q, k and v permuted before their
+      all-to-alls, the output before and after its own; q, k and v after theirs too when the
+      batch is above 1 (for one sample the permute keeps them contiguous).
+    - With ring attention too (the unified path, ``_all_to_all_dim_exchange``): the same before
+      the q, k, v exchange; the output's permute goes through a reshape that copies and then
+      views (``_unsafe_view``, which the convention counts as an op), and one copy after.
+    - Ring (``TemplatedRingAttention`` on ``_native_flash``): k and v joined into one buffer
+      before the all-gather; at each of the R steps q, k, v and the output transposed for the
+      flash kernel (and its log-sum-exp), the output cast to fp32; at each later step the
+      running output and log-sum-exp merged in fp32 (eight ops); the result cast back."""
+    local = elements * dtype_bytes
+    copy = layers.op(local, local)
+    traffic = layers.NO_TRAFFIC
+    if ulysses > 1:
+        after = copy.times(3) if batch > 1 else layers.NO_TRAFFIC
+        if ring > 1:
+            traffic = copy.times(3) + after + copy + copy + copy
+        else:
+            traffic = copy.times(3) + after + copy.times(2)
+    if ring > 1:
+        wide = elements * layers.FP32_BYTES  # the output in fp32
+        step = copy.times(4) + layers.op(lse, lse) + layers.cast(elements, dtype_bytes, layers.FP32_BYTES)
+        merge = (
+            layers.op(lse, lse, lse)  # lse - prev_lse
+            + layers.op(lse, lse)  # sigmoid
+            + layers.op(wide, wide, wide)  # prev_out - out
+            + layers.op(lse, wide, wide)  # sigmoid * (prev_out - out)
+            + layers.op(wide, wide, wide)  # prev_out - that
+            + layers.op(lse, lse, lse)  # prev_lse - lse
+            + layers.op(lse, lse, lse)  # logsigmoid: its output and buffer
+            + layers.op(lse, lse, lse)  # prev_lse - that
+        )
+        joined = layers.op(2 * local, 2 * local)  # cat of k and v
+        back = layers.cast(elements, layers.FP32_BYTES, dtype_bytes)
+        traffic += joined + step.times(ring) + merge.times(ring - 1) + back
+    return traffic
+
+
 def gelu_traffic(elements: int, dtype_bytes: int) -> layers.Traffic:
     return layers.op(elements * dtype_bytes, elements * dtype_bytes)
 
@@ -129,10 +174,12 @@ def attention(
         dtype_bytes=dtype_bytes,
         reference=ref,
     )
+    local = batch * q_rows * d * dtype_bytes  # one rank's q (k, v, output alike)
     if kind == "self_attention":  # rotary embeddings on q and k: the processor's own ops
         rope = rope_traffic(batch * q_rows, q_rows, d, cfg.head_dim, dtype_bytes)
-        core = layers.with_traffic(core, rope.times(2))
-    local = batch * q_rows * d * dtype_bytes  # one rank's q (k, v, output alike)
+        lse = batch * (cfg.num_heads // u) * q_rows * u * layers.FP32_BYTES
+        copies = exchange_traffic(batch, batch * q_rows * d, dtype_bytes, lse, u, r)
+        core = layers.with_traffic(core, rope.times(2) + copies)
     exchange = []
     if u > 1:
         exchange += [
@@ -573,7 +620,13 @@ def _parts(w: Workload, cfg: DiTConfig, layout: Layout = SINGLE) -> tuple[list[C
         gather = layers.collective(
             "head.gather", "all_gather", group=layout.sequence, local_bytes=b * local * out_dim * db
         )
-        project = group("head.proj_out", "head", [project, gather], reference="proj_out")
+        parts = [project, gather]
+        if b > 1:  # gathered along the batch, then joined along the tokens (a view for one sample)
+            joined = b * local * layout.sequence * out_dim * db
+            parts.append(
+                layers.elementwise("head.join", "head", traffic=layers.op(joined, joined), reference=None)
+            )
+        project = group("head.proj_out", "head", parts, reference="proj_out")
     head = group(
         "head",
         "head",
