@@ -27,6 +27,7 @@ from pytest_flopcheck.verification.cases import (
     PARAMS,
     PIPELINE,
     TRAFFIC,
+    TRAFFIC_METRICS,
     Case,
 )
 from pytest_flopcheck.verification.compare import Comparison
@@ -323,14 +324,20 @@ class RunRecord:
             ]
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
+            # traffic: test_traffic's, and test_parallel's rows of it (one rank of a layout)
             stage_traffic = [
-                cmp for c in checks if c.kind == TRAFFIC and not c.layer for cmp in c.comparisons
+                cmp
+                for c in checks
+                if c.kind in (TRAFFIC, PARALLEL) and not c.layer
+                for cmp in c.comparisons
+                if cmp.metric in TRAFFIC_METRICS
             ]
             errors = [
                 cmp.rel_error
                 for c in checks
                 for cmp in c.comparisons
-                if cmp.metric != LIVE_PEAK and not (c.kind == TRAFFIC and not c.layer)
+                if cmp.metric != LIVE_PEAK
+                and not (c.kind in (TRAFFIC, PARALLEL) and not c.layer and cmp.metric in TRAFFIC_METRICS)
             ]
             peaks = [cmp for c in checks for cmp in c.comparisons if cmp.metric == LIVE_PEAK]
             traffic = [cmp for cmp in stage_traffic if cmp.metric == "elementwise_bytes"]
@@ -353,7 +360,9 @@ class RunRecord:
                     io_compared=sum(1 for c in checks if c.kind == IO and c.ran),
                     memory_rel_error=peaks[0].rel_error if peaks else None,
                     memory_tolerance=peaks[0].tolerance if peaks else None,
-                    traffic_compared=sum(1 for c in checks if c.kind == TRAFFIC and c.layer and c.ran),
+                    traffic_compared=sum(
+                        1 for c in checks if c.layer and c.ran and (c.kind == TRAFFIC or _compares_traffic(c))
+                    ),
                     traffic_rel_error=traffic[0].rel_error if traffic else None,
                     traffic_tolerance=traffic[0].tolerance if traffic else None,
                     comparisons=len(errors),
@@ -513,3 +522,8 @@ def _problem_phrase(counts: Mapping[str, int]) -> str:
     if counts["error"]:
         parts.append(f"{counts['error']:,} {'error' if counts['error'] == 1 else 'errors'}")
     return " and ".join(parts)
+
+
+def _compares_traffic(check: CheckRecord) -> bool:
+    """A test_parallel check of a layer that also compared its elementwise traffic."""
+    return check.kind == PARALLEL and any(cmp.metric in TRAFFIC_METRICS for cmp in check.comparisons)
