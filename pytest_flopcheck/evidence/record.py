@@ -30,12 +30,13 @@ from pytest_flopcheck.verification.cases import (
     TRAFFIC_METRICS,
     Case,
 )
-from pytest_flopcheck.verification.compare import Comparison
+from pytest_flopcheck.verification.compare import OTHER_OPS, Comparison
 
 SCHEMA_VERSION: Final = 3
 RESULT_COLUMNS: Final = ("metric", "analytic", "reference", "tolerance")
 """A comparison in ``evidence.json`` is a row of these, and a fifth item where it needs one: its
-reference module where that is not its layer's ``module``, its counted FLOPs per operator
+reference module where that is not its layer's ``module`` (for an elementwise-traffic row, not
+``module: its other ops``), its counted FLOPs per operator
 (``ops``; ``op`` when one operator did them all). The
 check it belongs to gives its model, workload, stage and layer; its error and verdict follow
 (:class:`~pytest_flopcheck.verification.compare.Comparison`)."""
@@ -56,10 +57,18 @@ VOLATILE_FIELDS: Final = ("run_id", "created_utc", "timing", "headline")
 the reference counts came from, which the headline says)."""
 
 
+def _row_module(metric: str, layer_module: str | None) -> str | None:
+    """The module a row names when it names none: its layer's, or for elementwise traffic its
+    layer's other ops (``module: its other ops``)."""
+    if metric in TRAFFIC_METRICS and layer_module is not None:
+        return layer_module + OTHER_OPS
+    return layer_module
+
+
 def _comparison_row(c: Comparison, layer_module: str | None) -> list[Any]:
     row: list[Any] = [c.metric, c.analytic, c.reference, c.tolerance]
     extra: dict[str, Any] = {}
-    if c.reference_module != layer_module:
+    if c.reference_module != _row_module(c.metric, layer_module):
         extra[MODULE] = c.reference_module
     if len(c.ops) == 1 and next(iter(c.ops.values())) == c.reference:
         extra["op"] = next(iter(c.ops))  # every counted FLOP came from this operator
@@ -74,9 +83,9 @@ def _comparison_from_row(
     metric, analytic, reference, tolerance = row[:4]
     extra = row[4] if len(row) > 4 else {}
     ops = {extra["op"]: reference} if "op" in extra else dict(extra.get("ops", {}))
+    module = extra.get(MODULE, _row_module(metric, layer_module))
     return Comparison(
-        model, workload, stage, layer, extra.get(MODULE, layer_module), metric, analytic, reference,
-        tolerance, ops=ops,
+        model, workload, stage, layer, module, metric, analytic, reference, tolerance, ops=ops,
     )  # fmt: skip
 
 

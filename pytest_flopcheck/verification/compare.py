@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import attrs
+
+OTHER_OPS: Final = ": its other ops"
+"""Appended to a layer's module in the label of its elementwise-traffic comparisons: they count
+the module's ops without counted FLOPs."""
 
 
 def check_path(model: str, workload: str, stage: str, layer: str = "") -> str:

@@ -29,7 +29,7 @@ from pytest_flopcheck.verification.cases import (
     TRAFFIC_METRICS,
     Case,
 )
-from pytest_flopcheck.verification.compare import Comparison
+from pytest_flopcheck.verification.compare import OTHER_OPS, Comparison
 from pytest_flopcheck.verification.dependencies import CheckError, CheckSkipped, Dependencies
 
 
@@ -247,7 +247,7 @@ def _traffic_rows(
     """The elementwise work of a leaf (its module's other ops) or of the stage (``reference``
     ``""``: every op without counted FLOPs) against the reference's."""
     label = (
-        (reference or "(whole module)") + (" (own work)" if own else "") + ": its other ops"
+        (reference or "(whole module)") + (" (own work)" if own else "") + OTHER_OPS
         if case.layer
         else "every op of the stage without counted FLOPs"
     )

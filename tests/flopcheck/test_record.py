@@ -160,3 +160,28 @@ def test_a_stage_that_compared_nothing_shows_no_error_figure() -> None:
     row_cells = "| toy | w | core | 1 error, 1 skipped | 0 | 0 | 0 | – | – | – | **FAIL** |"
     assert row_cells in summary_markdown(run)
     assert "max rel. error – — FAIL" in terminal_lines(run)[1]
+
+
+def test_a_traffic_row_names_its_module_only_where_it_is_not_the_layers_other_ops() -> None:
+    """An elementwise-traffic row labelled ``<layer module>: its other ops`` (every traffic row
+    of a layer) leaves its label out of the JSON and reads it back; any other label, the layer's
+    module itself included, is written out."""
+    import json
+
+    def traffic(label: str, layer: str) -> Comparison:
+        return Comparison("toy", "w", "core", layer, label, "elementwise_bytes", 8, 8, 0.0)
+
+    flops = Comparison("toy", "w", "core", "attn.core", "attn (own work)", "flops", 10, 10, 0.0)
+    rows = (traffic("attn (own work): its other ops", "attn.core"), traffic("attn (own work)", "attn.core"))
+    runs = [
+        record(
+            check("passed", layer="attn.core", comparisons=(flops,)),
+            check("passed", kind="test_traffic", layer="attn.core", comparisons=(row,)),
+        )
+        for row in rows
+    ]
+    written = [json.dumps(run.to_json()) for run in runs]
+    assert "its other ops" not in written[0]
+    assert '"module": "attn (own work)"' in written[1]
+    for run in runs:
+        assert RunRecord.from_json(run.to_json()) == run
