@@ -904,6 +904,31 @@ def test_parallel_layouts_are_checked_on_one_rank_of_a_fake_process_group(
     assert not [line for line in collected if "test_parallel" in line]
 
 
+def test_a_stage_that_predicts_traffic_is_held_to_it_under_its_layouts(toy: pytest.Pytester) -> None:
+    """With a traffic tolerance, test_parallel also compares the stage's elementwise traffic on
+    one rank: the toy's gathered output is joined along its tokens, a copy for two samples."""
+    args = ("--flopcheck=toy", "--flopcheck-workloads=small", "-k", "test_parallel", *NO_CACHE)
+    toy.makeconftest(toy_source(PARALLEL_FUDGE="0", TRAFFIC_FUDGE="0"))
+    toy.runpytest(*args).assert_outcomes(passed=3)
+    evidence = load_evidence(run_dirs(toy)[-1])
+    by_metric = {(r["layer"], r["metric"]): r for r in evidence["results"]}
+    joined = 2 * (2 * 2 * 5 * 48 * 4)  # two ranks' outputs (2 x 5 x 48 fp32 each), read and written
+    assert (
+        by_metric["", "elementwise_bytes"]["reference"]
+        == by_metric["", "elementwise_bytes"]["analytic"]
+        == joined
+    )
+    assert by_metric["", "elementwise_ops"]["reference"] == 1
+    (row,) = [r for r in evidence["summary"] if r["stage"] == "core@u2"]
+    assert (row["status"], row["traffic_rel_error"]) == ("pass", 0.0)
+    toy.makeconftest(
+        toy_source(PARALLEL_FUDGE="0", TRAFFIC_FUDGE="0").replace("if w.batch > 1:", "if False:")
+    )
+    result = toy.runpytest(*args)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*toy/small/core@u2*elementwise_bytes*OUTSIDE tolerance*"])
+
+
 def test_generations_are_selected_like_workloads(toy: pytest.Pytester) -> None:
     toy.makeconftest(toy_source(GENERATIONS='{"twice": lambda: generation()}'))
     only_small = toy.runpytest(

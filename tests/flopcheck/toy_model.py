@@ -170,8 +170,14 @@ def parallel_analytic(w: ToyWorkload, stage: str, layout: Layout) -> CostNode:
     gather = layers.collective(
         "gather.all_gather", "all_gather", group=layout.gpus, local_bytes=rows * 3 * DIM * 4 + PARALLEL_FUDGE
     )
+    parts = [gather]
+    if w.batch > 1:  # gathered along dim 0, joined along dim 1: a copy (a view for one sample)
+        gathered = layout.gpus * rows * 3 * DIM * 4
+        parts.append(
+            layers.elementwise("gather.join", "copy", traffic=layers.op(gathered, gathered), reference=None)
+        )
     return group(
-        "", "model", [proj, group("gather", "communication", [gather], reference="gather")], reference=""
+        "", "model", [proj, group("gather", "communication", parts, reference="gather")], reference=""
     )
 
 
