@@ -42,15 +42,7 @@ def dumps_lines(document: Mapping[str, Any]) -> str:
     """Like :func:`dumps`, but each top-level field on its own line and each item of a top-level
     list on its own line, so that ten thousand results stay readable and diffable while the
     fast C encoder does the work (``indent`` would force the pure-Python one)."""
-    fields = []
-    for key, value in document.items():
-        name = _COMPACT.encode(key)
-        if isinstance(value, list) and value:
-            items = ",\n  ".join(_COMPACT.encode(item) for item in value)
-            fields.append(f" {name}: [\n  {items}\n ]")
-        else:
-            fields.append(f" {name}: {_COMPACT.encode(value)}")
-    return "{\n" + ",\n".join(fields) + "\n}\n"
+    return dumps_nested(document, {})
 
 
 _TIGHT = json.JSONEncoder(allow_nan=False, separators=(",", ":"))

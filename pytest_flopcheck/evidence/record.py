@@ -334,19 +334,12 @@ class RunRecord:
             counted = any(c.ran for c in end_to_end)
             gaps = sum(len(c.gaps) for c in end_to_end)
             # traffic: test_traffic's, and test_parallel's rows of it (one rank of a layout)
-            stage_traffic = [
-                cmp
-                for c in checks
-                if c.kind in (TRAFFIC, PARALLEL) and not c.layer
-                for cmp in c.comparisons
-                if cmp.metric in TRAFFIC_METRICS
-            ]
+            stage_traffic = [cmp for c in checks for cmp in c.comparisons if _stage_traffic(c, cmp)]
             errors = [
                 cmp.rel_error
                 for c in checks
                 for cmp in c.comparisons
-                if cmp.metric != LIVE_PEAK
-                and not (c.kind in (TRAFFIC, PARALLEL) and not c.layer and cmp.metric in TRAFFIC_METRICS)
+                if cmp.metric != LIVE_PEAK and not _stage_traffic(c, cmp)
             ]
             peaks = [cmp for c in checks for cmp in c.comparisons if cmp.metric == LIVE_PEAK]
             traffic = [cmp for cmp in stage_traffic if cmp.metric == "elementwise_bytes"]
@@ -536,3 +529,9 @@ def _problem_phrase(counts: Mapping[str, int]) -> str:
 def _compares_traffic(check: CheckRecord) -> bool:
     """A test_parallel check of a layer that also compared its elementwise traffic."""
     return check.kind == PARALLEL and any(cmp.metric in TRAFFIC_METRICS for cmp in check.comparisons)
+
+
+def _stage_traffic(check: CheckRecord, comparison: Comparison) -> bool:
+    """A stage's elementwise traffic against its tolerance (test_traffic's, or test_parallel's on
+    one rank of a layout): summarised apart from the exact comparisons."""
+    return check.kind in (TRAFFIC, PARALLEL) and not check.layer and comparison.metric in TRAFFIC_METRICS

@@ -201,13 +201,20 @@ class Parallel:
     checks: tuple[tuple[str, str, Layout], ...] = attrs.field(default=(), converter=_checks)
 
     def sharded_tree(
-        self, workload: Any, stage: str, layout: Layout, element_bytes: int | None = None
+        self,
+        workload: Any,
+        stage: str,
+        layout: Layout,
+        element_bytes: int | None = None,
+        weights_of: str | None = None,
     ) -> CostNode:
         """One run of ``stage`` on rank 0 of ``layout``, with FSDP's all-gathers where the layout
-        shards the stage; they gather at ``element_bytes`` (None: the tree's weight dtype)."""
+        shards the stage's weights (``weights_of``: the stage that owns them, if another); they
+        gather at ``element_bytes`` (None: the tree's weight dtype)."""
         tree = self.analytic(workload, stage, layout)
-        if stage not in layout.fsdp:
+        owner = weights_of or stage
+        if owner not in layout.fsdp:
             return tree
         total = tree.total
         size = element_bytes or (total.weight_bytes // total.params if total.params else 2)
-        return fsdp_gathers(tree, self.fsdp_units.get(stage, ""), layout.gpus, size)
+        return fsdp_gathers(tree, self.fsdp_units.get(owner, ""), layout.gpus, size)

@@ -150,6 +150,10 @@ class LiveBytes:
                 self._made[key] = LiveTensor(
                     size, op, module, shape, str(tensor.dtype).removeprefix("torch.")
                 )
+        self._rose(op, module)
+
+    def _rose(self, op: str, module: str) -> None:
+        """A new peak, if the live bytes are one; ``op`` (empty at the start) and ``module`` set it."""
         if self.live > self.peak:
             self.peak = self.live
             if op:
@@ -172,9 +176,7 @@ class LiveBytes:
         self._made[key] = (
             attrs.evolve(made, bytes=size) if made else LiveTensor(size, op, module, (size,), "uint8")
         )
-        if self.live > self.peak:
-            self.peak, self.peak_op, self.peak_module = self.live, op, module
-            self.peak_tensors = tuple(sorted(self._made.values(), key=lambda t: -t.bytes))
+        self._rose(op, module)
 
     def _freed(self, key: int) -> Any:
         def callback(_ref: Any) -> None:

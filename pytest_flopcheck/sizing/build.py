@@ -11,7 +11,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode, check_tree, live_peak
 from pytest_flopcheck.model.generation import GenerationTotals
-from pytest_flopcheck.model.parallel import SINGLE, Layout, fsdp_gathers
+from pytest_flopcheck.model.parallel import SINGLE, Layout
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
 from pytest_flopcheck.sizing.hardware import GPUS, Gpu
@@ -458,19 +458,20 @@ def runtime_figures(
         at = at_dtype(workload, PRECISIONS[sr.compute].activations)
         sharded = owner[stage.name] in layout.fsdp
         compute_bytes = DTYPE_BYTES[PRECISIONS[sr.compute].activations]
-        if parallel:
+        if parallel:  # FSDP gathers every unit at each run, at the compute dtype
             assert reg.parallel is not None
-            tree = check_tree(reg.parallel.analytic(at, stage.name, layout))
-            units = reg.parallel.fsdp_units.get(owner[stage.name], "")
-            working = working_bytes(tree, stage.memory_tolerance is not None)
-            if sharded:  # every unit gathered at each run, at the compute dtype
-                # the running unit's gathered weights
-                working += fsdp_unit_params(tree, units) * compute_bytes
-                tree = fsdp_gathers(tree, units, layout.gpus, compute_bytes)
+            tree = check_tree(
+                reg.parallel.sharded_tree(at, stage.name, layout, compute_bytes, owner[stage.name])
+            )
         else:
             tree = reg.tree(at, stage.name)
-            working = working_bytes(tree, stage.memory_tolerance is not None)
         trees[stage.name] = tree
+        working = working_bytes(tree, stage.memory_tolerance is not None)
+        if sharded:  # the gathered weights live beside the running layer
+            assert reg.parallel is not None
+            working += (
+                fsdp_unit_params(tree, reg.parallel.fsdp_units.get(owner[stage.name], "")) * compute_bytes
+            )
         weight_bytes = tree.total.params * DTYPE_BYTES[sr.weights]
         autocast = sr.autocast
         if sharded:

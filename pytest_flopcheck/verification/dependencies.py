@@ -178,7 +178,8 @@ class Dependencies:
                 base, layout = self.split_stage(model, stage)
                 if layout is not None:
                     assert reg.parallel is not None
-                    built = reg.parallel.sharded_tree(reg.workloads[workload], base, layout)
+                    owner = reg.stage(base).weights_of
+                    built = reg.parallel.sharded_tree(reg.workloads[workload], base, layout, weights_of=owner)
                 else:
                     built = reg.analytic(reg.workloads[workload], stage)
                 tree = check_tree(built)

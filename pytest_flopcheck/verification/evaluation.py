@@ -195,8 +195,11 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
     assert node.reference is not None
     metrics = ("flops",) if node.reference_own or not node.children else PARALLEL_METRICS
     label = (node.reference or "(whole module)") + (" (own work)" if node.reference_own else "")
+    base, layout = deps.split_stage(case.model, case.stage)
+    assert layout is not None
+    sharded = base in layout.fsdp
     # FSDP2 pads each parameter, the model FSDP1's flat parameter: see FSDP2_PADDING
-    padded = any(n.id.endswith(FSDP_GATHER) for n in node.walk())
+    padded = sharded and any(n.id.endswith(FSDP_GATHER) for n in node.walk())
     comparisons = tuple(
         Comparison(
             case.model,
@@ -213,17 +216,14 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
         )
         for metric in metrics
     )
-    base, layout = deps.split_stage(case.model, case.stage)
-    assert layout is not None
     stage = deps.registration(case.model).stage(base)
     # Elementwise traffic as test_traffic compares it, where the reference ran on meta (FSDP2's
     # runs on fake CPU tensors, whose kernels decompose some ops otherwise)
-    on_meta = base not in layout.fsdp
-    if on_meta and not node.children and node.metrics.elementwise_ops:
+    if not sharded and not node.children and node.metrics.elementwise_ops:
         comparisons += _traffic_rows(case, node.reference, node.reference_own, node.total, counts, 0.0)
-    if on_meta and not case.layer and stage.traffic_tolerance is not None:
+    if not sharded and not case.layer and stage.traffic_tolerance is not None:
         comparisons += _traffic_rows(case, "", False, node.total, counts, stage.traffic_tolerance)
-    if not case.layer and base in layout.fsdp:  # the weights rank 0 holds
+    if sharded and not case.layer:  # the weights rank 0 holds
         comparisons += (
             Comparison(
                 case.model,
