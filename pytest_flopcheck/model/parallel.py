@@ -200,6 +200,34 @@ class Parallel:
     reference: Callable[[Any, str, Layout, str], ReferenceCall] | None = None
     checks: tuple[tuple[str, str, Layout], ...] = attrs.field(default=(), converter=_checks)
 
+    def split_check(
+        self, stage: str, layout: Layout, split: bool, owner: str | None = None
+    ) -> tuple[str, str]:
+        """How ``layout`` splits ``stage`` (``"Ulysses × FSDP"``; empty: as on one GPU) and the
+        check of ``checks`` that verifies that split (its layout's slug; empty: none does).
+        ``split``: the layout changes the stage's tree beyond FSDP (a sequence or CFG split);
+        ``owner``: the stage whose weights it runs. A check covers what it has all of at once:
+        Ulysses × ring needs a check with both, FSDP with Ulysses a check with both. Data
+        parallel replicas run the one-GPU model on their share and exchange nothing, so they are
+        not a split."""
+
+        def kinds(by: Layout) -> list[str]:
+            on = {
+                "Ulysses": split and by.ulysses > 1,
+                "ring": split and by.ring > 1,
+                "CFG parallel": split and by.cfg > 1,
+                "FSDP": (owner or stage) in by.fsdp,
+            }
+            return [name for name, yes in on.items() if yes]
+
+        wanted = kinds(layout)
+        if not wanted:
+            return "", ""
+        for _, checked, by in self.checks:
+            if checked == stage and set(wanted) <= set(kinds(by)):
+                return " × ".join(wanted), by.slug
+        return " × ".join(wanted), ""
+
     def sharded_tree(
         self,
         workload: Any,

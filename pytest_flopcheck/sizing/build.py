@@ -458,11 +458,14 @@ def runtime_figures(
         at = at_dtype(workload, PRECISIONS[sr.compute].activations)
         sharded = owner[stage.name] in layout.fsdp
         compute_bytes = DTYPE_BYTES[PRECISIONS[sr.compute].activations]
+        split = checked_as = ""
         if parallel:  # FSDP gathers every unit at each run, at the compute dtype
             assert reg.parallel is not None
             tree = check_tree(
                 reg.parallel.sharded_tree(at, stage.name, layout, compute_bytes, owner[stage.name])
             )
+            changed = reg.parallel.analytic(at, stage.name, layout).total != reg.tree(at, stage.name).total
+            split, checked_as = reg.parallel.split_check(stage.name, layout, changed, owner[stage.name])
         else:
             tree = reg.tree(at, stage.name)
         trees[stage.name] = tree
@@ -495,6 +498,8 @@ def runtime_figures(
             sharded=sharded,
             flops=tree.total.flops,
             collective_bytes=tree.total.collective_bytes,
+            split=split,
+            checked_as=checked_as,
         )
     order = [s.name for s in reg.stages if runs[s.name]]
     on_gpu_stages = [n for n in order if partial[n].device == "gpu"]

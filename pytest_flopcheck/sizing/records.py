@@ -650,6 +650,10 @@ class RuntimeStage:
     """FLOPs of one run on this GPU (rank 0 of a layout)."""
     collective_bytes: int = 0
     """Bytes this GPU hands to collectives in one run (FSDP's all-gathers included)."""
+    split: str = ""
+    """How the layout splits this stage (``Ulysses × FSDP``; empty: it runs as on one GPU)."""
+    checked_as: str = ""
+    """The ``test_parallel`` layout that verifies that split (``u2-fsdp``; empty: none does)."""
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in attrs.asdict(self).items() if k != "name"}
@@ -670,6 +674,8 @@ class RuntimeStage:
             f.flag("sharded"),
             f.integer("flops"),
             f.integer("collective_bytes"),
+            f.text("split") if f.has("split") else "",  # reports written before the two
+            f.text("checked_as") if f.has("checked_as") else "",
         )
         f.done()
         return record

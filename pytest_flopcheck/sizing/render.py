@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from pytest_flopcheck.sizing.records import Constant, GpuTime, SizingReport
+from pytest_flopcheck.sizing.records import Constant, GpuTime, RuntimeFigures, RuntimeStage, SizingReport
 from pytest_flopcheck.sizing.timing import PARTS, TimeParts
 from pytest_flopcheck.text import md
 
@@ -239,7 +239,12 @@ def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
             s.device,
             (s.placement + (", FSDP shard" if s.sharded else "")) if s.device == "gpu" else "–",
             *(
-                [str(s.runs_per_generation), human(s.flops, "FLOP"), human(s.collective_bytes, "B")]
+                [
+                    _split_cell(s),
+                    str(s.runs_per_generation),
+                    human(s.flops, "FLOP"),
+                    human(s.collective_bytes, "B"),
+                ]
                 if parallel
                 else []
             ),
@@ -256,7 +261,11 @@ def _runtime_tables(report: SizingReport) -> tuple[Table, Table]:
         "compute",
         "device",
         "placement",
-        *(["runs on this GPU", "FLOPs per run", "collectives per run"] if parallel else []),
+        *(
+            ["split (test_parallel)", "runs on this GPU", "FLOPs per run", "collectives per run"]
+            if parallel
+            else []
+        ),
         "weight memory",
         "working set",
         "GPU holds while running",
@@ -295,6 +304,8 @@ def _runtime_intro(report: SizingReport) -> str:
         text += f" Host-GPU moves per generation: {len(runtime.moves)} ({human(moved, 'B')})."
     if runtime.not_timed:
         text += f" On the CPU, not timed: {', '.join(runtime.not_timed)}."
+    if runtime.layout.gpus > 1:
+        text += " Layout: " + _layout_checks(runtime)
     if runtime.not_supported:
         text += (
             " Not estimated: "
@@ -573,7 +584,30 @@ def terminal_lines(report: SizingReport) -> list[str]:
         lines.append(f"{missing.gpu:>{width}}: not estimated (no {'/'.join(missing.missing)} tensor cores)")
     if runtime.not_timed:
         lines.append(f"{'not timed':>{width}}: {', '.join(runtime.not_timed)} (on the CPU)")
+    if layout.gpus > 1:
+        lines.append(f"{'layout':>{width}}: {_layout_checks(runtime)}")
     return lines
+
+
+def _split_cell(stage: RuntimeStage) -> str:
+    if not stage.split:
+        return "–"
+    return f"{stage.split} ({'checked as ' + stage.checked_as if stage.checked_as else 'not checked'})"
+
+
+def _layout_checks(runtime: RuntimeFigures) -> str:
+    """How the layout splits each stage and whether ``test_parallel`` verifies that split."""
+    splits = [
+        f"{s.name} by {s.split}, " + (f"checked as {s.checked_as}" if s.checked_as else "not checked")
+        for s in runtime.stages
+        if s.runs_per_generation and s.split
+    ]
+    if not splits:
+        return "it splits no stage (each GPU runs the one-GPU model on its share)."
+    return (
+        "; ".join(splits) + " (test_parallel: per-GPU FLOPs and collectives against the real parallel "
+        "code at its own workload; the live set per GPU is not checked)."
+    )
 
 
 def _breakdown(parts: TimeParts) -> str:

@@ -142,6 +142,35 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (estimate,) = four["estimates"]
     assert estimate["stages"]["diffusion_core"]["parts"]["communication_s"] > 0
     assert only_report(tmp_path / "4")["schema_version"] == 2
+    # each stage says how the layout splits it and which test_parallel layout verifies that split
+    assert (dit4["split"], dit4["checked_as"]) == ("Ulysses × FSDP", "u2-fsdp")
+    assert (four["stages"]["text_encoder"]["split"], four["stages"]["text_encoder"]["checked_as"]) == (
+        "FSDP",
+        "",
+    )
+    assert four["stages"]["vae_decode"]["split"] == ""
+    assert dit1["split"] == ""
+    summary = (next(tmp_path.glob("4/*/static_analysis/wan2_1")) / "summary.md").read_text()
+    assert "text\\_encoder by FSDP, not checked" in summary
+    assert "checked as u2-fsdp" in summary
+
+
+def test_cfg_parallel_exchanges_the_predictions_and_is_marked_unchecked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CFG parallel halves each GPU's DiT forwards, adds one all-gather of the prediction per
+    forward over the two branches, and says that no check verifies it."""
+    argv = ("report", "wan2_1", "--workload", "W-003", "--gpu", "H100-SXM", "--runtime", "diffusers")
+    figures = {}
+    for spec in ("ulysses=2", "ulysses=2,cfg=2"):
+        assert run(capsys, *argv, "--layout", spec, "--output", str(tmp_path / spec))[0] == 0
+        figures[spec] = only_report(tmp_path / spec)["runtime"]["stages"]["diffusion_core"]
+    u2, cfg = figures["ulysses=2"], figures["ulysses=2,cfg=2"]
+    assert cfg["runs_per_generation"] * 2 == u2["runs_per_generation"]
+    latent = 16 * 4 * 90 * 160 * 2  # W-003's latent (16 channels, 4 frames, 90 × 160) in bf16
+    assert cfg["collective_bytes"] - u2["collective_bytes"] == latent
+    assert (u2["split"], u2["checked_as"]) == ("Ulysses", "u2")
+    assert (cfg["split"], cfg["checked_as"]) == ("Ulysses × CFG parallel", "")
 
 
 def test_ocr_pages_served_by_data_parallel_replicas(

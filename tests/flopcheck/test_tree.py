@@ -183,3 +183,25 @@ def test_an_fsdp_unit_must_be_a_group() -> None:
 
     with pytest.raises(ValueError, match=r"'blocks\.0' is a leaf"):
         fsdp_gathers(group("", "stage", [leaf("blocks.0", 1, 4)]), "blocks.", 2, 2)
+
+
+def test_a_split_is_checked_only_by_a_check_with_all_of_it() -> None:
+    """A layout's split of a stage is verified by a check of that stage whose layout has every
+    kind of split it has (Ulysses × ring needs both at once); data replicas are no split."""
+    from pytest_flopcheck.model.parallel import Layout, Parallel
+
+    checks = [
+        ("W", "core", Layout(ulysses=2)),
+        ("W", "core", Layout(ring=2)),
+        ("W", "core", Layout(ulysses=2, fsdp=("core",))),
+    ]
+    p = Parallel(analytic=lambda w, s, layout: leaf(s, 1, 1), validate=lambda w, layout: None, checks=checks)
+    assert p.split_check("core", Layout(ulysses=8), True) == ("Ulysses", "u2")
+    assert p.split_check("core", Layout(ulysses=4, fsdp=("core",)), True) == ("Ulysses × FSDP", "u2-fsdp")
+    assert p.split_check("core", Layout(ulysses=2, ring=2), True) == ("Ulysses × ring", "")
+    assert p.split_check("core", Layout(ulysses=2, cfg=2), True) == ("Ulysses × CFG parallel", "")
+    assert p.split_check("text", Layout(ulysses=2, fsdp=("text",)), False) == ("FSDP", "")
+    assert p.split_check("text", Layout(ulysses=2), False) == ("", "")  # the layout leaves it whole
+    assert p.split_check("core", Layout(data=4), True) == ("", "")  # replicas exchange nothing
+    # a stage running another's weights is split by FSDP when its owner is sharded
+    assert p.split_check("core_again", Layout(fsdp=("core",)), False, owner="core") == ("FSDP", "")

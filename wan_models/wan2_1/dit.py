@@ -458,8 +458,24 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None, layout: Layout = SING
         inputs += b * cfg.image_tokens * (cfg.image_dim + cfg.dim)
     rope = 2 * (ROPE_MAX_SEQ_LEN + w.tokens) * cfg.head_dim
     held += (inputs + rope + b * w.text_len * cfg.dim) * db
-    return group(
-        "", "diffusion_core", [*embed, *blocks, head], reference="", note=KV_CACHE_NOTE, held_bytes=held
+    parts = [*embed, *blocks, head]
+    if layout.cfg > 1:
+        parts.append(cfg_exchange(w, cfg, layout))
+    return group("", "diffusion_core", parts, reference="", note=KV_CACHE_NOTE, held_bytes=held)
+
+
+def cfg_exchange(w: Workload, cfg: DiTConfig, layout: Layout) -> CostNode:
+    """CFG parallel's exchange after each forward: the rank's branch's prediction (the whole
+    latent, gathered over the sequence group first) all-gathered over the ``cfg`` group, so that
+    every rank combines both branches (xDiT's ``get_cfg_group().all_gather(noise_pred,
+    separate_tensors=True)``). No module of the reference implements it: not checked."""
+    latent = w.batch_size * cfg.out_channels * w.latent_frames * w.latent_height * w.latent_width
+    return layers.collective(
+        "cfg_exchange",
+        "all_gather",
+        group=layout.cfg,
+        local_bytes=latent * w.dtype_bytes,
+        note="CFG parallel: this branch's prediction gathered with the other's (xDiT), not checked",
     )
 
 

@@ -46,8 +46,8 @@ NOT_MODELED = (
     "The CFG mix and the official code's fp32 residual stream and fp64 RoPE (the time model takes the "
     "diffusers DiT's traffic for the official runtimes)",
     "The scheduler (UniPC / flow matching) step arithmetic and the timestep sinusoid",
-    "Compute/memory overlap (the time model adds each kernel's time), kernel fusion under torch.compile, "
-    "and multi-GPU communication",
+    "Compute/memory overlap (the time model adds each kernel's time), communication overlapped with "
+    "compute, NCCL's latency per collective, and kernel fusion under torch.compile",
     "Tokenizer, prompt extension, and video encoding after the VAE decode",
     "CLIP image preprocessing (resize and normalise to 224 px); the image-to-video DiTs are not read "
     "from config.json (use --variant)",

@@ -45,8 +45,8 @@ NOT_MODELED = (
     "TI2V-5B image-to-video's latent blending (elementwise); its conditioning encode of the image alone "
     "is modeled",
     "Expert swapping or offload: both experts' weights are counted as resident",
-    "Compute/memory overlap (the time model adds each kernel's time), kernel fusion under torch.compile, "
-    "multi-GPU communication; tokenizer, video encoding",
+    "Compute/memory overlap (the time model adds each kernel's time), communication overlapped with "
+    "compute, NCCL's latency per collective, kernel fusion under torch.compile; tokenizer, video encoding",
 )
 
 
