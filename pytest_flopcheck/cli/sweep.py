@@ -16,13 +16,13 @@ from pytest_flopcheck import output
 from pytest_flopcheck.cli.common import FLOAT_SAFE, UsageError, estimating, gpus, option_name, say, staged
 from pytest_flopcheck.cli.report import runtime_option
 from pytest_flopcheck.cli.workloads import build_workload, workload_from_args, workload_options
-from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError
+from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError, parse_slug
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.model.workload import workload_fields
 from pytest_flopcheck.sizing import plots
 from pytest_flopcheck.sizing.build import CONVENTION, SERVING_CAVEAT, TIME_CAVEAT
 from pytest_flopcheck.sizing.records import SCHEMA_VERSION
-from pytest_flopcheck.sizing.sweep import GPUS_FIELD, sweep_columns, sweep_rows
+from pytest_flopcheck.sizing.sweep import GPUS_FIELD, LAYOUT_FIELD, sweep_columns, sweep_rows
 from pytest_flopcheck.text import shorten
 
 DEFAULT_MAX_POINTS = 100_000
@@ -39,6 +39,21 @@ def parse_vary(
     for item in items:
         name, sep, values = item.partition("=")
         field = name.strip().lstrip("-").replace("-", "_")
+        if field == LAYOUT_FIELD and field not in options:
+            if args.runtime is None:
+                raise UsageError(
+                    "--vary layout is not allowed without --runtime and --gpu: layouts run a runtime"
+                )
+            if LAYOUT_FIELD in grid:
+                raise UsageError("--vary 'layout' is given twice: list all its values in one --vary")
+            if reg.parallel is None:
+                raise UsageError(f"--vary layout is not allowed: {reg.name} has no multi-GPU model")
+            shardable = tuple(reg.parallel.fsdp_units)
+            try:
+                grid[LAYOUT_FIELD] = [parse_slug(text, shardable).slug for text in values.split(",")]
+            except LayoutError as exc:
+                raise UsageError(f"--vary {shorten(item)} is not allowed: {exc}") from None
+            continue
         if field == GPUS_FIELD and field not in options:
             if args.runtime is None:
                 raise UsageError("--vary gpus is not allowed without --runtime and --gpu: GPUs run a runtime")
@@ -79,30 +94,40 @@ def parse_vary(
 
 def _layouts(
     reg: ModelRegistration, base: Any, runtime: str | None, grid: dict[str, list[Any]]
-) -> Callable[[Any, int], Layout] | None:
-    """The layout a row's GPU count runs in (the runtime's for that count), every count checked
-    against the base workload before anything is written (a varied workload's own constraints,
-    say heads against Ulysses, are checked as its row is computed)."""
+) -> Callable[[Any, dict[str, Any]], Layout] | None:
+    """The layout a row runs in: its ``layout``, or the runtime's for its GPU count; every one
+    checked against the base workload before anything is written (a varied workload's own
+    constraints, say heads against Ulysses, are checked as its row is computed)."""
     if runtime is None:
         return None
+    if GPUS_FIELD in grid and LAYOUT_FIELD in grid:
+        raise UsageError(
+            "--vary gpus and --vary layout are not allowed together: a layout sets its GPU count"
+        )
     spec = reg.runtimes[runtime]
 
-    def layout_for(workload: Any, count: int) -> Layout:
+    def layout_for(workload: Any, values: dict[str, Any]) -> Layout:
+        slug = values.get(LAYOUT_FIELD)
+        given = (
+            None if slug is None or reg.parallel is None else parse_slug(slug, tuple(reg.parallel.fsdp_units))
+        )
+        count = given.gpus if given is not None else values.get(GPUS_FIELD, 1)
+        what = f"layout={given.slug}" if given is not None else f"gpus={count}"
         if count == 1:
             return SINGLE
         if reg.parallel is None or spec.layout is None:
-            raise UsageError(f"--vary gpus={count} is not allowed: runtime {runtime} runs on one GPU only")
-        layout = spec.layout(count)
+            raise UsageError(f"--vary {what} is not allowed: runtime {runtime} runs on one GPU only")
+        layout = given or spec.layout(count)
         try:
             reg.parallel.validate(workload, layout)
         except LayoutError as exc:
-            raise UsageError(
-                f"--vary gpus={count} is not allowed for {shorten(str(workload))}: {exc}"
-            ) from None
+            raise UsageError(f"--vary {what} is not allowed for {shorten(str(workload))}: {exc}") from None
         return layout
 
+    for layout in grid.get(LAYOUT_FIELD, []):
+        layout_for(base, {LAYOUT_FIELD: layout})
     for count in grid.get(GPUS_FIELD, [1]):
-        layout_for(base, count)
+        layout_for(base, {GPUS_FIELD: count})
     return layout_for
 
 
@@ -150,7 +175,7 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
         )
     base = workload_from_args(reg, args)
     for field, values in grid.items():  # every value checked before anything is written
-        for value in values if field != GPUS_FIELD else ():
+        for value in values if field not in (GPUS_FIELD, LAYOUT_FIELD) else ():
             build_workload(reg, base, {field: value})
     stages = [s.name for s in reg.stages]
     chosen = gpus(args.gpu, args.precision)  # checks the name and the precision
@@ -161,7 +186,7 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
     if runtime is not None and gpu is None:
         raise UsageError(f"--runtime {runtime} needs --gpu in a sweep: its seconds are one GPU model's")
     layouts = _layouts(reg, base, runtime, grid)
-    figures = sweep_columns(reg, gpu, runtime)
+    figures = sweep_columns(reg, gpu, runtime, LAYOUT_FIELD in grid)
     run_id = output.new_run_id()
     columns = [*grid, *figures]
     header = {
@@ -248,6 +273,6 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                     )
         else:
             say("warning: matplotlib is not installed: no plots were written")
-    unit = "rows" if GPUS_FIELD in grid else "workloads"  # a GPU count is no workload of its own
+    unit = "rows" if GPUS_FIELD in grid or LAYOUT_FIELD in grid else "workloads"  # no workload of its own
     say(f"{points:,} {unit}; sweep: {run.final / base_dir}")
     return 0

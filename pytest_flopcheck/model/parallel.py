@@ -10,6 +10,7 @@ world size is U·R·cfg·data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +130,22 @@ def parse_layout(text: str) -> Layout:
             raise LayoutError(key, f"{key} must be a positive integer, not {value!r}")
         values[key] = int(value)
     return Layout(**values)
+
+
+def parse_slug(text: str, fsdp: tuple[str, ...]) -> Layout:
+    """A layout written as its slug, ``u4c2``, ``u2r4``, ``u8-fsdp`` (``-fsdp``: ``fsdp`` are
+    sharded) or ``single``: the form a sweep lists several of, comma-separated."""
+    match = re.fullmatch(r"(?:u(\d+))?(?:r(\d+))?(?:c(\d+))?(?:d(\d+))?(-fsdp)?", text.strip())
+    if text.strip() == "single":
+        return SINGLE
+    if match is None or not any(match.groups()):
+        raise LayoutError(
+            "layout",
+            f"layout {text.strip()!r} is not a slug: write u<U>r<R>c<C>d<D> with the degrees above 1 "
+            "in that order, -fsdp to shard the stages the model can shard (u4c2, u2r4, u8-fsdp), or single",
+        )
+    u, r, c, d = (int(g) if g else 1 for g in match.groups()[:4])
+    return Layout(ulysses=u, ring=r, cfg=c, fsdp=fsdp if match.group(5) else (), data=d)
 
 
 FSDP_GATHER = "fsdp.all_gather"

@@ -21,10 +21,16 @@ RUNTIME_COLUMNS = ("runtime_s", "speedup", "parallel_efficiency", "peak_bytes_pe
 
 GPUS_FIELD = "gpus"
 """The sweep field that varies the number of GPUs (with a runtime): not a workload field."""
+LAYOUT_FIELD = "layout"
+"""The sweep field that varies the multi-GPU layout (with a runtime), as slugs (``u4c2``)."""
+NOT_WORKLOAD = (GPUS_FIELD, LAYOUT_FIELD)
 
 
-def sweep_columns(reg: ModelRegistration, gpu: Gpu | None, runtime: str | None = None) -> dict[str, str]:
-    """The sweep's figure columns (after the varied fields) and what each holds."""
+def sweep_columns(
+    reg: ModelRegistration, gpu: Gpu | None, runtime: str | None = None, layouts: bool = False
+) -> dict[str, str]:
+    """The sweep's figure columns (after the varied fields) and what each holds (``layouts``:
+    the rows vary the layout)."""
     stages = [s.name for s in reg.stages]
     columns = {f"{s}_flops": f"FLOPs of {s} per generation" for s in stages}
     columns["total_flops"] = "FLOPs end to end"
@@ -33,7 +39,11 @@ def sweep_columns(reg: ModelRegistration, gpu: Gpu | None, runtime: str | None =
     if gpu is None:
         return columns
     if runtime is not None:
-        where = f"on {gpu.name} under runtime {runtime}, in the layout its script uses on the row's GPUs"
+        where = f"on {gpu.name} under runtime {runtime}, " + (
+            "in the row's layout" if layouts else "in the layout its script uses on the row's GPUs"
+        )
+        if layouts:
+            columns["gpus"] = "GPUs the row's layout runs on"
         return columns | {
             "runtime_s": f"seconds per generation end to end {where}",
             "speedup": "one GPU's seconds over the row's (the same workload)",
@@ -64,7 +74,7 @@ def sweep_rows(
     gpu: Gpu | None = None,
     precision: str = "bf16",
     runtime: str | None = None,
-    layout_for: Callable[[Any, int], Layout] | None = None,
+    layout_for: Callable[[Any, dict[str, Any]], Layout] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Per-stage and total FLOPs per generation for every point of the grid (totals only), one
     row at a time; ``build`` turns one point's values into a workload. With ``gpu``, the time
@@ -76,7 +86,7 @@ def sweep_rows(
     alone: dict[Any, float] = {}  # one GPU's seconds per workload, the speedups' base
     for point in itertools.product(*(grid[n] for n in names)):
         values = dict(zip(names, point, strict=True))
-        workload = build({k: v for k, v in values.items() if k != GPUS_FIELD})
+        workload = build({k: v for k, v in values.items() if k not in NOT_WORKLOAD})
         generation = generation_totals(
             reg, workload, {stage: reg.totals(workload, stage) for stage in stages}
         )
@@ -98,8 +108,11 @@ def sweep_rows(
             row["kv_cache_bytes"] = sequences * (context + new - 1) * per_token
         if gpu is not None and runtime is not None:
             assert layout_for is not None
-            count = values.get(GPUS_FIELD, 1)
-            running = runtime_figures(reg, workload, runtime, runs, [gpu], layout_for(workload, count))
+            layout = layout_for(workload, values)
+            count = layout.gpus
+            if LAYOUT_FIELD in values:
+                row["gpus"] = count
+            running = runtime_figures(reg, workload, runtime, runs, [gpu], layout)
             seconds_now = running.seconds or 0.0
             if workload not in alone:
                 alone[workload] = (

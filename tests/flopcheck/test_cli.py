@@ -931,6 +931,38 @@ def test_sweep_over_gpu_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "bad").exists()
 
 
+def test_sweep_over_layouts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--vary layout compares layouts by their slugs: each row its layout's GPU count, seconds,
+    speedup, efficiency, peak per GPU and communication share; -fsdp shards what the model can."""
+    base = ("sweep", "wan2_1", "--workload", "W-003", "--gpu", "H100-SXM", "--runtime", "official")
+    layouts = "u8-fsdp,u4c2,u2r2,single"
+    code, _, _ = run(capsys, *base, "--vary", f"layout={layouts}", "--output", str(tmp_path / "ok"))
+    assert code == 0
+    (folder,) = (tmp_path / "ok").glob("*/sweep/wan2_1")
+    rows = {r["layout"]: r for r in csv.DictReader((folder / "sweep.csv").open())}
+    assert list(rows) == layouts.split(",")
+    assert [rows[s]["gpus"] for s in rows] == ["8", "8", "4", "1"]
+    assert float(rows["single"]["speedup"]) == 1.0
+    # sharded weights hold less per GPU than replicated ones
+    assert int(rows["u8-fsdp"]["peak_bytes_per_gpu"]) < int(rows["u4c2"]["peak_bytes_per_gpu"])
+    assert float(rows["u2r2"]["communication_share"]) > 0
+    header = json.loads((folder / "sweep.json").read_text())
+    assert header["vary"] == {"layout": layouts.split(",")}
+    assert {"layout_seconds.png", "layout_memory.png"} <= {p.name for p in folder.glob("*.png")}
+    for argv, message in (
+        ((*base, "--vary", "layout=u8,x2"), "layout 'x2' is not a slug"),
+        ((*base, "--vary", "layout=u3"), "ulysses=3 does not divide the DiT's 40 attention heads"),
+        ((*base, "--vary", "layout=u2", "--vary", "gpus=2"), "are not allowed together"),
+        (("sweep", "wan2_1", "--vary", "layout=u2"), "--vary layout is not allowed without --runtime"),
+        ((*base, "--vary", "layout=c2", "--no-guidance"), "this workload has no guidance"),
+    ):
+        code, out, err = run(capsys, *argv, "--output", str(tmp_path / "bad"))
+        assert code == 2, argv
+        assert message in err, err
+        assert "Traceback" not in out + err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_sweep_with_a_gpu_adds_time_and_serving_columns(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
