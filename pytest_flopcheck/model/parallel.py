@@ -237,13 +237,13 @@ class Parallel:
             }
             return [name for name, yes in on.items() if yes]
 
-        wanted = kinds(layout)
-        if not wanted:
+        asked = kinds(layout)
+        if not asked:
             return "", ""
         for _, checked, by in self.checks:
-            if checked == stage and set(wanted) <= set(kinds(by)):
-                return " × ".join(wanted), by.slug
-        return " × ".join(wanted), ""
+            if checked == stage and set(asked) <= set(kinds(by)):
+                return " × ".join(asked), by.slug
+        return " × ".join(asked), ""
 
     def sharded_tree(
         self,
