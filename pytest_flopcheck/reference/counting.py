@@ -25,6 +25,7 @@ from pytest_flopcheck.reference.memory import (
     tensor_bytes,
     tensors,
 )
+from pytest_flopcheck.reference.meta_results import MetaResults
 from pytest_flopcheck.reference.ops_policy import COMPUTE_OPS, OpPolicy
 
 DEVICES = ("meta", "cpu", "cuda")
@@ -438,16 +439,19 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                     peaks[parent] = now
             return out
 
+    results = MetaResults()
+
     class _Uncounted(TorchDispatchMode):  # type: ignore[no-untyped-call]
         """Below the counter: sees the ops that execute after its decompositions, and notes the
-        compute ops among them that ran without a FLOP formula."""
+        compute ops among them that ran without a FLOP formula; runs them (a meta kernel's
+        result remembered, :mod:`~pytest_flopcheck.reference.meta_results`)."""
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             packet = func._overloadpacket
             name = str(packet)
             if packet not in registry and name in COMPUTE_OPS and name not in rules.zero_flop:
                 uncounted[name] = uncounted.get(name, 0) + 1
-            return func(*args, **(kwargs or {}))
+            return results.run(func, args, kwargs or {})
 
     root = _FlopcheckRoot(call.module, call.run)
     with _tensor_mode(call):
