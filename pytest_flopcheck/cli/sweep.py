@@ -22,7 +22,7 @@ from pytest_flopcheck.model.workload import workload_fields
 from pytest_flopcheck.sizing import plots
 from pytest_flopcheck.sizing.build import CONVENTION, SERVING_CAVEAT, TIME_CAVEAT
 from pytest_flopcheck.sizing.records import SCHEMA_VERSION
-from pytest_flopcheck.sizing.sweep import GPUS_FIELD, LAYOUT_FIELD, sweep_columns, sweep_rows
+from pytest_flopcheck.sizing.sweep import GPUS_FIELD, LAYOUT_FIELD, NOT_WORKLOAD, sweep_columns, sweep_rows
 from pytest_flopcheck.text import shorten
 
 DEFAULT_MAX_POINTS = 100_000
@@ -175,7 +175,7 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
         )
     base = workload_from_args(reg, args)
     for field, values in grid.items():  # every value checked before anything is written
-        for value in values if field not in (GPUS_FIELD, LAYOUT_FIELD) else ():
+        for value in values if field not in NOT_WORKLOAD else ():
             build_workload(reg, base, {field: value})
     stages = [s.name for s in reg.stages]
     chosen = gpus(args.gpu, args.precision)  # checks the name and the precision
@@ -273,6 +273,6 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                     )
         else:
             say("warning: matplotlib is not installed: no plots were written")
-    unit = "rows" if GPUS_FIELD in grid or LAYOUT_FIELD in grid else "workloads"  # no workload of its own
+    unit = "rows" if set(grid) & set(NOT_WORKLOAD) else "workloads"  # a GPU count or layout is no workload
     say(f"{points:,} {unit}; sweep: {run.final / base_dir}")
     return 0
