@@ -11,10 +11,12 @@ import json
 from typing import Any
 
 from pytest_flopcheck import output
+from pytest_flopcheck.analytic.tree import live_path, live_peak
 from pytest_flopcheck.cli.common import UsageError, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
 from pytest_flopcheck.model.parallel import Layout, LayoutError, parse_layout
 from pytest_flopcheck.model.registration import ModelRegistration
+from pytest_flopcheck.model.workload import DTYPES, sized_dtype
 from pytest_flopcheck.reference.counting import (
     DEVICES,
     ModuleCount,
@@ -69,6 +71,7 @@ def cmd_inspect(reg: ModelRegistration, args: argparse.Namespace) -> int:
             f"collective{'' if root.collectives == 1 else 's'} handing over {root.collective_bytes:,} bytes; "
             "the weights are this rank's",
         )
+    text.append(model_peak(reg, workload, args.stage, layout, counts))
     run_id = output.new_run_id()
     base = f"inspect/{reg.name}"
     with staged(args, run_id) as run:
@@ -97,6 +100,41 @@ def _layout(reg: ModelRegistration, workload: object, args: argparse.Namespace) 
     if layout.gpus == 1:
         raise UsageError(f"--layout {shorten(text)} is not allowed: it runs on one GPU (leave it out)")
     return layout
+
+
+def model_peak(
+    reg: ModelRegistration, workload: object, stage: str, layout: Layout | None, counts: ReferenceCounts
+) -> str:
+    """The model's live peak beyond the weights beside the measured one, as ``test_memory``
+    compares them, and whether a check holds it."""
+    if reg.analytic is None:
+        return "no analytic model yet: nothing to compare the live peak with"
+    if layout is None:
+        tree = reg.tree(workload, stage)
+    else:
+        assert reg.parallel is not None
+        tree = reg.parallel.sharded_tree(workload, stage, layout)
+    dtype = sized_dtype(workload)
+    sized = DTYPES[dtype].torch if dtype is not None else None
+    if sized is not None and counts.dtype != sized:
+        return (
+            f"the model's live peak is not compared: the reference ran in {counts.dtype or 'another dtype'}, "
+            f"the model sizes {sized}"
+        )
+    live, measured = live_peak(tree), counts.peak_bytes - counts.weight_bytes
+    error = f" ({(live - measured) / measured:+.1%})" if measured else ""
+    tolerance = reg.stage(stage).memory_tolerance
+    held = (
+        "not checked under a layout"
+        if layout is not None
+        else "not checked"
+        if tolerance is None
+        else f"test_memory holds it within {tolerance:.0%}"
+    )
+    return (
+        f"the model's live peak beyond the weights: {live:,} bytes at {live_path(tree)[-1].id or '(stage)'}, "
+        f"measured {measured:,}{error}; {held}"
+    )
 
 
 def _depth(name: str) -> int:

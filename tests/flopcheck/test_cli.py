@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -1411,6 +1412,7 @@ def test_inspect_shows_what_the_reference_runs_before_any_analytic_model(
     assert "every compute op that ran has a FLOP formula" in out
     assert "set by aten.mm in attention.out" in out
     assert "aten.addmm in proj" in out
+    assert "no analytic model yet: nothing to compare the live peak with" in out
     (folder,) = (tmp_path / "o").glob("*/inspect/toy")
     document = json.loads((folder / "core.json").read_text())
     assert document["classes"]["attention"] == "Attention"
@@ -1466,6 +1468,18 @@ def test_inspect_runs_rank_0_of_a_layout_on_a_fake_process_group(
     assert "toy/core@u2 on meta (float32)" in out
     # the projection's output, 2 × 5 tokens × 48 features in fp32, handed to one all-gather
     assert "rank 0 of 2 GPUs (ulysses=2) on a fake process group: 1 collective handing over 1,920" in out
+    # the model's live peak beside the measured one, which no check holds under a layout
+    assert re.search(r"the model's live peak beyond the weights: [\d,]+ bytes at \S+, measured [\d,]+", out)
+    assert "; not checked under a layout" in out
+    for tolerance, held in (("None", "not checked"), ("0.05", "test_memory holds it within 5%")):
+        one = tmp_path / f"one_{tolerance}.py"
+        one.write_text(TOY_SOURCE.replace("MEMORY_TOLERANCE = None", f"MEMORY_TOLERANCE = {tolerance}"))
+        code, out, err = run(
+            capsys, "-p", str(one), "inspect", "toy", "--workload", "small", "--stage", "core",
+            "--output", str(tmp_path / "one"),
+        )  # fmt: skip
+        assert code == 0, err
+        assert re.search(rf"the model's live peak beyond the weights: .*; {held}\n", out), out
     (folder,) = (tmp_path / "o").glob("*/inspect/toy")
     assert json.loads((folder / "core@u2.json").read_text())["classes"]["gather"] == "Gather"
     for layout, message in (
