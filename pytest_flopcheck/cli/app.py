@@ -132,7 +132,7 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
                 "--layout",
                 metavar="SPEC",
                 help="run rank 0 of this multi-GPU layout on a fake process group: "
-                "ulysses=U,ring=R,fsdp=STAGE (the model's parallel reference)",
+                "ulysses=U,ring=R,fsdp=STAGE or its slug, u2r2-fsdp (the model's parallel reference)",
             )
             if registry is not None and command == name and model in registry.models:
                 add_workload_arguments(sub, registry.models[model])
@@ -154,7 +154,7 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
                 "--layout",
                 metavar="SPEC",
                 help="the multi-GPU layout instead of the runtime's: "
-                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE,data=N",
+                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE,data=N, or its slug (u4c2, u8-fsdp)",
             )
         else:
             sub.add_argument(

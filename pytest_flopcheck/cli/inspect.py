@@ -14,7 +14,7 @@ from pytest_flopcheck import output
 from pytest_flopcheck.analytic.tree import live_path, live_peak
 from pytest_flopcheck.cli.common import UsageError, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
-from pytest_flopcheck.model.parallel import Layout, LayoutError, parse_layout
+from pytest_flopcheck.model.parallel import Layout, LayoutError, read_layout
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.model.workload import DTYPES, sized_dtype
 from pytest_flopcheck.reference.counting import (
@@ -93,7 +93,7 @@ def _layout(reg: ModelRegistration, workload: object, args: argparse.Namespace) 
             f"--layout is not allowed: model {reg.name!r} registers no parallel reference to run"
         )
     try:
-        layout = parse_layout(text)
+        layout = read_layout(text, tuple(reg.parallel.fsdp_units))
         reg.parallel.validate(workload, layout)
     except LayoutError as exc:
         raise UsageError(f"--layout is not allowed: {exc}") from None

@@ -10,7 +10,7 @@ import attrs
 from pytest_flopcheck import output
 from pytest_flopcheck.cli.common import FLOAT_SAFE, UsageError, estimating, gpus, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
-from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError, parse_layout
+from pytest_flopcheck.model.parallel import SINGLE, Layout, LayoutError, read_layout
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.sizing import plots
 from pytest_flopcheck.sizing.build import build_report
@@ -56,7 +56,7 @@ def layout_option(
     spec = reg.runtimes[runtime]
     try:
         if text is not None:
-            layout = parse_layout(text)
+            layout = read_layout(text, tuple(reg.parallel.fsdp_units))
         elif spec.layout is None:
             raise UsageError(f"--gpus {count} is not allowed: runtime {runtime} runs on one GPU only")
         else:

@@ -148,6 +148,12 @@ def parse_slug(text: str, fsdp: tuple[str, ...]) -> Layout:
     return Layout(ulysses=u, ring=r, cfg=c, fsdp=fsdp if match.group(5) else (), data=d)
 
 
+def read_layout(text: str, fsdp: tuple[str, ...]) -> Layout:
+    """A layout as a user writes it: ``ulysses=4,cfg=2,fsdp=...`` (:func:`parse_layout`) or its
+    slug, ``u4c2`` (:func:`parse_slug`, ``-fsdp`` sharding ``fsdp``)."""
+    return parse_layout(text) if "=" in text else parse_slug(text, fsdp)
+
+
 FSDP_GATHER = "fsdp.all_gather"
 """The id (under a unit's node) of the all-gather FSDP issues for that unit."""
 

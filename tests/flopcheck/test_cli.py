@@ -163,10 +163,11 @@ def test_cfg_parallel_exchanges_the_predictions_and_is_marked_unchecked(
     forward over the two branches, and says that no check verifies it."""
     argv = ("report", "wan2_1", "--workload", "W-003", "--gpu", "H100-SXM", "--runtime", "diffusers")
     figures = {}
-    for spec in ("ulysses=2", "ulysses=2,cfg=2"):
+    for spec in ("ulysses=2", "ulysses=2,cfg=2", "u2c2"):  # a layout, or its slug
         assert run(capsys, *argv, "--layout", spec, "--output", str(tmp_path / spec))[0] == 0
         figures[spec] = only_report(tmp_path / spec)["runtime"]["stages"]["diffusion_core"]
     u2, cfg = figures["ulysses=2"], figures["ulysses=2,cfg=2"]
+    assert figures["u2c2"] == cfg
     assert cfg["runs_per_generation"] * 2 == u2["runs_per_generation"]
     latent = 16 * 4 * 90 * 160 * 2  # W-003's latent (16 channels, 4 frames, 90 × 160) in bf16
     assert cfg["collective_bytes"] - u2["collective_bytes"] == latent
@@ -241,6 +242,7 @@ BAD = [
     (("--runtime", "official", "--layout", "cfg=2", "--no-guidance"), "this workload has no guidance"),
     (("--runtime", "official", "--layout", "cfg=3"), "cfg must be 1 or 2"),
     (("--runtime", "official", "--layout", "tp=2"), "layout item 'tp=2' is not KEY=VALUE"),
+    (("--runtime", "official", "--layout", "t2"), "layout 't2' is not a slug"),
     (("--runtime", "official", "--layout", "fsdp=vae_decode"), "fsdp=vae_decode cannot be sharded"),
 ]
 
