@@ -9,13 +9,14 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import CostNode, check_tree, live_peak
+from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, check_tree, live_peak
 from pytest_flopcheck.model.generation import GenerationTotals
 from pytest_flopcheck.model.parallel import SINGLE, Layout
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
 from pytest_flopcheck.sizing.hardware import GPUS, Gpu
 from pytest_flopcheck.sizing.records import (
+    CollectiveUse,
     Constant,
     GpuTime,
     KvRow,
@@ -500,6 +501,7 @@ def runtime_figures(
             collective_bytes=tree.total.collective_bytes,
             split=split,
             checked_as=checked_as,
+            collectives=collective_uses(tree),
         )
     order = [s.name for s in reg.stages if runs[s.name]]
     on_gpu_stages = [n for n in order if partial[n].device == "gpu"]
@@ -568,6 +570,21 @@ PARALLEL_NOTE = (
     "FSDP all-gathers of every unit at each run added after the compute (no overlap modelled), "
     "FSDP-sharded weights as one shard plus the root unit and the running layer's unit, gathered."
 )
+
+
+def collective_uses(tree: CostNode) -> tuple[CollectiveUse, ...]:
+    """The collectives one run of ``tree`` issues, by kind and group size."""
+    found: dict[tuple[str, int], tuple[int, int]] = {}
+    for node, times in tree.runs():
+        kernel = node.kernel
+        if node.children or kernel is None or kernel.kind not in COLLECTIVE_KINDS:
+            continue
+        calls, moved = found.get((kernel.kind, kernel.group), (0, 0))
+        found[kernel.kind, kernel.group] = (
+            calls + node.metrics.collectives * times,
+            moved + node.metrics.collective_bytes * times,
+        )
+    return tuple(CollectiveUse(kind, group, *use) for (kind, group), use in sorted(found.items()))
 
 
 def fsdp_unit_params(tree: CostNode, prefix: str) -> int:

@@ -631,6 +631,23 @@ class ServingFigures:
 
 
 @attrs.frozen
+class CollectiveUse:
+    """One kind of collective a stage's run issues on this GPU over groups of one size."""
+
+    kind: str
+    group: int
+    calls: int
+    bytes: int
+    """The bytes this GPU hands to them in one run of the stage (each call's local input)."""
+
+    @classmethod
+    def from_json(cls, f: Fields) -> CollectiveUse:
+        use = cls(f.text("kind"), f.integer("group"), f.integer("calls"), f.integer("bytes"))
+        f.done()
+        return use
+
+
+@attrs.frozen
 class RuntimeStage:
     """One stage under a runtime: its dtypes, device, placement and GPU memory."""
 
@@ -654,6 +671,8 @@ class RuntimeStage:
     """How the layout splits this stage (``Ulysses × FSDP``; empty: it runs as on one GPU)."""
     checked_as: str = ""
     """The ``test_parallel`` layout that verifies that split (``u2-fsdp``; empty: none does)."""
+    collectives: tuple[CollectiveUse, ...] = ()
+    """``collective_bytes`` by kind and group size, with the number of calls."""
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in attrs.asdict(self).items() if k != "name"}
@@ -674,8 +693,12 @@ class RuntimeStage:
             f.flag("sharded"),
             f.integer("flops"),
             f.integer("collective_bytes"),
-            f.text("split") if f.has("split") else "",  # reports written before the two
+            # reports written before these three fields read back without them
+            f.text("split") if f.has("split") else "",
             f.text("checked_as") if f.has("checked_as") else "",
+            tuple(CollectiveUse.from_json(c) for c in f.objects("collectives"))
+            if f.has("collectives")
+            else (),
         )
         f.done()
         return record

@@ -8,7 +8,14 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from pytest_flopcheck.sizing.records import Constant, GpuTime, RuntimeFigures, RuntimeStage, SizingReport
+from pytest_flopcheck.sizing.records import (
+    CollectiveUse,
+    Constant,
+    GpuTime,
+    RuntimeFigures,
+    RuntimeStage,
+    SizingReport,
+)
 from pytest_flopcheck.sizing.timing import PARTS, TimeParts
 from pytest_flopcheck.text import md
 
@@ -306,6 +313,13 @@ def _runtime_intro(report: SizingReport) -> str:
         text += f" On the CPU, not timed: {', '.join(runtime.not_timed)}."
     if runtime.layout.gpus > 1:
         text += " Layout: " + _layout_checks(runtime)
+        used = [s for s in runtime.stages if s.runs_per_generation and s.collectives]
+        if used:
+            text += (
+                " Collectives per run on this GPU: "
+                + "; ".join(f"{s.name} " + ", ".join(_collective(c) for c in s.collectives) for s in used)
+                + "."
+            )
     if runtime.not_supported:
         text += (
             " Not estimated: "
@@ -587,6 +601,11 @@ def terminal_lines(report: SizingReport) -> list[str]:
     if layout.gpus > 1:
         lines.append(f"{'layout':>{width}}: {_layout_checks(runtime)}")
     return lines
+
+
+def _collective(use: CollectiveUse) -> str:
+    """``160 all_to_all over 8 GPUs (3.10 GB)``."""
+    return f"{use.calls:,} {use.kind} over {use.group} GPUs ({human(use.bytes, 'B')})"
 
 
 def _split_cell(stage: RuntimeStage) -> str:

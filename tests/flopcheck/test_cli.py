@@ -143,6 +143,12 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (estimate,) = four["estimates"]
     assert estimate["stages"]["diffusion_core"]["parts"]["communication_s"] > 0
     assert only_report(tmp_path / "4")["schema_version"] == 2
+    # its collectives per run by kind and group: the q, k, v and output all-to-alls of 40 blocks;
+    # an FSDP all-gather per block and at the root, and the output's gather
+    uses = {(c["kind"], c["group"]): c for c in dit4["collectives"]}
+    assert set(uses) == {("all_to_all", 4), ("all_gather", 4)}
+    assert (uses["all_to_all", 4]["calls"], uses["all_gather", 4]["calls"]) == (160, 42)
+    assert sum(c["bytes"] for c in uses.values()) == dit4["collective_bytes"]
     # each stage says how the layout splits it and which test_parallel layout verifies that split
     assert (dit4["split"], dit4["checked_as"]) == ("Ulysses × FSDP", "u2-fsdp")
     assert (four["stages"]["text_encoder"]["split"], four["stages"]["text_encoder"]["checked_as"]) == (
