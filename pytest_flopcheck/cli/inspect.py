@@ -16,7 +16,6 @@ from pytest_flopcheck.cli.common import UsageError, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
 from pytest_flopcheck.model.parallel import Layout, LayoutError, read_layout
 from pytest_flopcheck.model.registration import ModelRegistration
-from pytest_flopcheck.model.workload import DTYPES, sized_dtype
 from pytest_flopcheck.reference.counting import (
     DEVICES,
     ModuleCount,
@@ -26,6 +25,7 @@ from pytest_flopcheck.reference.counting import (
 )
 from pytest_flopcheck.reference.parallel import fake_process_group
 from pytest_flopcheck.text import md, shorten
+from pytest_flopcheck.verification.evaluation import unmeasured_dtype
 
 
 def cmd_inspect(reg: ModelRegistration, args: argparse.Namespace) -> int:
@@ -114,9 +114,8 @@ def model_peak(
     else:
         assert reg.parallel is not None
         tree = reg.parallel.sharded_tree(workload, stage, layout)
-    dtype = sized_dtype(workload)
-    sized = DTYPES[dtype].torch if dtype is not None else None
-    if sized is not None and counts.dtype != sized:
+    sized = unmeasured_dtype(workload, counts)
+    if sized is not None:
         return (
             f"the model's live peak is not compared: the reference ran in {counts.dtype or 'another dtype'}, "
             f"the model sizes {sized}"

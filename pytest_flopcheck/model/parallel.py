@@ -135,13 +135,14 @@ def parse_layout(text: str) -> Layout:
 def parse_slug(text: str, fsdp: tuple[str, ...]) -> Layout:
     """A layout written as its slug, ``u4c2``, ``u2r4``, ``u8-fsdp`` (``-fsdp``: ``fsdp`` are
     sharded) or ``single``: the form a sweep lists several of, comma-separated."""
-    match = re.fullmatch(r"(?:u(\d+))?(?:r(\d+))?(?:c(\d+))?(?:d(\d+))?(-fsdp)?", text.strip())
-    if text.strip() == "single":
+    text = text.strip()
+    if text == "single":
         return SINGLE
+    match = re.fullmatch(r"(?:u(\d+))?(?:r(\d+))?(?:c(\d+))?(?:d(\d+))?(-fsdp)?", text)
     if match is None or not any(match.groups()):
         raise LayoutError(
             "layout",
-            f"layout {text.strip()!r} is not a slug: write u<U>r<R>c<C>d<D> with the degrees above 1 "
+            f"layout {text!r} is not a slug: write u<U>r<R>c<C>d<D> with the degrees above 1 "
             "in that order, -fsdp to shard the stages the model can shard (u4c2, u2r4, u8-fsdp), or single",
         )
     u, r, c, d = (int(g) if g else 1 for g in match.groups()[:4])
@@ -210,7 +211,8 @@ class Parallel:
     - ``fsdp_units``: per stage that FSDP can shard, the id prefix of the tree's children that
       are FSDP units (``"blocks."``); the rest of the stage is the root unit.
     - ``sharded_tree(workload, stage, layout, element_bytes)``: ``analytic``'s tree with the
-      FSDP all-gathers of a stage the layout shards (:func:`fsdp_gathers`).
+      FSDP all-gathers of a stage the layout shards (:func:`fsdp_gathers`); ``shard`` adds them
+      to a tree already built.
     - ``reference(workload, stage, layout, device)``: the real module under its own parallelism,
       built while a fake process group of ``layout.gpus`` ranks is initialised; ``checks``: the
       (workload, stage, layout) triples ``test_parallel`` verifies with it.
@@ -262,7 +264,18 @@ class Parallel:
         """One run of ``stage`` on rank 0 of ``layout``, with FSDP's all-gathers where the layout
         shards the stage's weights (``weights_of``: the stage that owns them, if another); they
         gather at ``element_bytes`` (None: the tree's weight dtype)."""
-        tree = self.analytic(workload, stage, layout)
+        return self.shard(self.analytic(workload, stage, layout), stage, layout, element_bytes, weights_of)
+
+    def shard(
+        self,
+        tree: CostNode,
+        stage: str,
+        layout: Layout,
+        element_bytes: int | None = None,
+        weights_of: str | None = None,
+    ) -> CostNode:
+        """``tree`` (``analytic``'s for ``stage`` under ``layout``) with FSDP's all-gathers, as
+        :meth:`sharded_tree` gives it."""
         owner = weights_of or stage
         if owner not in layout.fsdp:
             return tree

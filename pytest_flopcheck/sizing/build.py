@@ -462,10 +462,9 @@ def runtime_figures(
         split = checked_as = ""
         if parallel:  # FSDP gathers every unit at each run, at the compute dtype
             assert reg.parallel is not None
-            tree = check_tree(
-                reg.parallel.sharded_tree(at, stage.name, layout, compute_bytes, owner[stage.name])
-            )
-            changed = reg.parallel.analytic(at, stage.name, layout).total != reg.tree(at, stage.name).total
+            rank = reg.parallel.analytic(at, stage.name, layout)
+            tree = check_tree(reg.parallel.shard(rank, stage.name, layout, compute_bytes, owner[stage.name]))
+            changed = rank.total != reg.tree(at, stage.name).total
             split, checked_as = reg.parallel.split_check(stage.name, layout, changed, owner[stage.name])
         else:
             tree = reg.tree(at, stage.name)

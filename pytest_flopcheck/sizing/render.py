@@ -608,18 +608,19 @@ def _collective(use: CollectiveUse) -> str:
     return f"{use.calls:,} {use.kind} over {use.group} GPUs ({human(use.bytes, 'B')})"
 
 
+def _verdict(stage: RuntimeStage) -> str:
+    """Whether a check verifies how the layout splits ``stage``."""
+    return f"checked as {stage.checked_as}" if stage.checked_as else "not checked"
+
+
 def _split_cell(stage: RuntimeStage) -> str:
-    if not stage.split:
-        return "–"
-    return f"{stage.split} ({'checked as ' + stage.checked_as if stage.checked_as else 'not checked'})"
+    return f"{stage.split} ({_verdict(stage)})" if stage.split else "–"
 
 
 def _layout_checks(runtime: RuntimeFigures) -> str:
     """How the layout splits each stage and whether ``test_parallel`` verifies that split."""
     splits = [
-        f"{s.name} by {s.split}, " + (f"checked as {s.checked_as}" if s.checked_as else "not checked")
-        for s in runtime.stages
-        if s.runs_per_generation and s.split
+        f"{s.name} by {s.split}, {_verdict(s)}" for s in runtime.stages if s.runs_per_generation and s.split
     ]
     if not splits:
         return "it splits no stage (each GPU runs the one-GPU model on its share)."

@@ -281,6 +281,14 @@ def _traffic(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome
     return Outcome(_traffic_rows(case, "", False, total, counts, tolerance))
 
 
+def unmeasured_dtype(workload: object, counts: ReferenceCounts) -> str | None:
+    """The dtype the model sizes ``workload`` in when the count ran in another one (its live
+    bytes then say nothing of the model's), else None."""
+    dtype = sized_dtype(workload)
+    sized = DTYPES[dtype].torch if dtype is not None else None
+    return sized if sized is not None and counts.dtype != sized else None
+
+
 def _memory(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
     """The stage's weights (exact) and its live peak beyond them (within the stage's memory
     tolerance) against the reference's parameters and live tensor bytes, measured in the sized
@@ -289,9 +297,8 @@ def _memory(deps: Dependencies, case: Case, counts: ReferenceCounts) -> Outcome:
     reg = deps.registration(case.model)
     tolerance = reg.stage(case.stage).memory_tolerance
     assert tolerance is not None
-    dtype = sized_dtype(reg.workloads[case.workload])
-    sized = DTYPES[dtype].torch if dtype is not None else None
-    if sized is not None and counts.dtype != sized:
+    sized = unmeasured_dtype(reg.workloads[case.workload], counts)
+    if sized is not None:
         raise CheckSkipped(
             f"the reference was built in {counts.dtype or 'an unknown dtype'} on {counts.device}, not in "
             f"the sized {sized}: its memory is not comparable (count on meta to measure it)"
