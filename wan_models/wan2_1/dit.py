@@ -111,6 +111,31 @@ def exchange_traffic(
     return traffic
 
 
+FLASH_RNG_BYTES = 16 + 8
+"""``_scaled_dot_product_flash_attention``'s philox seed and offset (``uint64[2]`` and ``uint64[]``)."""
+
+
+def ring_scratch(elements: int, dtype_bytes: int, lse: int, ulysses: int) -> int:
+    """What lives beside ring attention's core at its peak on one rank, beyond the core's own
+    q, output and log-sum-exp (``elements``: those of one rank's q, k, v or output; ``lse``: the
+    bytes of one fp32 log-sum-exp), as diffusers' ``TemplatedRingAttention.forward`` holds it
+    while it merges a later step:
+
+    - the attention's input and the processor's q, k and v (and the exchanged q, k and v under
+      Ulysses);
+    - four fp32 outputs: the running one, this step's upcast, ``prev_out - out`` and the sigmoid's
+      product with it;
+    - the first step's output and log-sum-exp saved for the backward (``_save_ctx``, kept even
+      without grad) with the flash kernel's RNG seed and offset, the running log-sum-exp and the
+      sigmoid of the difference.
+
+    The gathered k and v are the core's inputs, counted there."""
+    local = elements * dtype_bytes
+    processor = (4 if ulysses == 1 else 7) * local
+    live = processor + 4 * elements * layers.FP32_BYTES + local + 3 * lse + FLASH_RNG_BYTES
+    return live - (2 * local + lse)
+
+
 def gelu_traffic(elements: int, dtype_bytes: int) -> layers.Traffic:
     return layers.op(elements * dtype_bytes, elements * dtype_bytes)
 
@@ -149,7 +174,11 @@ def attention(
             scratch_bytes=scratch,
         )
 
-    def qk_norm(name: str, rows: int) -> CostNode:
+    def qk_norm(name: str, rows: int, beside: int) -> CostNode:
+        """An RMSNorm across heads at its peak (``torch.nn.RMSNorm``'s composite): the input's
+        fp32 copy, it times the row's rsqrt and that times the weight, with the rsqrt's fp32
+        column, beside ``beside`` (what the processor holds then: its input and the other
+        projections)."""
         node = layers.norm(
             join(prefix, name),
             "norm",
@@ -158,6 +187,10 @@ def attention(
             params=d,
             dtype_bytes=dtype_bytes,
             reference=f"{ref}.{name}",
+            fp32_copies=3,
+        )
+        node = attrs.evolve(
+            node, scratch_bytes=node.scratch_bytes + beside + batch * rows * layers.FP32_BYTES
         )
         return layers.with_traffic(node, rms_norm_traffic(batch * rows, d, dtype_bytes))
 
@@ -175,11 +208,14 @@ def attention(
         reference=ref,
     )
     local = batch * q_rows * d * dtype_bytes  # one rank's q (k, v, output alike)
+    kv_local = batch * kv_rows * d * dtype_bytes
     if kind == "self_attention":  # rotary embeddings on q and k: the processor's own ops
         rope = rope_traffic(batch * q_rows, q_rows, d, cfg.head_dim, dtype_bytes)
         lse = batch * (cfg.num_heads // u) * q_rows * u * layers.FP32_BYTES
         copies = exchange_traffic(batch, batch * q_rows * d, dtype_bytes, lse, u, r)
         core = layers.with_traffic(core, rope.times(2) + copies)
+        if r > 1:
+            core = attrs.evolve(core, scratch_bytes=ring_scratch(batch * q_rows * d, dtype_bytes, lse, u))
     exchange = []
     if u > 1:
         exchange += [
@@ -199,8 +235,9 @@ def attention(
         proj("q", "to_q", q_rows),
         proj("k", "to_k", kv_rows),
         proj("v", "to_v", kv_rows),
-        qk_norm("norm_q", q_rows),
-        qk_norm("norm_k", kv_rows),
+        # The processor projects q, k and v, then normalises q and k in turn.
+        qk_norm("norm_q", q_rows, local + 2 * kv_local),
+        qk_norm("norm_k", kv_rows, 2 * local + kv_local),
         *exchange,
         core,
         *after,
@@ -396,11 +433,20 @@ def block(index: int, cfg: DiTConfig, w: Workload, layout: Layout = SINGLE) -> C
             block_traffic(cfg, w, tokens),
         ),
     ]
-    # While a sublayer runs, the block holds the caller's input, its residual stream and the
-    # previous sublayer's output (diffusers rebinds it only when the next one returns).
-    held = 3 * stream * db
-    if cfg.expand_timesteps:  # the per-token shift/scale/gate table plus time projection, in fp32
-        held += 6 * stream * layers.FP32_BYTES
+    # While a sublayer runs the block holds the caller's input; after the self-attention also
+    # its residual stream and the previous sublayer's output (diffusers rebinds ``attn_output``
+    # only when the next one returns).
+    after = 2 * stream * db
+    children = [
+        child
+        if child.id.endswith(("norm1", "self_attn"))
+        else attrs.evolve(child, held_bytes=child.held_bytes + after)
+        for child in children
+    ]
+    held = stream * db
+    # The shift/scale/gate table plus the time projection, in fp32: per token with one
+    # timestep per token, else per sample.
+    held += 6 * (stream if cfg.expand_timesteps else b * d) * layers.FP32_BYTES
     return group(prefix, "block", children, reference=ref, held_bytes=held)
 
 
@@ -443,21 +489,24 @@ def dit_forward(w: Workload, cfg: DiTConfig | None = None, layout: Layout = SING
     if layout.sequence > 1:  # the first block's input is a chunk of every token's embedding
         others = w.batch_size * (w.tokens - w.tokens // layout.sequence) * cfg.dim * w.dtype_bytes
         blocks[0] = attrs.evolve(first, held_bytes=first.held_bytes + others)
-    # With one timestep per token the time embedding and its six projections are per token too,
-    # held through every block.
+    # The time embedding and its six projections, held through every block: per token with one
+    # timestep per token.
     b, db = w.batch_size, w.dtype_bytes
-    held = 7 * b * w.tokens // layout.sequence * cfg.dim * db if cfg.expand_timesteps else 0
-    # Also held through every block: the inputs (latents, text embeddings, CLIP image tokens),
-    # the rotary tables' buffers and their cos and sin for every token, and the text (and image)
-    # embedder's output that every cross-attention reads.
+    held = 7 * b * (w.tokens // layout.sequence if cfg.expand_timesteps else 1) * cfg.dim * db
+    # Also held through every block: the inputs (latents, text embeddings, CLIP image tokens,
+    # the fp32 timestep: one per token, whole on every rank, with one timestep per token), the
+    # rotary tables' buffers and their cos and sin for every token, and the text (and image)
+    # embedder's output that every cross-attention reads: for image tokens the image embedder's
+    # output stays bound beside its copy in the keys' concatenation.
     inputs = (
         b * cfg.in_channels * w.latent_frames * w.latent_height * w.latent_width
         + b * w.text_len * cfg.text_dim
     )
     if cfg.image_dim is not None:
-        inputs += b * cfg.image_tokens * (cfg.image_dim + cfg.dim)
+        inputs += b * cfg.image_tokens * (cfg.image_dim + 2 * cfg.dim)
     rope = 2 * (ROPE_MAX_SEQ_LEN + w.tokens) * cfg.head_dim
     held += (inputs + rope + b * w.text_len * cfg.dim) * db
+    held += b * (w.tokens if cfg.expand_timesteps else 1) * layers.FP32_BYTES
     parts = [*embed, *blocks, head]
     if layout.cfg > 1:
         parts.append(cfg_exchange(w, cfg, layout))

@@ -146,7 +146,7 @@ def registration() -> ModelRegistration:
                 "diffusion_core",
                 0.05,
                 "Wan2.1 DiT, one forward (one guidance branch)",
-                memory_tolerance=0.05,
+                memory_tolerance=0.01,
                 traffic_tolerance=0.0,
             ),
             Stage("vae_decode", 1e-6, "Wan-VAE chunked causal decode", memory_tolerance=0.02),
