@@ -123,13 +123,12 @@ def model_peak(
     live, measured = live_peak(tree), counts.peak_bytes - counts.weight_bytes
     error = f" ({(live - measured) / measured:+.1%})" if measured else ""
     tolerance = reg.stage(stage).memory_tolerance
-    held = (
-        "not checked under a layout"
-        if layout is not None
-        else "not checked"
-        if tolerance is None
-        else f"test_memory holds it within {tolerance:.0%}"
-    )
+    if tolerance is None:
+        held = "not checked"
+    elif layout is None:
+        held = f"test_memory holds it within {tolerance:.0%}"
+    else:
+        held = _held_under(reg, stage, layout, tolerance)
     return (
         f"the model's live peak beyond the weights: {live:,} bytes at {live_path(tree)[-1].id or '(stage)'}, "
         f"measured {measured:,}{error}; {held}"
@@ -221,3 +220,24 @@ def inspect_json(counts: ReferenceCounts, classes: dict[str, str]) -> dict[str, 
     document = counts.to_json()
     document["classes"] = classes
     return document
+
+
+def _held_under(reg: ModelRegistration, stage: str, layout: Layout, tolerance: float) -> str:
+    """Whether ``test_parallel`` holds the live peak under ``layout``: where it checks that
+    layout and no FSDP shards the stage (the reference runs FSDP2, whose all-gather buffers the
+    model, sizing FSDP1, does not hold)."""
+    if stage in layout.fsdp:
+        return "not checked under FSDP (the reference runs FSDP2, the model sizes FSDP1's gathers)"
+    assert reg.parallel is not None
+    checked = [
+        f"{by.slug} (at {workload})"
+        for workload, st, by in reg.parallel.checks
+        if st == stage and not by.fsdp
+    ]
+    at = [workload for workload, st, by in reg.parallel.checks if st == stage and by.slug == layout.slug]
+    if at:  # at the check's own workload, as every check holds the model's formulas
+        return f"test_parallel holds it within {tolerance:.0%} under {layout.slug} (at {', '.join(at)})"
+    if not checked:
+        return "not checked under a layout"
+    where = ", ".join(checked)
+    return f"not checked under {layout.slug} (test_parallel holds it within {tolerance:.0%} under {where})"

@@ -626,7 +626,7 @@ def _layout_checks(runtime: RuntimeFigures) -> str:
         return "it splits no stage (each GPU runs the one-GPU model on its share)."
     return (
         "; ".join(splits) + " (test_parallel: per-GPU FLOPs and collectives against the real parallel "
-        "code at its own workload; the live set per GPU is not checked)."
+        "code at its own workload, and the live set per GPU where the check shards no weights by FSDP)."
     )
 
 

@@ -237,8 +237,38 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
                 FSDP2_PADDING,
             ),
         )
+    detail = ""
+    live = _parallel_live(deps, case, node, counts, sharded, stage.memory_tolerance)
+    if live is not None:
+        comparisons += (live,)
+        detail = memory_detail(node, counts)
     gaps = tuple(coverage_gaps(node, counts)) if not case.layer else ()
-    return Outcome(comparisons, gaps)
+    return Outcome(comparisons, gaps, detail)
+
+
+def _parallel_live(
+    deps: Dependencies,
+    case: Case,
+    tree: CostNode,
+    counts: ReferenceCounts,
+    sharded: bool,
+    tolerance: float | None,
+) -> Comparison | None:
+    """Rank 0's live peak beyond its weights against the tracker's, within the stage's memory
+    tolerance, as test_memory compares it on one GPU: for the whole stage, where the stage has a
+    memory model, the count ran in the sized dtype, and no FSDP shards the stage (FSDP2, which
+    the reference runs, keeps a unit's all-gather buffer beside its unsharded parameters; FSDP1,
+    which the model sizes, gathers into one flat parameter)."""
+    if case.layer or sharded or tolerance is None:
+        return None
+    if unmeasured_dtype(deps.registration(case.model).workloads[case.workload], counts) is not None:
+        return None
+    path = live_path(tree)[-1].id or "(stage)"
+    return Comparison(
+        case.model, case.workload, case.stage, "",
+        f"live tensor bytes beyond the weights on rank 0; analytic peak at {path}",
+        LIVE_PEAK, live_peak(tree), counts.peak_bytes - counts.weight_bytes, tolerance,
+    )  # fmt: skip
 
 
 def _traffic_rows(

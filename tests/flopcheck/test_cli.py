@@ -1476,9 +1476,26 @@ def test_inspect_runs_rank_0_of_a_layout_on_a_fake_process_group(
     assert "toy/core@u2 on meta (float32)" in out
     # the projection's output, 2 × 5 tokens × 48 features in fp32, handed to one all-gather
     assert "rank 0 of 2 GPUs (ulysses=2) on a fake process group: 1 collective handing over 1,920" in out
-    # the model's live peak beside the measured one, which no check holds under a layout
+    # the model's live peak beside the measured one; the toy's stage has no memory model
     assert re.search(r"the model's live peak beyond the weights: [\d,]+ bytes at \S+, measured [\d,]+", out)
-    assert "; not checked under a layout" in out
+    assert "; not checked\n" in out
+    # with one, test_parallel holds it under the layout the toy checks, and says where it does not
+    checked = tmp_path / "checked.py"
+    checked.write_text(
+        TOY_SOURCE.replace("PARALLEL_FUDGE = None", "PARALLEL_FUDGE = 0").replace(
+            "MEMORY_TOLERANCE = None", "MEMORY_TOLERANCE = 0.05"
+        )
+    )
+    for layout, held in (
+        ("u2", r"test_parallel holds it within 5% under u2 \(at small\)"),
+        ("u4", r"not checked under u4 \(test_parallel holds it within 5% under u2 \(at small\)\)"),
+    ):
+        code, out, err = run(
+            capsys, "-p", str(checked), "inspect", "toy", "--workload", "small", "--stage", "core",
+            "--layout", layout, "--output", str(tmp_path / "checked"),
+        )  # fmt: skip
+        assert code == 0, err
+        assert re.search(rf"the model's live peak beyond the weights: .*; {held}\n", out), out
     for tolerance, held in (("None", "not checked"), ("0.05", "test_memory holds it within 5%")):
         one = tmp_path / f"one_{tolerance}.py"
         one.write_text(TOY_SOURCE.replace("MEMORY_TOLERANCE = None", f"MEMORY_TOLERANCE = {tolerance}"))
@@ -1496,7 +1513,7 @@ def test_inspect_runs_rank_0_of_a_layout_on_a_fake_process_group(
     ):
         code, _, err = run(
             capsys, "-p", str(plugin), "inspect", "toy", "--workload", "small", "--stage", "core",
-            "--layout", layout, "--output", str(tmp_path / "o"),
+            "--layout", layout, "--output", str(tmp_path / "checked"),
         )  # fmt: skip
         assert (code, err.strip().splitlines()[-1]) == (2, f"flopcheck: error: {message}")
     code, _, err = run(

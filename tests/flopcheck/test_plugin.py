@@ -904,6 +904,29 @@ def test_parallel_layouts_are_checked_on_one_rank_of_a_fake_process_group(
     assert not [line for line in collected if "test_parallel" in line]
 
 
+def test_a_stage_with_a_memory_model_is_held_to_its_live_peak_under_its_layouts(toy: pytest.Pytester) -> None:
+    """With a memory tolerance, test_parallel also compares rank 0's live peak beyond its weights
+    with the tracker's: the toy's, while its gathered outputs are joined."""
+    args = ("--flopcheck=toy", "--flopcheck-workloads=small", "-k", "test_parallel", *NO_CACHE)
+    toy.makeconftest(toy_source(PARALLEL_FUDGE="0", MEMORY_TOLERANCE="0.01"))
+    toy.runpytest(*args).assert_outcomes(passed=3)
+    evidence = load_evidence(run_dirs(toy)[-1])
+    (live,) = [r for r in evidence["results"] if r["metric"] == "live_peak_bytes"]
+    assert live["test"] == "test_parallel[toy/small/core@u2]"
+    # the input (2 x 5 x 16 fp32), the projection's output (2 x 5 x 48), gathered over two ranks
+    # and joined along the tokens
+    assert live["analytic"] == live["reference"] == 640 + 1_920 + 2 * 3_840
+    toy.makeconftest(toy_source(PARALLEL_FUDGE="0", MEMORY_TOLERANCE="0.01", LIVE_FUDGE="1000"))
+    result = toy.runpytest(*args)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*toy/small/core@u2*live_peak_bytes*OUTSIDE tolerance*",
+            "measured peak: 10,240 bytes beyond the weights, set by aten.cat in gather*",
+        ]
+    )
+
+
 def test_a_stage_that_predicts_traffic_is_held_to_it_under_its_layouts(toy: pytest.Pytester) -> None:
     """With a traffic tolerance, test_parallel also compares the stage's elementwise traffic on
     one rank: the toy's gathered output is joined along its tokens, a copy for two samples."""

@@ -170,15 +170,16 @@ def parallel_analytic(w: ToyWorkload, stage: str, layout: Layout) -> CostNode:
     gather = layers.collective(
         "gather.all_gather", "all_gather", group=layout.gpus, local_bytes=rows * 3 * DIM * 4 + PARALLEL_FUDGE
     )
-    parts = [gather]
+    gathered = layout.gpus * rows * 3 * DIM * 4
+    parts = [attrs.evolve(gather, scratch_bytes=gathered)]  # its output
     if w.batch > 1:  # gathered along dim 0, joined along dim 1: a copy (a view for one sample)
-        gathered = layout.gpus * rows * 3 * DIM * 4
-        parts.append(
-            layers.elementwise("gather.join", "copy", traffic=layers.op(gathered, gathered), reference=None)
+        join = layers.elementwise(
+            "gather.join", "copy", traffic=layers.op(gathered, gathered), reference=None
         )
-    return group(
-        "", "model", [proj, group("gather", "communication", parts, reference="gather")], reference=""
-    )
+        parts.append(attrs.evolve(join, scratch_bytes=2 * gathered))  # the gathered and the joined
+    # While the outputs are gathered: the caller's input and the projection's output.
+    gather_group = group("gather", "communication", parts, reference="gather", held_bytes=rows * 3 * DIM * 4)
+    return group("", "model", [proj, gather_group], reference="", held_bytes=LIVE_FUDGE + rows * DIM * 4)
 
 
 def parallel_reference(w: ToyWorkload, stage: str, layout: Layout, device: str) -> ReferenceCall:
