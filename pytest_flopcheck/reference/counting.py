@@ -409,11 +409,18 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     peaks: dict[str, int] = {}
     live = LiveBytes()
 
+    sharded = _sharded_types()
+
     class _Implementation(TorchDispatchMode):  # type: ignore[no-untyped-call]
         """Above the counter: sees the ops the implementation runs, before the counter decomposes
-        any it has no formula for; their traffic and the live tensor bytes."""
+        any it has no formula for; their traffic and the live tensor bytes. An op on a DTensor
+        is handed to it (:func:`_sharded_types`): every mode then sees the rank's local ops."""
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if types and sharded:  # a plain tensor's op has no subclass types
+                handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
+                if handled is not None:
+                    return handled
             packet = func._overloadpacket
             name = str(packet)
             kwargs = kwargs or {}
@@ -528,9 +535,14 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     live = LiveBytes()
+    sharded = _sharded_types()
 
     class _Plain(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if types and sharded:  # a DTensor runs its ops as local ops, seen here
+                handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
+                if handled is not None:
+                    return handled
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             live.add(tensors((args, kwargs, out)), str(func._overloadpacket))
@@ -541,6 +553,41 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
         with torch.no_grad(), _fused_attention(device), _Plain(), storage_resizes(live):  # type: ignore[no-untyped-call]
             call.run()
     return live.peak - other_weights
+
+
+def _sharded_types() -> tuple[type, ...]:
+    """DTensor, the tensor type that runs each op as this rank's local ops and collectives
+    (tensor parallelism, FSDP2's parameters), and FakeTensor, in which it infers shapes; empty
+    in a torch build without distributed. A counting mode returns NotImplemented for an op on one,
+    so the DTensor runs it and the modes see, and count, what the rank runs at its local
+    shapes, not the op at the global shape (torch's FLOP counter alone counts the latter)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch build without distributed
+        return ()
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return (DTensor, FakeTensor)
+
+
+def _not_run(func: Any, types: Any, args: Any, kwargs: Any, mode: Any, sharded: tuple[type, ...]) -> Any:
+    """An op the rank does not run as it is, handled without counting it (else None): an op on
+    a DTensor, handed back to it (NotImplemented) to run as local ops, each dispatched again
+    through the counting modes; and the DTensor's sharding propagation, shape inference on fake
+    tensors of another fake mode than the call's own, run with the counting modes off.
+    ``sharded``: (DTensor, FakeTensor), from :func:`_sharded_types`."""
+    dtensor, fake_type = sharded
+    if any(issubclass(t, dtensor) for t in types):
+        return NotImplemented
+    if not any(issubclass(t, fake_type) for t in types):
+        return None
+    fake: Any = next((t for t in tensors(args) if isinstance(t, fake_type)), None)
+    if fake is None or fake.fake_mode is mode:
+        return None
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes():
+        return func(*args, **kwargs)
 
 
 def _tensor_mode(call: ReferenceCall) -> Any:

@@ -463,3 +463,41 @@ def test_storages_resized_in_place_are_tracked_as_fsdp_frees_and_reallocates_the
     assert counts.peak_bytes == 40 + 40 + 40 + 4000
     holder.clear()
     assert plain_peak(ReferenceCall(model, lambda: model(x)), "cpu") == counts.peak_bytes
+
+
+def test_a_tensor_parallel_module_is_counted_at_the_ranks_local_shapes() -> None:
+    """torch's tensor parallelism (DTensor weights, colwise then rowwise) on rank 0 of a fake
+    process group: the rank's matmuls at its local shapes, its all-reduce of the output, its
+    weight shards; torch's FLOP counter alone counts the global matmuls."""
+    torch = pytest.importorskip("torch")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    from pytest_flopcheck.reference.parallel import fake_process_group
+
+    class MLP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = torch.nn.Linear(64, 256, bias=False)
+            self.down = torch.nn.Linear(256, 64, bias=False)
+
+        def forward(self, x: object) -> object:
+            return self.down(torch.relu(self.up(x)))
+
+    with fake_process_group(2):
+        model = MLP()
+        parallelize_module(
+            model, init_device_mesh("cpu", (2,)), {"up": ColwiseParallel(), "down": RowwiseParallel()}
+        )
+        x = torch.randn(8, 64)
+        counts = count_reference(ReferenceCall(model, lambda: model(x)), "cpu")
+    # each rank holds half of each weight and multiplies 8 rows by its half of the 256 features
+    assert counts.modules["up"].flops == counts.modules["down"].flops == 2 * 8 * 64 * 128
+    assert counts.weight_bytes == 2 * 64 * 128 * 4
+    # the rowwise output (8 x 64 fp32 partial sums) is all-reduced once, by the hook
+    # parallelize_module adds after the down projection's forward
+    assert (counts.value("", False, "collective_bytes"), counts.value("", False, "collectives")) == (
+        8 * 64 * 4,
+        1,
+    )
+    assert counts.total_flops == 2 * 2 * 8 * 64 * 128
