@@ -167,23 +167,24 @@ class FlopcheckRun:
         if not item.config.getoption("usepdb", False):
             reraise += (KeyboardInterrupt,)
         setup, call, teardown = self._phase_hooks
-        if self._phase(item, "setup", lambda: setup(item=item), reraise):
-            self._phase(item, "call", lambda: call(item=item), reraise)
-        self._phase(item, "teardown", lambda: teardown(item=item, nextitem=nextitem), reraise)
+        if self._phase(item, ihook, "setup", lambda: setup(item=item), reraise):
+            self._phase(item, ihook, "call", lambda: call(item=item), reraise)
+        self._phase(item, ihook, "teardown", lambda: teardown(item=item, nextitem=nextitem), reraise)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
     @staticmethod
     def _phase(
-        item: pytest.Item, when: Literal["setup", "call", "teardown"], run: Callable[[], object],
+        item: pytest.Item, ihook: Any, when: Literal["setup", "call", "teardown"], run: Callable[[], object],
         reraise: tuple[type[BaseException], ...],
     ) -> bool:  # fmt: skip
-        """One phase as pytest's runner makes it: called, made into a report, logged."""
+        """One phase as pytest's runner makes it: called, made into a report, logged (``ihook``:
+        the item's hook proxy, looked up once per check rather than at every hook call)."""
         call = pytest.CallInfo.from_call(run, when=when, reraise=reraise)
-        report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
-        item.ihook.pytest_runtest_logreport(report=report)
+        report: pytest.TestReport = ihook.pytest_runtest_makereport(item=item, call=call)
+        ihook.pytest_runtest_logreport(report=report)
         if call.excinfo is not None and report.failed:
-            item.ihook.pytest_exception_interact(node=item, call=call, report=report)
+            ihook.pytest_exception_interact(node=item, call=call, report=report)
         return report.passed
 
     def prepare(self, item: FlopcheckItem) -> None:
