@@ -14,7 +14,7 @@ from pytest_flopcheck import output
 from pytest_flopcheck.analytic.tree import live_path, live_peak
 from pytest_flopcheck.cli.common import UsageError, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
-from pytest_flopcheck.model.parallel import Layout, LayoutError, read_layout
+from pytest_flopcheck.model.parallel import Layout, LayoutError, fsdp_gathered_params, read_layout
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.reference.counting import (
     DEVICES,
@@ -121,6 +121,13 @@ def model_peak(
             f"the model sizes {sized}"
         )
     live, measured = live_peak(tree), counts.peak_bytes - counts.weight_bytes
+    gathered = ""
+    if layout is not None and stage in layout.fsdp:  # as test_parallel compares it
+        assert reg.parallel is not None
+        element = tree.total.weight_bytes // max(tree.total.params, 1)
+        extra = fsdp_gathered_params(tree, reg.parallel.fsdp_units.get(stage, ""), kept_output=True) * element
+        live += extra
+        gathered = f" (with {extra:,} bytes of weights FSDP2 holds gathered)"
     error = f" ({(live - measured) / measured:+.1%})" if measured else ""
     tolerance = reg.stage(stage).memory_tolerance
     if tolerance is None:
@@ -130,7 +137,8 @@ def model_peak(
     else:
         held = _held_under(reg, stage, layout, tolerance)
     return (
-        f"the model's live peak beyond the weights: {live:,} bytes at {live_path(tree)[-1].id or '(stage)'}, "
+        f"the model's live peak beyond the weights: {live:,} bytes at {live_path(tree)[-1].id or '(stage)'}"
+        f"{gathered}, "
         f"measured {measured:,}{error}; {held}"
     )
 
@@ -224,16 +232,9 @@ def inspect_json(counts: ReferenceCounts, classes: dict[str, str]) -> dict[str, 
 
 def _held_under(reg: ModelRegistration, stage: str, layout: Layout, tolerance: float) -> str:
     """Whether ``test_parallel`` holds the live peak under ``layout``: where it checks that
-    layout and no FSDP shards the stage (the reference runs FSDP2, whose all-gather buffers the
-    model, sizing FSDP1, does not hold)."""
-    if stage in layout.fsdp:
-        return "not checked under FSDP (the reference runs FSDP2, the model sizes FSDP1's gathers)"
+    layout (under FSDP with the weights FSDP2 holds gathered)."""
     assert reg.parallel is not None
-    checked = [
-        f"{by.slug} (at {workload})"
-        for workload, st, by in reg.parallel.checks
-        if st == stage and not by.fsdp
-    ]
+    checked = [f"{by.slug} (at {workload})" for workload, st, by in reg.parallel.checks if st == stage]
     at = [workload for workload, st, by in reg.parallel.checks if st == stage and by.slug == layout.slug]
     if at:  # at the check's own workload, as every check holds the model's formulas
         return f"test_parallel holds it within {tolerance:.0%} under {layout.slug} (at {', '.join(at)})"

@@ -188,6 +188,18 @@ def _gather(node_id: str, params: int, world: int, element_bytes: int) -> CostNo
     return collective(node_id, "all_gather", group=world, local_bytes=shard, note=note)
 
 
+def fsdp_gathered_params(tree: CostNode, prefix: str, kept_output: bool = False) -> int:
+    """Parameters FSDP holds gathered at once while a stage runs: the root unit (gathered in the
+    root's pre-forward, resharded after the whole run) and the largest other unit (each child of
+    the root whose id starts with ``prefix``, gathered for its own forward). FSDP1 gathers a unit
+    into its flat parameter. ``kept_output``: FSDP2 copies a unit's all-gather output out into its
+    parameters and, in the forward, keeps that output until the next unit's gather
+    (``AllGatherState``, so that the copy-out can overlap it): the running unit twice."""
+    units = [c.total.params for c in tree.children if prefix and c.id.startswith(prefix)]
+    root = tree.total.params - sum(units)
+    return root + max(units, default=0) * (2 if kept_output else 1)
+
+
 FSDP2_PADDING = 1e-3
 """Relative tolerance of collective bytes where FSDP2 shards a stage: FSDP2 splits each
 parameter along its first dimension, padded to the world size, so a parameter with fewer rows

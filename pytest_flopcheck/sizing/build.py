@@ -11,7 +11,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, check_tree, live_peak
 from pytest_flopcheck.model.generation import GenerationTotals
-from pytest_flopcheck.model.parallel import SINGLE, Layout
+from pytest_flopcheck.model.parallel import SINGLE, Layout, fsdp_gathered_params
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS, at_dtype, sized_dtype, workload_fields
 from pytest_flopcheck.sizing.hardware import GPUS, Gpu
@@ -473,7 +473,7 @@ def runtime_figures(
         if sharded:  # the gathered weights live beside the running layer
             assert reg.parallel is not None
             working += (
-                fsdp_unit_params(tree, reg.parallel.fsdp_units.get(owner[stage.name], "")) * compute_bytes
+                fsdp_gathered_params(tree, reg.parallel.fsdp_units.get(owner[stage.name], "")) * compute_bytes
             )
         weight_bytes = tree.total.params * DTYPE_BYTES[sr.weights]
         autocast = sr.autocast
@@ -584,15 +584,6 @@ def collective_uses(tree: CostNode) -> tuple[CollectiveUse, ...]:
             moved + node.metrics.collective_bytes * times,
         )
     return tuple(CollectiveUse(kind, group, *use) for (kind, group), use in sorted(found.items()))
-
-
-def fsdp_unit_params(tree: CostNode, prefix: str) -> int:
-    """Parameters FSDP holds gathered at once while a stage runs: the root unit (gathered in the
-    root's pre-forward, resharded after the whole run) and the largest other unit (each child of
-    the root whose id starts with ``prefix``, gathered for its own forward)."""
-    units = [c.total.params for c in tree.children if prefix and c.id.startswith(prefix)]
-    root = tree.total.params - sum(units)
-    return root + max(units, default=0)
 
 
 def _with_cast(time: StageTime, gpu: Gpu, stage: RuntimeStage) -> StageTime:

@@ -625,8 +625,8 @@ def _layout_checks(runtime: RuntimeFigures) -> str:
     if not splits:
         return "it splits no stage (each GPU runs the one-GPU model on its share)."
     return (
-        "; ".join(splits) + " (test_parallel: per-GPU FLOPs and collectives against the real parallel "
-        "code at its own workload, and the live set per GPU where the check shards no weights by FSDP)."
+        "; ".join(splits) + " (test_parallel: per-GPU FLOPs, collectives and live set against the real "
+        "parallel code at its own workload; FSDP's as FSDP2 runs it)."
     )
 
 

@@ -178,6 +178,20 @@ def test_fsdp_gathers_each_units_padded_shard_once_per_run(
     assert (sharded.total.flops, sharded.total.params) == (tree.total.flops, tree.total.params)
 
 
+@given(st.lists(st.integers(1, 10**10), min_size=0, max_size=6), st.integers(0, 10**9))
+def test_fsdp_holds_the_root_and_the_largest_unit_gathered(units: list[int], rest: int) -> None:
+    """While a stage runs, FSDP holds its root unit and one other unit, the largest, gathered;
+    FSDP2 keeps that unit's all-gather output beside its parameters (until the next unit's)."""
+    from pytest_flopcheck.model.parallel import fsdp_gathered_params
+
+    blocks = [group(f"blocks.{i}", "block", [leaf(f"blocks.{i}.mm", 7, p)]) for i, p in enumerate(units)]
+    tree = group("", "stage", [leaf("embed", 3, rest), *blocks])
+    largest = max(units, default=0)
+    assert fsdp_gathered_params(tree, "blocks.") == rest + largest
+    assert fsdp_gathered_params(tree, "blocks.", kept_output=True) == rest + 2 * largest
+    assert fsdp_gathered_params(tree, "") == tree.total.params  # no units: the root holds all
+
+
 def test_an_fsdp_unit_must_be_a_group() -> None:
     from pytest_flopcheck.model.parallel import fsdp_gathers
 
