@@ -14,7 +14,7 @@ from pytest_flopcheck import output
 from pytest_flopcheck.analytic.tree import live_path, live_peak
 from pytest_flopcheck.cli.common import UsageError, say, staged
 from pytest_flopcheck.cli.workloads import workload_from_args
-from pytest_flopcheck.model.parallel import Layout, LayoutError, fsdp_gathered_params, read_layout
+from pytest_flopcheck.model.parallel import Layout, LayoutError, fsdp2_live_peak, read_layout
 from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.reference.counting import (
     DEVICES,
@@ -121,13 +121,13 @@ def model_peak(
             f"the model sizes {sized}"
         )
     live, measured = live_peak(tree), counts.peak_bytes - counts.weight_bytes
-    gathered = ""
+    gathered, where = "", live_path(tree)[-1].id or "(stage)"
     if layout is not None and stage in layout.fsdp:  # as test_parallel compares it
         assert reg.parallel is not None
-        element = tree.total.weight_bytes // max(tree.total.params, 1)
-        extra = fsdp_gathered_params(tree, reg.parallel.fsdp_units.get(stage, ""), kept_output=True) * element
-        live += extra
-        gathered = f" (with {extra:,} bytes of weights FSDP2 holds gathered)"
+        peak, extra = fsdp2_live_peak(tree, reg.parallel.fsdp_units.get(stage, ""))
+        if peak - extra != live:  # the moment a unit's gathered weights are copied out
+            where = "an FSDP2 unit's copy-out"
+        live, gathered = peak, f" (with {extra:,} bytes of weights FSDP2 holds gathered then)"
     error = f" ({(live - measured) / measured:+.1%})" if measured else ""
     tolerance = reg.stage(stage).memory_tolerance
     if tolerance is None:
@@ -137,7 +137,7 @@ def model_peak(
     else:
         held = _held_under(reg, stage, layout, tolerance)
     return (
-        f"the model's live peak beyond the weights: {live:,} bytes at {live_path(tree)[-1].id or '(stage)'}"
+        f"the model's live peak beyond the weights: {live:,} bytes at {where}"
         f"{gathered}, "
         f"measured {measured:,}{error}; {held}"
     )

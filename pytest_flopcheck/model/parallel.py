@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from pytest_flopcheck.analytic.layers import collective
-from pytest_flopcheck.analytic.tree import CostNode, join, regroup
+from pytest_flopcheck.analytic.tree import CostNode, join, live_peak, regroup
 
 if TYPE_CHECKING:
     from pytest_flopcheck.model.registration import ReferenceCall
@@ -188,16 +188,41 @@ def _gather(node_id: str, params: int, world: int, element_bytes: int) -> CostNo
     return collective(node_id, "all_gather", group=world, local_bytes=shard, note=note)
 
 
-def fsdp_gathered_params(tree: CostNode, prefix: str, kept_output: bool = False) -> int:
-    """Parameters FSDP holds gathered at once while a stage runs: the root unit (gathered in the
-    root's pre-forward, resharded after the whole run) and the largest other unit (each child of
-    the root whose id starts with ``prefix``, gathered for its own forward). FSDP1 gathers a unit
-    into its flat parameter. ``kept_output``: FSDP2 copies a unit's all-gather output out into its
-    parameters and, in the forward, keeps that output until the next unit's gather
-    (``AllGatherState``, so that the copy-out can overlap it): the running unit twice."""
+def _units(tree: CostNode, prefix: str) -> tuple[int, int]:
+    """The parameters of the root unit and of the largest other unit (each child of the root
+    whose id starts with ``prefix``)."""
     units = [c.total.params for c in tree.children if prefix and c.id.startswith(prefix)]
-    root = tree.total.params - sum(units)
-    return root + max(units, default=0) * (2 if kept_output else 1)
+    return tree.total.params - sum(units), max(units, default=0)
+
+
+def fsdp_gathered_params(tree: CostNode, prefix: str) -> int:
+    """Parameters FSDP1 (``FullyShardedDataParallel``, which the official scripts run) holds
+    gathered at once while a stage runs: the root unit (gathered in the root's pre-forward,
+    resharded after the whole run) and the largest other unit, gathered for its own forward into
+    its flat parameter."""
+    root, unit = _units(tree, prefix)
+    return root + unit
+
+
+def fsdp2_live_peak(tree: CostNode, prefix: str) -> tuple[int, int]:
+    """The live peak beyond its weight shards of one run of ``tree`` on a rank of FSDP2 (torch's
+    ``fully_shard``, which the references run), and the weight bytes gathered at it: the larger
+    of two moments. FSDP2 copies a unit's all-gather output out into its parameters and keeps
+    the output until the next unit's copy-out is done (``AllGatherState``, so that the copy-out
+    overlaps the next gather).
+
+    - In a unit's forward: the live set's peak beside the root unit and the running unit twice
+      (its parameters and its all-gather output).
+    - At a unit's copy-out: its output and parameters beside the previous gather's output (the
+      root's, for the first unit) and the root unit, with what the stage holds then (its held
+      bytes)."""
+    element = tree.total.weight_bytes // max(tree.total.params, 1)
+    root, unit = _units(tree, prefix)
+    during = (root + 2 * unit) * element
+    copy_out = (root + max(root, unit) + 2 * unit) * element
+    if live_peak(tree) + during >= tree.held_bytes + copy_out:
+        return live_peak(tree) + during, during
+    return tree.held_bytes + copy_out, copy_out
 
 
 FSDP2_PADDING = 1e-3

@@ -10,7 +10,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import CostNode, Metrics, live_path, live_peak
 from pytest_flopcheck.model.generation import per_generation
-from pytest_flopcheck.model.parallel import FSDP2_PADDING, FSDP_GATHER, fsdp_gathered_params
+from pytest_flopcheck.model.parallel import FSDP2_PADDING, FSDP_GATHER, fsdp2_live_peak
 from pytest_flopcheck.model.workload import DTYPES, sized_dtype
 from pytest_flopcheck.reference.counting import CoverageGap, ReferenceCounts, coverage_gaps, uncounted_gaps
 from pytest_flopcheck.verification.cases import (
@@ -238,15 +238,12 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
             ),
         )
     detail = ""
-    gathered = None  # FSDP2's gathered weights beside the live set, where the layout shards the stage
+    fsdp2 = None  # where the layout shards the stage: FSDP2's peak and the weights gathered at it
     if sharded:
         reg = deps.registration(case.model)
         assert reg.parallel is not None
-        element = node.total.weight_bytes // max(node.total.params, 1)  # FSDP gathers at the tree's dtype
-        gathered = (
-            fsdp_gathered_params(node, reg.parallel.fsdp_units.get(base, ""), kept_output=True) * element
-        )
-    live = _parallel_live(deps, case, node, counts, gathered, stage.memory_tolerance)
+        fsdp2 = fsdp2_live_peak(node, reg.parallel.fsdp_units.get(base, ""))
+    live = _parallel_live(deps, case, node, counts, fsdp2, stage.memory_tolerance)
     if live is not None:
         comparisons += (live,)
         detail = memory_detail(node, counts)
@@ -259,28 +256,30 @@ def _parallel_live(
     case: Case,
     tree: CostNode,
     counts: ReferenceCounts,
-    gathered: int | None,
+    fsdp2: tuple[int, int] | None,
     tolerance: float | None,
 ) -> Comparison | None:
     """Rank 0's live peak beyond its weights against the tracker's, within the stage's memory
     tolerance, as test_memory compares it on one GPU: for the whole stage, where the stage has a
-    memory model and the count ran in the sized dtype. ``gathered``: where FSDP shards the stage,
-    the bytes of the weights FSDP2 (which the reference runs) holds gathered beside the live set
-    (:func:`~pytest_flopcheck.model.parallel.fsdp_gathered_params`; reports size FSDP1's)."""
+    memory model and the count ran in the sized dtype. ``fsdp2``: where FSDP shards the stage,
+    the peak with the weights FSDP2 (which the reference runs) holds gathered, and those
+    (:func:`~pytest_flopcheck.model.parallel.fsdp2_live_peak`; reports size FSDP1's)."""
     if case.layer or tolerance is None:
         return None
     if unmeasured_dtype(deps.registration(case.model).workloads[case.workload], counts) is not None:
         return None
     path = live_path(tree)[-1].id or "(stage)"
     label = f"live tensor bytes beyond the weights on rank 0; analytic peak at {path}"
-    if gathered is not None:
-        label += (
-            f", with {gathered:,} bytes of weights FSDP2 holds gathered (the root unit, the running "
-            "unit and its all-gather output, kept until the next unit's gather)"
+    analytic = live_peak(tree)
+    if fsdp2 is not None:
+        analytic, gathered = fsdp2
+        label = (
+            f"live tensor bytes beyond the weight shards on rank 0, with {gathered:,} bytes of weights "
+            "FSDP2 holds gathered then (fsdp2_live_peak)"
         )
     return Comparison(
         case.model, case.workload, case.stage, "", label,
-        LIVE_PEAK, live_peak(tree) + (gathered or 0), counts.peak_bytes - counts.weight_bytes, tolerance,
+        LIVE_PEAK, analytic, counts.peak_bytes - counts.weight_bytes, tolerance,
     )  # fmt: skip
 
 

@@ -153,12 +153,12 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (dit4["split"], dit4["checked_as"]) == ("Ulysses × FSDP", "u2-fsdp")
     assert (four["stages"]["text_encoder"]["split"], four["stages"]["text_encoder"]["checked_as"]) == (
         "FSDP",
-        "",
+        "u2-fsdp",
     )
     assert four["stages"]["vae_decode"]["split"] == ""
     assert dit1["split"] == ""
     summary = (next(tmp_path.glob("4/*/static_analysis/wan2_1")) / "summary.md").read_text()
-    assert "text\\_encoder by FSDP, not checked" in summary
+    assert "text\\_encoder by FSDP, checked as u2-fsdp" in summary
     assert "checked as u2-fsdp" in summary
 
 

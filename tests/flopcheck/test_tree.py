@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -178,18 +179,39 @@ def test_fsdp_gathers_each_units_padded_shard_once_per_run(
     assert (sharded.total.flops, sharded.total.params) == (tree.total.flops, tree.total.params)
 
 
-@given(st.lists(st.integers(1, 10**10), min_size=0, max_size=6), st.integers(0, 10**9))
-def test_fsdp_holds_the_root_and_the_largest_unit_gathered(units: list[int], rest: int) -> None:
-    """While a stage runs, FSDP holds its root unit and one other unit, the largest, gathered;
-    FSDP2 keeps that unit's all-gather output beside its parameters (until the next unit's)."""
-    from pytest_flopcheck.model.parallel import fsdp_gathered_params
+@given(
+    st.lists(st.integers(1, 10**9), min_size=0, max_size=6),
+    st.integers(0, 10**9),
+    st.integers(0, 10**9),
+    st.integers(0, 10**9),
+)
+def test_fsdp_holds_the_root_and_the_largest_unit_gathered(
+    units: list[int], rest: int, scratch: int, held: int
+) -> None:
+    """While a stage runs, FSDP1 holds its root unit and one other unit, the largest, gathered.
+    FSDP2 keeps a unit's all-gather output beside its parameters until the next unit's copy-out:
+    in a unit's forward the root and the unit twice beside the live set's peak; at a unit's
+    copy-out also the previous output (the root's for the first unit) beside what the stage holds."""
+    from pytest_flopcheck.analytic.tree import live_peak
+    from pytest_flopcheck.model.parallel import fsdp2_live_peak, fsdp_gathered_params
 
-    blocks = [group(f"blocks.{i}", "block", [leaf(f"blocks.{i}.mm", 7, p)]) for i, p in enumerate(units)]
-    tree = group("", "stage", [leaf("embed", 3, rest), *blocks])
+    def weighted(node_id: str, params: int) -> CostNode:  # bf16 weights
+        return CostNode(node_id, "x", Metrics(flops=7, params=params, weight_bytes=2 * params, io_bytes=7))
+
+    blocks = [
+        group(f"blocks.{i}", "block", [attrs.evolve(weighted(f"blocks.{i}.mm", p), scratch_bytes=scratch)])
+        for i, p in enumerate(units)
+    ]
+    tree = group("", "stage", [weighted("embed", rest), *blocks], held_bytes=held)
     largest = max(units, default=0)
     assert fsdp_gathered_params(tree, "blocks.") == rest + largest
-    assert fsdp_gathered_params(tree, "blocks.", kept_output=True) == rest + 2 * largest
     assert fsdp_gathered_params(tree, "") == tree.total.params  # no units: the root holds all
+    element = 2
+    during = live_peak(tree) + (rest + 2 * largest) * element
+    copy_out = held + (rest + max(rest, largest) + 2 * largest) * element
+    peak, gathered = fsdp2_live_peak(tree, "blocks.")
+    assert peak == max(during, copy_out)
+    assert gathered == peak - (live_peak(tree) if during >= copy_out else held)
 
 
 def test_an_fsdp_unit_must_be_a_group() -> None:

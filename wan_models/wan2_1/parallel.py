@@ -87,10 +87,12 @@ CHECKS = (
     ("W-001", "diffusion_core", Layout(ulysses=2, ring=2)),
     ("W-004", "diffusion_core", Layout(ulysses=4)),
     ("W-004", "diffusion_core", Layout(ulysses=2, fsdp=("diffusion_core",))),
+    ("W-004", "text_encoder", Layout(ulysses=2, fsdp=("text_encoder",))),
 )
-"""Layouts ``test_parallel`` verifies against diffusers' context parallelism on a fake process
-group: Ulysses, ring and both on the 14B DiT, Ulysses 4 on the 1.3B at 480p, and Ulysses 2 with
-the DiT sharded by FSDP2 (the official multi-GPU layout's shape) on the 1.3B."""
+"""Layouts ``test_parallel`` verifies on a fake process group: Ulysses, ring and both on the 14B
+DiT (diffusers' context parallelism), Ulysses 4 on the 1.3B at 480p, Ulysses 2 with the DiT
+sharded by FSDP2 (the official multi-GPU layout's shape) on the 1.3B, and UMT5 sharded by FSDP2
+(the official ``--t5_fsdp``; Ulysses leaves it whole)."""
 assert all(w in STANDARD_WORKLOADS for w, _, _ in CHECKS)
 
 PARALLEL = Parallel(

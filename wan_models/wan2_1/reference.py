@@ -40,13 +40,17 @@ def _on_device(module: Any, w: Workload, device: str) -> Any:
     dtype = _dtype(w, device)
     if device != FAKE:
         return module.to(dtype)
-    # Module.to swaps each tensor for its cast, which fake tensors refuse: cast them one by one.
+    # Module.to swaps each tensor for its cast, which fake tensors refuse: cast them one by one,
+    # a parameter two modules share (T5's tied embedding) once, so that they still share it.
     import torch
 
+    cast: dict[int, Any] = {}
     for sub in module.modules():
         for name, param in sub._parameters.items():
             if param is not None and param.is_floating_point():
-                sub._parameters[name] = torch.nn.Parameter(param.to(dtype), param.requires_grad)
+                if id(param) not in cast:
+                    cast[id(param)] = torch.nn.Parameter(param.to(dtype), param.requires_grad)
+                sub._parameters[name] = cast[id(param)]
         for name, buffer in sub._buffers.items():
             if buffer is not None and buffer.is_floating_point():
                 sub._buffers[name] = buffer.to(dtype)
@@ -150,7 +154,7 @@ def text_encoder(w: Workload, device: str) -> ReferenceCall:
         relative_attention_max_distance=c.relative_attention_max_distance,
         feed_forward_proj="gated-gelu",
     )
-    with torch.device(device):
+    with torch.device(_torch_device(device)):
         model = _on_device(UMT5EncoderModel(config), w, device)
         ids = torch.zeros(w.batch_size, w.text_len, dtype=torch.long)
     return ReferenceCall(model, lambda: model(input_ids=ids))
@@ -370,6 +374,8 @@ def parallel_diffusion_core(w: Workload, stage: str, layout: Any, device: str) -
     import torch.distributed as dist
     from diffusers.models._modeling_parallel import ContextParallelConfig
 
+    if stage == "text_encoder":
+        return _sharded_text_encoder(w, layout)
     if stage != "diffusion_core":
         raise ValueError(f"only diffusion_core runs under context parallelism, not {stage}")
     mesh = dist.device_mesh.init_device_mesh(
@@ -394,6 +400,28 @@ def parallel_diffusion_core(w: Workload, stage: str, layout: Any, device: str) -
         model.set_attention_backend(backend)
         model.enable_parallelism(config=config)
         for block in model.blocks:
+            fully_shard(block, mesh=shards)
+        fully_shard(model, mesh=shards)
+    return ReferenceCall(model, call.run, mode=fake)
+
+
+def _sharded_text_encoder(w: Workload, layout: Any) -> ReferenceCall:
+    """UMT5's encoder with its weights sharded by FSDP2 over every rank (``fully_shard`` of each
+    block, then of the whole model: the official ``--t5_fsdp`` wraps each block), on fake CPU
+    tensors under the ``FakeTensorMode`` the count runs in. Sequence parallelism leaves it whole:
+    every rank encodes the whole prompt."""
+    import torch.distributed as dist
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed.fsdp import fully_shard
+
+    if "text_encoder" not in layout.fsdp:
+        raise ValueError("the text encoder splits only under FSDP: every rank runs it whole otherwise")
+    shards = dist.device_mesh.init_device_mesh("cpu", (layout.gpus,))
+    fake = FakeTensorMode()
+    with fake:
+        call = text_encoder(w, FAKE)
+        model = call.module
+        for block in model.encoder.block:
             fully_shard(block, mesh=shards)
         fully_shard(model, mesh=shards)
     return ReferenceCall(model, call.run, mode=fake)
