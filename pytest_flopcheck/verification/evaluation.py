@@ -239,7 +239,7 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
         )
     detail = ""
     fsdp2 = None  # where the layout shards the stage: FSDP2's peak and the weights gathered at it
-    if sharded:
+    if sharded and not case.layer:
         reg = deps.registration(case.model)
         assert reg.parallel is not None
         fsdp2 = fsdp2_live_peak(node, reg.parallel.fsdp_units.get(base, ""))
