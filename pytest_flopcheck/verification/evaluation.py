@@ -246,7 +246,7 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
     live = _parallel_live(deps, case, node, counts, fsdp2, stage.memory_tolerance)
     if live is not None:
         comparisons += (live,)
-        detail = memory_detail(node, counts)
+        detail = memory_detail(node, counts, fsdp2)
     gaps = tuple(coverage_gaps(node, counts)) if not case.layer else ()
     return Outcome(comparisons, gaps, detail)
 
@@ -374,7 +374,7 @@ SHOWN_TENSORS = 8
 """Live tensors a failing memory check lists (every one is in ``flopcheck inspect``)."""
 
 
-def memory_detail(tree: CostNode, counts: ReferenceCounts) -> str:
+def memory_detail(tree: CostNode, counts: ReferenceCounts, fsdp2: tuple[int, int] | None = None) -> str:
     """Where each side puts the peak: the measured peak's op and module and the largest tensors
     the call created that were live then, beside the analytic peak's path with what each node
     holds and the leaf's own call (its inputs and outputs, its scratch)."""
@@ -392,10 +392,17 @@ def memory_detail(tree: CostNode, counts: ReferenceCounts) -> str:
             f"  {rest:>16,}  in {len(counts.peak_tensors) - SHOWN_TENSORS} more "
             "(flopcheck inspect lists them)"
         )
+    if fsdp2 is not None and fsdp2[0] - fsdp2[1] != live_peak(tree):  # FSDP2's copy-out moment
+        peak, gathered = fsdp2
+        lines.append(f"analytic peak: {peak:,} bytes beyond the weight shards, at an FSDP2 unit's copy-out:")
+        lines.append(f"  {peak - gathered:>16,}  held by (stage)")
+        lines.append(f"  {gathered:>16,}  weights FSDP2 holds gathered (fsdp2_live_peak)")
+        return "\n".join(lines)
     path = live_path(tree)
-    lines.append(
-        f"analytic peak: {live_peak(tree):,} bytes beyond the weights, at {path[-1].id or '(stage)'}:"
-    )
+    total = live_peak(tree) if fsdp2 is None else fsdp2[0]
+    lines.append(f"analytic peak: {total:,} bytes beyond the weights, at {path[-1].id or '(stage)'}:")
+    if fsdp2 is not None:
+        lines.append(f"  {fsdp2[1]:>16,}  weights FSDP2 holds gathered (fsdp2_live_peak)")
     for node in path[:-1]:
         if node.held_bytes:
             lines.append(f"  {node.held_bytes:>16,}  held by {node.id or '(stage)'} while its children run")
