@@ -211,6 +211,12 @@ class CostNode:
         raise KeyError(node_id)
 
 
+def tree_dtype_bytes(tree: CostNode) -> int:
+    """The element size a tree's weights are counted in (2 when it has none)."""
+    total = tree.total
+    return total.weight_bytes // total.params if total.params else 2
+
+
 def live_peak(node: CostNode) -> int:
     """The peak of live activation bytes over one run of ``node`` (weights not included).
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from pytest_flopcheck.analytic.layers import collective
-from pytest_flopcheck.analytic.tree import CostNode, join, live_peak, regroup
+from pytest_flopcheck.analytic.tree import CostNode, join, live_peak, regroup, tree_dtype_bytes
 
 if TYPE_CHECKING:
     from pytest_flopcheck.model.registration import ReferenceCall
@@ -216,12 +216,13 @@ def fsdp2_live_peak(tree: CostNode, prefix: str) -> tuple[int, int]:
     - At a unit's copy-out: its output and parameters beside the previous gather's output (the
       root's, for the first unit) and the root unit, with what the stage holds then (its held
       bytes)."""
-    element = tree.total.weight_bytes // max(tree.total.params, 1)
+    element = tree_dtype_bytes(tree)
     root, unit = _units(tree, prefix)
     during = (root + 2 * unit) * element
     copy_out = (root + max(root, unit) + 2 * unit) * element
-    if live_peak(tree) + during >= tree.held_bytes + copy_out:
-        return live_peak(tree) + during, during
+    live = live_peak(tree)
+    if live + during >= tree.held_bytes + copy_out:
+        return live + during, during
     return tree.held_bytes + copy_out, copy_out
 
 
@@ -316,6 +317,5 @@ class Parallel:
         owner = weights_of or stage
         if owner not in layout.fsdp:
             return tree
-        total = tree.total
-        size = element_bytes or (total.weight_bytes // total.params if total.params else 2)
+        size = element_bytes or tree_dtype_bytes(tree)
         return fsdp_gathers(tree, self.fsdp_units.get(owner, ""), layout.gpus, size)

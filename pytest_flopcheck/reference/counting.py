@@ -419,7 +419,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             if types and sharded:  # a plain tensor's op has no subclass types
                 handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
-                if handled is not None:
+                if handled is not _RUN_IT:
                     return handled
             packet = func._overloadpacket
             name = str(packet)
@@ -541,7 +541,7 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             if types and sharded:  # a DTensor runs its ops as local ops, seen here
                 handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
-                if handled is not None:
+                if handled is not _RUN_IT:
                     return handled
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
@@ -570,8 +570,12 @@ def _sharded_types() -> tuple[type, ...]:
     return (DTensor, FakeTensor)
 
 
+_RUN_IT: Final = object()
+"""What :func:`_not_run` returns for an op the rank runs as it is (an op may return None)."""
+
+
 def _not_run(func: Any, types: Any, args: Any, kwargs: Any, mode: Any, sharded: tuple[type, ...]) -> Any:
-    """An op the rank does not run as it is, handled without counting it (else None): an op on
+    """An op the rank does not run as it is, handled without counting it (else ``_RUN_IT``): an op on
     a DTensor, handed back to it (NotImplemented) to run as local ops, each dispatched again
     through the counting modes; and the DTensor's sharding propagation, shape inference on fake
     tensors of another fake mode than the call's own, run with the counting modes off.
@@ -580,10 +584,10 @@ def _not_run(func: Any, types: Any, args: Any, kwargs: Any, mode: Any, sharded: 
     if any(issubclass(t, dtensor) for t in types):
         return NotImplemented
     if not any(issubclass(t, fake_type) for t in types):
-        return None
+        return _RUN_IT
     fake: Any = next((t for t in tensors(args) if isinstance(t, fake_type)), None)
     if fake is None or fake.fake_mode is mode:
-        return None
+        return _RUN_IT
     from torch.utils._python_dispatch import _disable_current_modes
 
     with _disable_current_modes():

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, check_tree, live_peak
+from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, check_tree, live_peak, tree_dtype_bytes
 from pytest_flopcheck.model.generation import GenerationTotals
 from pytest_flopcheck.model.parallel import SINGLE, Layout, fsdp_gathered_params
 from pytest_flopcheck.model.registration import ModelRegistration, model_call
@@ -605,9 +605,3 @@ def _execution(stage: RuntimeStage, tree: CostNode, attention: str, launch: str)
     return Execution(
         stage.compute, attention, launch, weights=None if same else stage.weights, autocast=stage.autocast
     )
-
-
-def tree_dtype_bytes(tree: CostNode) -> int:
-    """The element size a tree's weights are counted in (2 when it has none)."""
-    total = tree.total
-    return total.weight_bytes // total.params if total.params else 2
