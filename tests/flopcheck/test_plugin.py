@@ -42,8 +42,11 @@ def mode(request: pytest.FixtureRequest) -> tuple[str, ...]:
 
 
 def run_dirs(pytester: pytest.Pytester) -> list[Path]:
+    """The runs' directories, oldest first: in the order they were written, as two runs within
+    one second have run ids that sort by their random suffix."""
     root = pytester.path / "tmp" / "profile-output"
-    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+    runs = [p for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
+    return sorted(runs, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def published_text(run_dir: Path) -> str:
