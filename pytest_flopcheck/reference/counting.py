@@ -417,7 +417,8 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
         is handed to it (:func:`_sharded_types`): every mode then sees the rank's local ops."""
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            if types and sharded:  # a plain tensor's op has no subclass types
+            # a plain tensor's op has no subclass types, and runs outside another fake mode
+            if sharded and (types or _other_fake_mode(call.mode) is not None):
                 handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
                 if handled is not _RUN_IT:
                     return handled
@@ -539,7 +540,9 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
 
     class _Plain(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            if types and sharded:  # a DTensor runs its ops as local ops, seen here
+            if sharded and (
+                types or _other_fake_mode(call.mode) is not None
+            ):  # a DTensor runs its ops as local ops
                 handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
                 if handled is not _RUN_IT:
                     return handled
@@ -570,6 +573,16 @@ def _sharded_types() -> tuple[type, ...]:
     return (DTensor, FakeTensor)
 
 
+def _other_fake_mode(mode: Any) -> Any:
+    """The fake mode active if it is not the call's own (``mode``, None on meta): the DTensor's
+    sharding propagation inferring shapes, beneath the counting modes as torch runs every fake
+    mode; else None."""
+    import torch
+
+    active = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
+    return active if active is not None and active is not mode else None
+
+
 _RUN_IT: Final = object()
 """What :func:`_not_run` returns for an op the rank runs as it is (an op may return None)."""
 
@@ -580,15 +593,20 @@ def _not_run(func: Any, types: Any, args: Any, kwargs: Any, mode: Any, sharded: 
     through the counting modes; and the DTensor's sharding propagation, shape inference on fake
     tensors of another fake mode than the call's own, run with the counting modes off.
     ``sharded``: (DTensor, FakeTensor), from :func:`_sharded_types`."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
     dtensor, fake_type = sharded
     if any(issubclass(t, dtensor) for t in types):
         return NotImplemented
+    other = _other_fake_mode(mode)
+    if other is not None:  # run by it alone: its factory ops have no fake argument to tell by
+        with _disable_current_modes(), other:
+            return func(*args, **kwargs)
     if not any(issubclass(t, fake_type) for t in types):
         return _RUN_IT
     fake: Any = next((t for t in tensors(args) if isinstance(t, fake_type)), None)
     if fake is None or fake.fake_mode is mode:
         return _RUN_IT
-    from torch.utils._python_dispatch import _disable_current_modes
 
     with _disable_current_modes():
         return func(*args, **kwargs)

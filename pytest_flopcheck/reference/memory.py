@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -118,6 +118,13 @@ class LiveTensor:
         return cls(size, op, module, tuple(shape), dtype)
 
 
+UNWRITTEN: Final = frozenset({"aten.empty", "aten.empty_strided"})
+"""Ops that only allocate: their output counts from the first op that uses it, and not at all if
+none does. The implementations' only unused allocations are probes on the meta device, which hold
+no memory on any device (transformers' tensor-parallel layers create a full-width meta tensor to
+read its strides); an allocated buffer is used by the op it is for."""
+
+
 @attrs.define
 class LiveBytes:
     """The bytes of live tensor storages and their peak; at the peak, which op in which module set
@@ -132,25 +139,44 @@ class LiveBytes:
     _refs: dict[int, Any] = attrs.field(factory=dict)
     _made: dict[int, LiveTensor] = attrs.field(factory=dict)
     """The storages created during the call (not the start's), with what created them."""
+    _unwritten: dict[int, tuple[Any, LiveTensor]] = attrs.field(factory=dict)
+    """Storages an allocation op created that no op has used yet (:data:`UNWRITTEN`)."""
 
     def add(self, tensors: Iterable[Any], op: str = "", module: str = "") -> None:
         """Track the storages of ``tensors``; ``op`` and ``module`` say what created the new ones
-        (empty: present at the start)."""
+        (empty: present at the start). The output of an allocation op (:data:`UNWRITTEN`) is live
+        from the first op that uses it."""
+        if op in UNWRITTEN:
+            for tensor in tensors:
+                storage = tensor.untyped_storage()
+                key = storage._cdata
+                shape = tuple(int(n) for n in tensor.shape)
+                made = LiveTensor(
+                    int(storage.nbytes()), op, module, shape, str(tensor.dtype).removeprefix("torch.")
+                )
+                self._unwritten[key] = (weakref.ref(storage, self._unused(key)), made)
+            return
         for tensor in tensors:
             storage = tensor.untyped_storage()
             key = storage._cdata
             if key in self._sizes:
                 continue
-            size = int(storage.nbytes())
-            self._sizes[key] = size
-            self._refs[key] = weakref.ref(storage, self._freed(key))
-            self.live += size
-            if op:
-                shape = tuple(int(n) for n in tensor.shape)
-                self._made[key] = LiveTensor(
-                    size, op, module, shape, str(tensor.dtype).removeprefix("torch.")
-                )
+            unwritten = self._unwritten.pop(key, None)
+            if unwritten is not None:  # live from now on, as made by its allocation
+                op_made, module_made = unwritten[1].op, unwritten[1].module
+                self._track(storage, key, tensor, op_made, module_made)
+                continue
+            self._track(storage, key, tensor, op, module)
         self._rose(op, module)
+
+    def _track(self, storage: Any, key: int, tensor: Any, op: str, module: str) -> None:
+        size = int(storage.nbytes())
+        self._sizes[key] = size
+        self._refs[key] = weakref.ref(storage, self._freed(key))
+        self.live += size
+        if op:
+            shape = tuple(int(n) for n in tensor.shape)
+            self._made[key] = LiveTensor(size, op, module, shape, str(tensor.dtype).removeprefix("torch."))
 
     def _rose(self, op: str, module: str) -> None:
         """A new peak, if the live bytes are one; ``op`` (empty at the start) and ``module`` set it."""
@@ -165,6 +191,7 @@ class LiveBytes:
         and allocates it again the same way; no op creates or frees it): its bytes now."""
         key = storage._cdata
         size = int(storage.nbytes())
+        self._unwritten.pop(key, None)
         if key not in self._sizes:
             if not size:
                 return
@@ -177,6 +204,12 @@ class LiveBytes:
             attrs.evolve(made, bytes=size) if made else LiveTensor(size, op, module, (size,), "uint8")
         )
         self._rose(op, module)
+
+    def _unused(self, key: int) -> Any:
+        def callback(_ref: Any) -> None:
+            self._unwritten.pop(key, None)
+
+        return callback
 
     def _freed(self, key: int) -> Any:
         def callback(_ref: Any) -> None:

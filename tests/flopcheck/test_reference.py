@@ -465,6 +465,28 @@ def test_storages_resized_in_place_are_tracked_as_fsdp_frees_and_reallocates_the
     assert plain_peak(ReferenceCall(model, lambda: model(x)), "cpu") == counts.peak_bytes
 
 
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_an_allocation_counts_from_its_first_use_and_a_probe_never(device: str) -> None:
+    """An ``empty`` no op uses holds no memory that matters (transformers' tensor-parallel
+    layers make a meta tensor only to read its strides); a buffer counts from the op that fills
+    it."""
+    import torch
+
+    class Model(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            torch.empty(10**6, dtype=torch.float32, device="meta").stride()  # 4 MB, never used
+            buffer = torch.empty(100, dtype=torch.float32, device=x.device)  # 400 bytes, filled below
+            torch.add(x, 1, out=buffer)
+            return buffer * 2
+
+    model = Model()
+    with torch.device(device):
+        x = torch.zeros(100)
+    counts = build_and_count(lambda: ReferenceCall(model, lambda: model(x)), device)
+    assert counts.peak_bytes == 3 * 400  # the input, the buffer, the product
+    assert plain_peak(ReferenceCall(model, lambda: model(x)), device) == counts.peak_bytes
+
+
 def test_a_tensor_parallel_module_is_counted_at_the_ranks_local_shapes() -> None:
     """torch's tensor parallelism (DTensor weights, colwise then rowwise) on rank 0 of a fake
     process group: the rank's matmuls at its local shapes, its all-reduce of the output, its
