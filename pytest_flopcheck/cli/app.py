@@ -154,7 +154,8 @@ def _parser(registry: Registry | None, command: str | None, model: str | None) -
                 "--layout",
                 metavar="SPEC",
                 help="the multi-GPU layout instead of the runtime's: "
-                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE,data=N, or its slug (u4c2, u8-fsdp)",
+                "ulysses=U,ring=R,cfg=1|2,fsdp=STAGE+STAGE,tensor=T,data=N, "
+                "or its slug (u4c2, u8-fsdp, t2d2)",
             )
         else:
             sub.add_argument(

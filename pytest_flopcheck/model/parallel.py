@@ -3,9 +3,11 @@ that the framework can size it per GPU and verify it against the real parallel c
 
 Notation as in xDiT and DeepSpeed-Ulysses: ``ulysses`` (U) and ``ring`` (R) split the sequence
 (S = U·R), ``cfg`` = 2 runs the two guidance branches on separate GPU groups, ``fsdp`` names
-the stages whose weights are sharded over every GPU (gathered unit by unit for each forward), and
+the stages whose weights are sharded over every GPU (gathered unit by unit for each forward),
+``tensor`` (T) splits a decoder's projections over T GPUs (Megatron-style, as transformers'
+tensor-parallel plans do: heads and MLP widths split, one all-reduce after each split block), and
 ``data`` replicas each serve their share of a batch (a serving engine's data parallelism). The
-world size is U·R·cfg·data.
+world size is U·R·cfg·T·data.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Layout:
     cfg: int = attrs.field(default=1, validator=_positive)
     fsdp: tuple[str, ...] = attrs.field(default=(), converter=_names)
     data: int = attrs.field(default=1, validator=_positive)
+    tensor: int = attrs.field(default=1, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.cfg not in (1, 2):
@@ -60,7 +63,7 @@ class Layout:
 
     @property
     def gpus(self) -> int:
-        return self.ulysses * self.ring * self.cfg * self.data
+        return self.ulysses * self.ring * self.cfg * self.tensor * self.data
 
     @property
     def sequence(self) -> int:
@@ -76,6 +79,7 @@ class Layout:
                 ("ulysses", self.ulysses),
                 ("ring", self.ring),
                 ("cfg", self.cfg),
+                ("tensor", self.tensor),
                 ("data", self.data),
             )
             if v > 1
@@ -86,10 +90,16 @@ class Layout:
 
     @property
     def slug(self) -> str:
-        """The layout in a test id: ``u2``, ``u2r2``, ``r2-fsdp``."""
+        """The layout in a test id: ``u2``, ``u2r2``, ``r2-fsdp``, ``t2``."""
         text = "".join(
             f"{k}{v}"
-            for k, v in (("u", self.ulysses), ("r", self.ring), ("c", self.cfg), ("d", self.data))
+            for k, v in (
+                ("u", self.ulysses),
+                ("r", self.ring),
+                ("c", self.cfg),
+                ("t", self.tensor),
+                ("d", self.data),
+            )
             if v > 1
         )
         return (text or "single") + ("-fsdp" if self.fsdp else "")
@@ -102,6 +112,7 @@ class Layout:
             "cfg": self.cfg,
             "fsdp": list(self.fsdp),
             "data": self.data,
+            "tensor": self.tensor,
         }
 
 
@@ -109,17 +120,18 @@ SINGLE = Layout()
 
 
 def parse_layout(text: str) -> Layout:
-    """``ulysses=4,ring=2,cfg=2,fsdp=diffusion_core+text_encoder`` (any subset; ``single``)."""
+    """``ulysses=4,ring=2,cfg=2,fsdp=diffusion_core+text_encoder``, ``tensor=2,data=2`` (any
+    subset; ``single``)."""
     if text.strip() == "single":
         return SINGLE
     values: dict[str, Any] = {}
     for item in text.split(","):
         key, eq, value = item.strip().partition("=")
-        if not eq or key not in ("ulysses", "ring", "cfg", "fsdp", "data"):
+        if not eq or key not in ("ulysses", "ring", "cfg", "fsdp", "tensor", "data"):
             raise LayoutError(
                 "layout",
                 f"layout item {item.strip()!r} is not KEY=VALUE "
-                "with KEY one of ulysses, ring, cfg, fsdp, data",
+                "with KEY one of ulysses, ring, cfg, fsdp, tensor, data",
             )
         if key in values:
             raise LayoutError("layout", f"layout names {key} twice")
@@ -133,20 +145,21 @@ def parse_layout(text: str) -> Layout:
 
 
 def parse_slug(text: str, fsdp: tuple[str, ...]) -> Layout:
-    """A layout written as its slug, ``u4c2``, ``u2r4``, ``u8-fsdp`` (``-fsdp``: ``fsdp`` are
+    """A layout written as its slug, ``u4c2``, ``u2r4``, ``u8-fsdp``, ``t2d2`` (``-fsdp``: ``fsdp`` are
     sharded) or ``single``: the form a sweep lists several of, comma-separated."""
     text = text.strip()
     if text == "single":
         return SINGLE
-    match = re.fullmatch(r"(?:u(\d+))?(?:r(\d+))?(?:c(\d+))?(?:d(\d+))?(-fsdp)?", text)
+    match = re.fullmatch(r"(?:u(\d+))?(?:r(\d+))?(?:c(\d+))?(?:t(\d+))?(?:d(\d+))?(-fsdp)?", text)
     if match is None or not any(match.groups()):
         raise LayoutError(
             "layout",
-            f"layout {text!r} is not a slug: write u<U>r<R>c<C>d<D> with the degrees above 1 "
-            "in that order, -fsdp to shard the stages the model can shard (u4c2, u2r4, u8-fsdp), or single",
+            f"layout {text!r} is not a slug: write u<U>r<R>c<C>t<T>d<D> with the degrees above 1 "
+            "in that order, -fsdp to shard the stages the model can shard (u4c2, u2r4, u8-fsdp, t2d2), "
+            "or single",
         )
-    u, r, c, d = (int(g) if g else 1 for g in match.groups()[:4])
-    return Layout(ulysses=u, ring=r, cfg=c, fsdp=fsdp if match.group(5) else (), data=d)
+    u, r, c, t, d = (int(g) if g else 1 for g in match.groups()[:5])
+    return Layout(ulysses=u, ring=r, cfg=c, fsdp=fsdp if match.group(6) else (), data=d, tensor=t)
 
 
 def read_layout(text: str, fsdp: tuple[str, ...]) -> Layout:
@@ -279,6 +292,7 @@ class Parallel:
                 "Ulysses": split and by.ulysses > 1,
                 "ring": split and by.ring > 1,
                 "CFG parallel": split and by.cfg > 1,
+                "tensor parallel": split and by.tensor > 1,
                 "FSDP": (owner or stage) in by.fsdp,
             }
             return [name for name, yes in on.items() if yes]

@@ -856,7 +856,13 @@ def _layout(f: Fields) -> Layout:
     gpus = f.integer("gpus")
     try:
         layout = Layout(
-            f.integer("ulysses"), f.integer("ring"), f.integer("cfg"), f.texts("fsdp"), f.integer("data")
+            f.integer("ulysses"),
+            f.integer("ring"),
+            f.integer("cfg"),
+            f.texts("fsdp"),
+            f.integer("data"),
+            # reports written before tensor parallelism have no degree: 1
+            f.integer("tensor") if f.has("tensor") else 1,
         )
     except LayoutError as exc:
         raise FileProblem(f"field {f.where}: {exc}") from None

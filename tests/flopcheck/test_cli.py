@@ -121,7 +121,7 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert run(capsys, *argv, "--gpus", str(n), "--output", str(out))[0] == 0
         figures[n] = only_report(out)["runtime"]
     one, four = figures[1], figures[4]
-    assert one["layout"] == {"gpus": 1, "ulysses": 1, "ring": 1, "cfg": 1, "fsdp": [], "data": 1}
+    assert one["layout"] == {"gpus": 1, "ulysses": 1, "ring": 1, "cfg": 1, "fsdp": [], "data": 1, "tensor": 1}
     assert four["layout"] == {
         "gpus": 4,
         "ulysses": 4,
@@ -129,6 +129,7 @@ def test_runtime_on_several_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "cfg": 1,
         "fsdp": ["diffusion_core", "text_encoder"],
         "data": 1,
+        "tensor": 1,
     }
     dit1, dit4 = one["stages"]["diffusion_core"], four["stages"]["diffusion_core"]
     assert dit1["collective_bytes"] == 0 < dit4["collective_bytes"]
@@ -248,7 +249,8 @@ BAD = [
     (("--runtime", "official", "--layout", "cfg=2", "--no-guidance"), "this workload has no guidance"),
     (("--runtime", "official", "--layout", "cfg=3"), "cfg must be 1 or 2"),
     (("--runtime", "official", "--layout", "tp=2"), "layout item 'tp=2' is not KEY=VALUE"),
-    (("--runtime", "official", "--layout", "t2"), "layout 't2' is not a slug"),
+    (("--runtime", "official", "--layout", "x2"), "layout 'x2' is not a slug"),
+    (("--runtime", "official", "--layout", "t2"), "tensor=2 is not modelled for Wan"),
     (("--runtime", "official", "--layout", "fsdp=vae_decode"), "fsdp=vae_decode cannot be sharded"),
 ]
 
@@ -1521,4 +1523,4 @@ def test_inspect_runs_rank_0_of_a_layout_on_a_fake_process_group(
         "ulysses=2", "--output", str(tmp_path / "o"),
     )  # fmt: skip
     assert code == 2
-    assert "--layout is not allowed: model 'deepseek_ocr' registers no parallel reference to run" in err
+    assert "--layout is not allowed: ulysses=2 is not modelled for the OCR models" in err

@@ -239,15 +239,25 @@ def test_a_split_is_checked_only_by_a_check_with_all_of_it() -> None:
     assert p.split_check("text", Layout(ulysses=2, fsdp=("text",)), False) == ("FSDP", "")
     assert p.split_check("text", Layout(ulysses=2), False) == ("", "")  # the layout leaves it whole
     assert p.split_check("core", Layout(data=4), True) == ("", "")  # replicas exchange nothing
+    assert p.split_check("core", Layout(tensor=2, data=2), True) == ("tensor parallel", "")
     # a stage running another's weights is split by FSDP when its owner is sharded
     assert p.split_check("core_again", Layout(fsdp=("core",)), False, owner="core") == ("FSDP", "")
 
 
-@given(st.integers(1, 16), st.integers(1, 16), st.integers(1, 2), st.integers(1, 16), st.booleans())
-def test_a_layout_reads_back_from_its_slug(u: int, r: int, c: int, d: int, sharded: bool) -> None:
-    from pytest_flopcheck.model.parallel import Layout, LayoutError, parse_slug
+@given(
+    st.integers(1, 16),
+    st.integers(1, 16),
+    st.integers(1, 2),
+    st.integers(1, 16),
+    st.integers(1, 16),
+    st.booleans(),
+)
+def test_a_layout_reads_back_from_its_slug(u: int, r: int, c: int, t: int, d: int, sharded: bool) -> None:
+    from pytest_flopcheck.model.parallel import Layout, LayoutError, parse_layout, parse_slug
 
-    layout = Layout(ulysses=u, ring=r, cfg=c, data=d, fsdp=("core",) if sharded else ())
+    layout = Layout(ulysses=u, ring=r, cfg=c, tensor=t, data=d, fsdp=("core",) if sharded else ())
+    assert layout.gpus == u * r * c * t * d
+    assert parse_layout(layout.name) == layout
     if layout.slug == "single-fsdp":  # one GPU shards nothing: no slug names it
         return
     assert parse_slug(layout.slug, ("core",)) == layout

@@ -32,6 +32,12 @@ FSDP_UNITS: Mapping[str, str] = {"diffusion_core": "blocks.", "text_encoder": "b
 def validate(w: Workload, layout: Layout) -> None:
     """A layout the implementations can run for ``w``, or LayoutError naming the field."""
     heads = w.dit.num_heads
+    if layout.tensor > 1:
+        raise LayoutError(
+            "tensor",
+            f"tensor={layout.tensor} is not modelled for Wan: its scripts split the DiT by sequence "
+            "(ulysses, ring), by guidance branch (cfg) and by FSDP",
+        )
     if heads % layout.ulysses:
         raise LayoutError(
             "ulysses",
