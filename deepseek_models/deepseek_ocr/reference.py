@@ -162,8 +162,10 @@ def _views(w: Page, dtype: Any) -> tuple[Any, Any]:
     return view, tiles
 
 
-def build(w: Page, stage: str, device: str) -> ReferenceCall:
-    """The reference of ``stage`` for the workload (the registration's ``reference``)."""
+def build(w: Page, stage: str, device: str, tensor: int = 1) -> ReferenceCall:
+    """The reference of ``stage`` for the workload (the registration's ``reference``);
+    ``tensor``: its OCR-2 language model split by transformers' tensor-parallel plan over that
+    many ranks of the process group initialised (the parallel reference)."""
     if device != "meta":
         raise ReferenceSkipped(
             "deepseek_ocr is counted on meta only: at full size its MoE paths need bf16 GPU kernels "
@@ -173,6 +175,7 @@ def build(w: Page, stage: str, device: str) -> ReferenceCall:
 
     with torch.device("meta"):
         model = _glue()(CHECKPOINT).to(torch.bfloat16)
+        shared_reference.tensor_parallel(model.generator[0], tensor)  # splits the modules v1 holds
         if stage == "vision":
             view, tiles = _views(w, torch.bfloat16)
 

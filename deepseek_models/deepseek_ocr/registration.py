@@ -12,10 +12,10 @@ from deepseek_models.deepseek_ocr import reference
 from deepseek_models.deepseek_ocr.config import CHECKPOINT, TINY
 from deepseek_models.deepseek_ocr.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.shared.parallel import data_parallel
+from deepseek_models.shared.parallel import decoder_parallel
 from deepseek_models.shared.reference import IMPLEMENTATION
 from deepseek_models.shared.serving import DECODER_STAGES, runtimes, serving
-from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
+from pytest_flopcheck import Generation, Layout, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr"
 
@@ -60,6 +60,10 @@ def metadata(workload: Page) -> dict[str, Any]:
     return {**attrs.asdict(CHECKPOINT), "workload": workload.describe()}
 
 
+TENSOR_CHECKED = "base-short"
+"""The workload whose decoder stages ``test_parallel`` checks under tensor parallelism (t2)."""
+
+
 def registration() -> ModelRegistration:
     return ModelRegistration(
         name=NAME,
@@ -82,7 +86,13 @@ def registration() -> ModelRegistration:
         workload_type=Page,
         serving=serving(CHECKPOINT.decoder),
         runtimes=runtimes(),
-        parallel=data_parallel(stage_tree, runs_per_generation),
+        parallel=decoder_parallel(
+            stage_tree,
+            runs_per_generation,
+            CHECKPOINT.decoder,
+            reference.build,
+            checks=tuple((TENSOR_CHECKED, stage, Layout(tensor=2)) for stage in ("prefill", "decode")),
+        ),
     )
 
 

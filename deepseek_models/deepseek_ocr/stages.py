@@ -16,11 +16,12 @@ LANGUAGE_MODEL: Final = "language_model"
 __all__ = ["LANGUAGE_MODEL", "STAGES", "generation_flops", "runs_per_generation", "stage_tree"]
 
 
-def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT) -> CostNode:
-    """One run of ``stage`` for the workload's batch of pages."""
+def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT, tensor: int = 1) -> CostNode:
+    """One run of ``stage`` for the workload's batch of pages (``tensor``: the decoder's stages on
+    one rank of ``tensor`` tensor-parallel ranks)."""
     if stage == "vision":
         return vision_stage(w, arch)
-    return shared.language_stage(w, stage, arch.decoder, LANGUAGE_MODEL)
+    return shared.language_stage(w, stage, arch.decoder, LANGUAGE_MODEL, tensor)
 
 
 def generation_flops(w: Page, arch: Architecture = CHECKPOINT) -> int:

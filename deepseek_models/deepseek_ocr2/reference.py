@@ -14,7 +14,7 @@ from typing import Any
 
 from deepseek_models.deepseek_ocr2.config import CHECKPOINT, TINY, Architecture
 from deepseek_models.deepseek_ocr2.workload import Page
-from deepseek_models.shared.reference import IMAGE_TOKEN, IMPLEMENTATION, language_call
+from deepseek_models.shared.reference import IMAGE_TOKEN, IMPLEMENTATION, language_call, tensor_parallel
 from deepseek_models.shared.reference import config as shared_config
 from pytest_flopcheck import ReferenceCall, ReferenceSkipped
 
@@ -26,8 +26,10 @@ def config(arch: Architecture = CHECKPOINT, experts: str = IMPLEMENTATION) -> An
     return shared_config(arch.sam, arch.decoder, arch.encoder, experts)
 
 
-def build(w: Page, stage: str, device: str) -> ReferenceCall:
-    """The reference of ``stage`` for the workload (the registration's ``reference``)."""
+def build(w: Page, stage: str, device: str, tensor: int = 1) -> ReferenceCall:
+    """The reference of ``stage`` for the workload (the registration's ``reference``);
+    ``tensor``: split by transformers' tensor-parallel plan over that many ranks of the process
+    group initialised (the parallel reference)."""
     if device != "meta":
         raise ReferenceSkipped(
             "deepseek_ocr2 is counted on meta only: at full size its MoE paths need bf16 GPU kernels "
@@ -38,6 +40,7 @@ def build(w: Page, stage: str, device: str) -> ReferenceCall:
 
     with torch.device("meta"):
         model = DeepseekOcr2ForConditionalGeneration(config()).to(torch.bfloat16)  # type: ignore[arg-type]
+        model = tensor_parallel(model, tensor)
         if stage == "vision":
             inner = model.model
             views = torch.empty(w.pages, 3, 1024, 1024, dtype=torch.bfloat16)

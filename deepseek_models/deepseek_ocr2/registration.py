@@ -12,9 +12,9 @@ from deepseek_models.deepseek_ocr2 import reference
 from deepseek_models.deepseek_ocr2.config import DECODER, ENCODER, SAM, TINY
 from deepseek_models.deepseek_ocr2.stages import generation_flops, runs_per_generation, stage_tree
 from deepseek_models.deepseek_ocr2.workload import STANDARD_WORKLOADS, Page
-from deepseek_models.shared.parallel import data_parallel
+from deepseek_models.shared.parallel import decoder_parallel
 from deepseek_models.shared.serving import DECODER_STAGES, runtimes, serving
-from pytest_flopcheck import Generation, ModelRegistration, Stage, hookimpl
+from pytest_flopcheck import Generation, Layout, ModelRegistration, Stage, hookimpl
 
 NAME = "deepseek_ocr2"
 
@@ -64,6 +64,10 @@ def metadata(workload: Page) -> dict[str, Any]:
     }
 
 
+TENSOR_CHECKED = "single-short"
+"""The workload whose decoder stages ``test_parallel`` checks under tensor parallelism (t2)."""
+
+
 def registration() -> ModelRegistration:
     return ModelRegistration(
         name=NAME,
@@ -89,7 +93,13 @@ def registration() -> ModelRegistration:
         workload_type=Page,
         serving=serving(DECODER),
         runtimes=runtimes(),
-        parallel=data_parallel(stage_tree, runs_per_generation),
+        parallel=decoder_parallel(
+            stage_tree,
+            runs_per_generation,
+            DECODER,
+            reference.build,
+            checks=tuple((TENSOR_CHECKED, stage, Layout(tensor=2)) for stage in ("prefill", "decode")),
+        ),
     )
 
 

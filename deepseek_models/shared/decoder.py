@@ -2,6 +2,14 @@
 
 Node ids and references follow transformers' ``DeepseekOcr2TextModel`` (``layers.3.mlp.experts``).
 Norms, RoPE, the residual adds and the routing's top-k and softmax count no FLOPs.
+
+``tensor`` > 1 is one rank of transformers' tensor-parallel plan for the model
+(``base_model_tp_plan``, applied by ``from_pretrained(tp_plan=...)``): the embedding split by
+vocabulary and its partial rows all-reduced; q, k and v split by heads (so the attention and its
+KV cache are the rank's heads), o_proj by its input and its partial output all-reduced; the dense
+MLP and the shared experts split by width, each down projection's output all-reduced; the router
+and the routed experts whole on every rank (the plan leaves them out: each rank repeats them); the
+lm_head split by vocabulary and its logits all-gathered.
 """
 
 from __future__ import annotations
@@ -34,18 +42,39 @@ def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> Cost
     )
 
 
+def _split(count: int, tensor: int) -> int:
+    """Rank 0's share of ``count`` split over ``tensor`` ranks (torch's ``Shard``: the first ranks
+    hold ``ceil(count / tensor)``)."""
+    return -(-count // tensor)
+
+
+def _all_reduce(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int, tensor: int) -> CostNode:
+    """The all-reduce of a row-split block's partial output (``rows`` hidden states)."""
+    note = "tensor parallel: the rank's partial output summed over the group"
+    return layers.collective(
+        node_id, "all_reduce", group=tensor, local_bytes=rows * cfg.hidden * dtype_bytes, note=note
+    )
+
+
+def _with(node: CostNode, extra: CostNode) -> CostNode:
+    """The group ``node`` with ``extra`` after its children."""
+    return regroup(node, [*node.children, extra], held_bytes=node.held_bytes)
+
+
 def _layer(
-    index: int, *, batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int
+    index: int, *, batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int, tensor: int = 1
 ) -> CostNode:
     """One decoder layer. Its live set is transformers' (SDPA, grouped_mm experts): the layer's
     input, held by its caller; the normed input through the attention, whose rotated queries
     stay live through ``o_proj`` (the keys and values are the cache's); then the layer's own
     cache, the residual after attention and the normed input through the MLP. The routed
     experts peak as they finish: the gathered rows and the down projection's output beside its
-    product with the fp32 routing weights and that product put back in token order."""
+    product with the fp32 routing weights and that product put back in token order.
+    ``tensor``: one rank of the tensor-parallel plan (the module docstring)."""
     prefix = f"layers.{index}"
     rows = batch * tokens
-    width = cfg.heads * cfg.head_dim
+    heads = cfg.heads // tensor  # the layout's validation refuses a degree that does not divide them
+    width = heads * cfg.head_dim
     hidden = rows * cfg.hidden * dtype_bytes
 
     def proj(name: str, in_f: int, out_f: int, scratch: int = 0) -> CostNode:
@@ -65,7 +94,7 @@ def _layer(
         f"{prefix}.self_attn.core",
         "attention_core",
         batch=batch,
-        heads=cfg.heads,
+        heads=heads,
         q_len=tokens,
         kv_len=keys,
         head_dim=cfg.head_dim,
@@ -79,6 +108,9 @@ def _layer(
     own = core.metrics.cache_bytes
     written = core.metrics.io_bytes - rows * width * dtype_bytes - own  # its output and log-sum-exp
     core = attrs.evolve(core, scratch_bytes=own // 2 if keys > tokens else max(own - written, 0))
+    reduce = (
+        [_all_reduce(f"{prefix}.self_attn.all_reduce", rows, cfg, dtype_bytes, tensor)] if tensor > 1 else []
+    )
     attention = group(
         f"{prefix}.self_attn",
         "attention",
@@ -88,6 +120,7 @@ def _layer(
             proj("v_proj", cfg.hidden, width),
             core,
             proj("o_proj", width, cfg.hidden, scratch=rows * width * dtype_bytes),
+            *reduce,
         ],
         reference=f"{prefix}.self_attn",
         held_bytes=hidden,
@@ -98,11 +131,13 @@ def _layer(
             "ffn",
             rows=rows,
             hidden=cfg.hidden,
-            intermediate=cfg.dense_intermediate,
+            intermediate=_split(cfg.dense_intermediate, tensor),
             bias=False,
             dtype_bytes=dtype_bytes,
             reference=f"{prefix}.mlp",
         )
+        if tensor > 1:
+            mlp = _with(mlp, _all_reduce(f"{prefix}.mlp.all_reduce", rows, cfg, dtype_bytes, tensor))
     else:
         mlp = layers.moe(
             f"{prefix}.mlp",
@@ -111,7 +146,7 @@ def _layer(
             experts=cfg.experts,
             top_k=cfg.top_k,
             expert_intermediate=cfg.expert_intermediate,
-            shared_intermediate=cfg.shared_intermediate,
+            shared_intermediate=_split(cfg.shared_intermediate, tensor),
             dtype_bytes=dtype_bytes,
             reference=f"{prefix}.mlp",
             router_dtype_bytes=4,  # transformers' DeepSeek-V2 router computes in fp32
@@ -119,7 +154,11 @@ def _layer(
         routed = rows * cfg.top_k * cfg.hidden
         finish = 2 * routed * dtype_bytes + 2 * routed * layers.FP32_BYTES
         children = [peaking_at(n, finish) if n.id.endswith(".experts") else n for n in mlp.children]
-        mlp = attrs.evolve(mlp, children=tuple(children))
+        if tensor > 1:
+            shared = f"{prefix}.mlp.shared_experts"
+            reduce_shared = _all_reduce(f"{shared}.all_reduce", rows, cfg, dtype_bytes, tensor)
+            children = [_with(n, reduce_shared) if n.id == shared else n for n in children]
+        mlp = regroup(mlp, children, held_bytes=mlp.held_bytes)
     own_cache = attention.total.cache_bytes
     mlp = attrs.evolve(mlp, held_bytes=mlp.held_bytes + own_cache + 2 * hidden)
     children = [
@@ -132,45 +171,67 @@ def _layer(
 
 
 def decoder_prefill(
-    batch: int, tokens: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2, prefix: str = ""
+    batch: int,
+    tokens: int,
+    cfg: DecoderConfig = DECODER,
+    dtype_bytes: int = 2,
+    prefix: str = "",
+    tensor: int = 1,
 ) -> CostNode:
     """One prefill of ``batch`` sequences of ``tokens`` tokens (prompt and image tokens) through
     the decoder, filling the KV cache (``cache_bytes``); the lm_head is not part of it.
-    ``prefix`` is the decoder's module name in a larger model (``model.language_model``)."""
-    return _prefixed(_decoder(batch, tokens, tokens, cfg, dtype_bytes, "decoder_prefill"), prefix)
+    ``prefix`` is the decoder's module name in a larger model (``model.language_model``);
+    ``tensor``: one rank of the tensor-parallel plan."""
+    return _prefixed(_decoder(batch, tokens, tokens, cfg, dtype_bytes, "decoder_prefill", tensor), prefix)
 
 
-def lm_head(rows: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2) -> CostNode:
+def lm_head(rows: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2, tensor: int = 1) -> list[CostNode]:
     """The output projection to vocabulary logits (untied) on ``rows`` rows: generation keeps
-    only each sequence's last position."""
-    return layers.linear(
+    only each sequence's last position. Under tensor parallelism (``tensor`` > 1) the rank's
+    share of the vocabulary, then the all-gather of the logits (``colwise_gather_output``)."""
+    vocab = _split(cfg.vocab_size, tensor)
+    head = layers.linear(
         "lm_head",
         "lm_head",
         rows=rows,
         in_features=cfg.hidden,
-        out_features=cfg.vocab_size,
+        out_features=vocab,
         bias=False,
         dtype_bytes=dtype_bytes,
         reference="lm_head",
     )
+    if tensor == 1:
+        return [head]
+    note = "tensor parallel: every rank's share of the logits gathered"
+    gather = layers.collective(
+        "lm_head.all_gather", "all_gather", group=tensor, local_bytes=rows * vocab * dtype_bytes, note=note
+    )
+    return [head, gather]
 
 
 def decoder_decode(
-    batch: int, prompt: int, steps: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2, prefix: str = ""
+    batch: int,
+    prompt: int,
+    steps: int,
+    cfg: DecoderConfig = DECODER,
+    dtype_bytes: int = 2,
+    prefix: str = "",
+    tensor: int = 1,
 ) -> CostNode:
     """``steps`` decode steps after a prefill of ``prompt`` tokens: one token per sequence per
-    step, step ``s`` attending to ``prompt + s`` cached keys, with the lm_head on each new token.
+    step, step ``s`` attending to ``prompt + s`` cached keys, with the lm_head on each new token
+    (``tensor``: one rank of the tensor-parallel plan).
 
     Built in O(1) in ``steps``: every module but the attention does the same work each step
     (``repeat``), and each attention core is one node of ``steps`` calls whose sum is an
     arithmetic series (its FLOPs and bytes are linear in the keys attended to)."""
     if steps < 1:
         raise ValueError(f"steps {steps} is not allowed: decode needs at least one step")
-    first = _decoder(batch, 1, prompt + 1, cfg, dtype_bytes, "decoder_decode")
-    last = _decoder(batch, 1, prompt + steps, cfg, dtype_bytes, "decoder_decode")
-    head = attrs.evolve(lm_head(batch, cfg, dtype_bytes), repeat=steps)
+    first = _decoder(batch, 1, prompt + 1, cfg, dtype_bytes, "decoder_decode", tensor)
+    last = _decoder(batch, 1, prompt + steps, cfg, dtype_bytes, "decoder_decode", tensor)
+    head = [attrs.evolve(n, repeat=steps) for n in lm_head(batch, cfg, dtype_bytes, tensor)]
     body = _prefixed(_over_steps(first, last, steps), prefix)
-    return group("", "decoder_decode", [*body.children, head], reference="", held_bytes=body.held_bytes)
+    return group("", "decoder_decode", [*body.children, *head], reference="", held_bytes=body.held_bytes)
 
 
 def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
@@ -206,20 +267,27 @@ def _over_steps(first: CostNode, last: CostNode, steps: int) -> CostNode:
 
 
 def _decoder(
-    batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int, category: str
+    batch: int, tokens: int, keys: int, cfg: DecoderConfig, dtype_bytes: int, category: str, tensor: int = 1
 ) -> CostNode:
     """The decoder over ``tokens`` new tokens per sequence, attending to ``keys`` keys."""
     rows = batch * tokens
-    embed = layers.embedding(
-        "embed_tokens",
-        "embedding",
-        rows=rows,
-        num_embeddings=cfg.vocab_size,
-        dim=cfg.hidden,
-        dtype_bytes=dtype_bytes,
-        reference="embed_tokens",
-    )
-    kwargs = {"batch": batch, "tokens": tokens, "keys": keys, "cfg": cfg, "dtype_bytes": dtype_bytes}
+    embed = [
+        layers.embedding(
+            "embed_tokens",
+            "embedding",
+            rows=rows,
+            num_embeddings=_split(cfg.vocab_size, tensor),
+            dim=cfg.hidden,
+            dtype_bytes=dtype_bytes,
+            reference="embed_tokens",
+        )
+    ]
+    if tensor > 1:  # each rank looks up the tokens in its share of the vocabulary; the rows summed
+        embed.append(_all_reduce("embed_tokens.all_reduce", rows, cfg, dtype_bytes, tensor))
+    kwargs = {
+        "batch": batch, "tokens": tokens, "keys": keys, "cfg": cfg, "dtype_bytes": dtype_bytes,
+        "tensor": tensor,
+    }  # fmt: skip
     dense = [_layer(i, **kwargs) for i in range(cfg.dense_layers)]  # type: ignore[arg-type]
     first_moe = _layer(cfg.dense_layers, **kwargs)  # type: ignore[arg-type]
     rename = Renamer(first_moe, f"layers.{cfg.dense_layers}", f"layers.{cfg.dense_layers}")
@@ -241,7 +309,7 @@ def _decoder(
         for i, (block, own) in enumerate(zip(blocks, caches, strict=True))
     ]
     held = rows * cfg.hidden * dtype_bytes + 2 * rows * cfg.head_dim * dtype_bytes
-    return group("", category, [embed, *blocks, norm], reference="", held_bytes=held)
+    return group("", category, [*embed, *blocks, norm], reference="", held_bytes=held)
 
 
 def _prefixed(tree: CostNode, prefix: str) -> CostNode:

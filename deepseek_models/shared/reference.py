@@ -71,6 +71,21 @@ def config(
     return DeepseekOcr2Config(vision_config=vision, text_config=text, image_token_id=IMAGE_TOKEN)
 
 
+def tensor_parallel(model: Any, tensor: int) -> Any:
+    """``model`` (a ``DeepseekOcr2ForConditionalGeneration``) split by transformers' own
+    tensor-parallel plan over ``tensor`` ranks of the process group initialised (a fake one
+    while counting): ``maybe_distribute_model``, as ``from_pretrained(distributed_config=
+    DistributedConfig(tp_size=tensor))`` applies it before loading weights."""
+    if tensor == 1:
+        return model
+    from transformers.distributed.configuration_utils import DistributedConfig
+    from transformers.distributed.utils import initialize_distributed_mesh
+
+    distributed = DistributedConfig(tp_size=tensor)
+    _, mesh = initialize_distributed_mesh(distributed)
+    return type(model).maybe_distribute_model(model, distributed, mesh)
+
+
 def language_call(
     root: Any, text: Any, lm_head: Any, w: Any, stage: str, scope: tuple[str, ...]
 ) -> ReferenceCall:

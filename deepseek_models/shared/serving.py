@@ -81,9 +81,12 @@ def runtimes() -> dict[str, Runtime]:
             notes=(
                 batch,
                 "On N GPUs: N data-parallel replicas, each holding every weight and serving its share of "
-                "the pages (figures are the first replica's, with the largest share).",
-                "Continuous batching, paged KV cache, speculative decoding, and tensor or expert "
-                "parallelism are not modelled.",
+                "the pages (figures are the first replica's, with the largest share). --layout tensor=T "
+                "(or tT, tTdD) splits the decoder by transformers' tensor-parallel plan instead: heads and "
+                "MLP widths over T GPUs, an all-reduce after each split block, the routed experts repeated "
+                "on every GPU of the group, the vision stage run whole on each.",
+                "Continuous batching, paged KV cache, speculative decoding, and expert parallelism are not "
+                "modelled.",
             ),
             layout=data_layout,
         ),

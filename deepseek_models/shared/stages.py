@@ -14,17 +14,21 @@ from pytest_flopcheck import CostNode, group, per_generation
 STAGES: Final = ("vision", "prefill", "decode")
 
 
-def language_stage(w: PageBatch, stage: str, decoder: DecoderConfig, prefix: str) -> CostNode:
+def language_stage(
+    w: PageBatch, stage: str, decoder: DecoderConfig, prefix: str, tensor: int = 1
+) -> CostNode:
     """One run of ``prefill`` (the prompt and image tokens, then the lm_head on the last
     position) or ``decode`` (every step) for the workload's pages; ``prefix``: where the
-    decoder sits in the reference module."""
+    decoder sits in the reference module; ``tensor``: one rank of the tensor-parallel plan."""
     db = w.dtype_bytes
     if stage == "prefill":
-        body = decoder_prefill(w.pages, w.prefill_tokens, decoder, db, prefix=prefix)
-        head = lm_head(w.pages, decoder, db)
-        return group("", "prefill", [*body.children, head], reference="", held_bytes=body.held_bytes)
+        body = decoder_prefill(w.pages, w.prefill_tokens, decoder, db, prefix=prefix, tensor=tensor)
+        head = lm_head(w.pages, decoder, db, tensor)
+        return group("", "prefill", [*body.children, *head], reference="", held_bytes=body.held_bytes)
     if stage == "decode":
-        return decoder_decode(w.pages, w.prefill_tokens, w.decode_steps, decoder, db, prefix=prefix)
+        return decoder_decode(
+            w.pages, w.prefill_tokens, w.decode_steps, decoder, db, prefix=prefix, tensor=tensor
+        )
     raise ValueError(f"stage {stage!r} is not modeled; allowed: {', '.join(STAGES)}")
 
 

@@ -559,6 +559,8 @@ def moe(
                 params=hidden * experts,
                 weight_bytes=hidden * experts * dtype_bytes,
             ),
+            # the upcast copy of the weights is live beside the call, all of it beyond the weights
+            scratch_bytes=hidden * experts * dtype_bytes,
         )
     children = [router_node, routed_node]
     if shared_intermediate:

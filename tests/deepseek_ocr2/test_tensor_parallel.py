@@ -1,0 +1,85 @@
+"""The DeepSeek decoder under tensor parallelism: the analytic rank against transformers' own
+tensor-parallel plan run on a fake process group (the generated ``test_parallel`` checks hold
+t2 at one workload; these hold other degrees, including one that splits the MLP widths
+unevenly), and the layouts the framework refuses."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepseek_models.deepseek_ocr2.registration import registration
+from deepseek_models.shared.config import DECODER
+from pytest_flopcheck import Layout, LayoutError
+
+
+@pytest.mark.parametrize("tensor", [2, 5])
+@pytest.mark.parametrize("stage", ["prefill", "decode"])
+def test_a_rank_matches_transformers_tensor_parallel_plan(stage: str, tensor: int) -> None:
+    """FLOPs, collective bytes and calls, and the rank's weight shards exactly; the live peak
+    within the stage's memory tolerance (the same small gap as on one GPU). Degree 5 splits the
+    dense MLP's 6,848 columns unevenly: rank 0 holds 1,370."""
+    pytest.importorskip("transformers")
+    from pytest_flopcheck.analytic.tree import live_peak
+    from pytest_flopcheck.reference.counting import count_reference
+    from pytest_flopcheck.reference.parallel import fake_process_group
+
+    reg = registration()
+    assert reg.parallel is not None
+    assert reg.parallel.reference is not None
+    w = reg.workloads["single-short"]
+    layout = Layout(tensor=tensor)
+    with fake_process_group(tensor):
+        counts = count_reference(reg.parallel.reference(w, stage, layout, "meta"), "meta")
+    tree = reg.parallel.analytic(w, stage, layout)
+    assert tree.total.flops == counts.total_flops
+    assert tree.total.collective_bytes == counts.value("", False, "collective_bytes", ())
+    assert tree.total.collectives == counts.value("", False, "collectives", ())
+    assert tree.total.weight_bytes == counts.weight_bytes
+    measured = counts.peak_bytes - counts.weight_bytes
+    assert abs(live_peak(tree) - measured) <= 0.01 * measured
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([1, 2, 5, 10]), st.integers(1, 4), st.integers(1, 64))
+def test_a_rank_does_its_share_and_repeats_the_routed_experts(tensor: int, pages: int, steps: int) -> None:
+    """Summed over the ranks, the split work is the one-GPU work (rank 0's share times the degree,
+    more where a width does not divide); the router and routed experts
+    are every rank's; one all-reduce after the embedding, each attention, each MLP (dense or
+    shared experts) and one all-gather of the logits per forward."""
+    import attrs
+
+    reg = registration()
+    assert reg.parallel is not None
+    w = attrs.evolve(reg.workloads["single-short"], pages=pages, new_tokens=steps + 1)
+    one = reg.parallel.analytic(w, "decode", Layout())
+    rank = reg.parallel.analytic(w, "decode", Layout(tensor=tensor))
+    forwards = w.decode_steps
+    per_forward = 2 * DECODER.layers + 2 if tensor > 1 else 0
+    assert rank.total.collectives == per_forward * forwards
+
+    def routed(tree: object) -> int:
+        return sum(n.total.flops for n in tree.walk() if n.id.endswith((".experts", ".gate")))  # type: ignore[attr-defined]
+
+    assert routed(rank) == routed(one)
+    split, whole = rank.total.flops - routed(rank), one.total.flops - routed(one)
+    widths = (DECODER.dense_intermediate, DECODER.shared_intermediate, DECODER.vocab_size)
+    if all(n % tensor == 0 for n in widths):
+        assert tensor * split == whole
+    else:  # rank 0 holds the larger share of a width the degree does not divide
+        assert whole < tensor * split
+
+
+def test_a_degree_that_splits_a_head_is_refused() -> None:
+    reg = registration()
+    assert reg.parallel is not None
+    w = reg.workloads["single-short"]
+    with pytest.raises(
+        LayoutError, match=r"tensor=4 does not divide the decoder's 10 attention heads.*2, 5, 10"
+    ) as e:
+        reg.parallel.validate(w, Layout(tensor=4))
+    assert e.value.field == "tensor"
+    with pytest.raises(LayoutError, match="tensor=T"):
+        reg.parallel.validate(w, Layout(ulysses=2))
+    reg.parallel.validate(w, Layout(tensor=2))
