@@ -294,6 +294,8 @@ def gpu_constants(gpu: Gpu, execution: Execution) -> tuple[Constant, ...]:
         f"launch_s_{execution.launch}": launch,
         "host_to_gpu_gbs": gpu.host_to_gpu_gbs,
         "gpu_to_host_gbs": gpu.gpu_to_host_gbs,
+        "link_efficiency": gpu.link_efficiency,
+        "collective_latency_s": gpu.collective_latency,
     }
     return tuple(Constant(name, c.value, c.source, c.assumed) for name, c in cited.items())
 

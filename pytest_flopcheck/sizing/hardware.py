@@ -80,6 +80,14 @@ NVLINK_H100_FRACTION = Cited(
     "NVIDIA/nccl issue 1264: unidirectional P2P writes between HGX H100 SXM GPUs at ~376 of 450 GB/s",
 )
 
+COLLECTIVE_LATENCY = Cited(
+    12.5e-6,
+    "DeepEP (GitHub) issue 303: nccl-tests all_reduce_perf on one 8-GPU Hopper (H20) NVLink node, "
+    "12.5 µs for an all-reduce of 4 to 16 bytes: the time any collective takes beyond its bytes; "
+    "assumed for every GPU and collective kind",
+    True,
+)
+
 
 def _gen5(gpu: str) -> tuple[Cited, Cited]:
     """Host links of PCIe Gen5 x16 GPUs without a measurement of their own: the H100's."""
@@ -126,6 +134,8 @@ class Gpu:
     bandwidth_efficiency: Cited = COPY_BANDWIDTH
     link_efficiency: Cited = NVLINK_H100_FRACTION
     """The share of ``gpu_link_gbs`` collectives reach (their bus bandwidth)."""
+    collective_latency: Cited = COLLECTIVE_LATENCY
+    """Seconds each collective takes beyond its bytes (a near-empty one's time)."""
 
     def peak_flops(self, precision: str) -> float:
         return self.tflops[precision] * 1e12

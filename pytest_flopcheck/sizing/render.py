@@ -624,9 +624,10 @@ def _layout_checks(runtime: RuntimeFigures) -> str:
     ]
     if not splits:
         return "it splits no stage (each GPU runs the one-GPU model on its share)."
+    fsdp = "; FSDP's as FSDP2 runs it" if any(s.sharded for s in runtime.stages) else ""
     return (
         "; ".join(splits) + " (test_parallel: per-GPU FLOPs, collectives and live set against the real "
-        "parallel code at its own workload; FSDP's as FSDP2 runs it)."
+        f"parallel code at its own workload{fsdp})."
     )
 
 

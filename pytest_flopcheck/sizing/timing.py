@@ -176,6 +176,8 @@ def leaf_time(node: CostNode, gpu: Gpu, execution: Execution, traffic_modelled: 
     kernel = node.kernel
     if kernel is not None and kernel.kind in COLLECTIVE_KINDS:
         seconds = collective_seconds(gpu, kernel.kind, kernel.group, m.collective_bytes)
+        if kernel.group > 1:
+            seconds += m.collectives * gpu.collective_latency.value
         return TimeParts(kernels=m.collectives, communication=seconds)
     if m.flops:
         kernels += node.calls
@@ -237,7 +239,8 @@ is the whole gathered output for an all-gather; 2(n−1)/n for all-reduce)."""
 
 
 def collective_seconds(gpu: Gpu, kind: str, group: int, local_bytes: int) -> float:
-    """One collective over ``group`` ranks of ``gpu`` with ``local_bytes`` of input per rank."""
+    """One collective's bytes over ``group`` ranks of ``gpu`` with ``local_bytes`` of input per
+    rank, at the bus bandwidth (:func:`leaf_time` adds the latency each collective takes)."""
     if group <= 1 or not local_bytes:
         return 0.0
     return local_bytes * _bus_factor(kind, group) / gpu.bus_bandwidth
