@@ -89,9 +89,13 @@ def registration() -> ModelRegistration:
         parallel=decoder_parallel(
             stage_tree,
             runs_per_generation,
-            CHECKPOINT.decoder,
+            {
+                "the decoder's attention heads": CHECKPOINT.decoder.heads,
+            },
             reference.build,
-            checks=tuple((TENSOR_CHECKED, stage, Layout(tensor=2)) for stage in ("prefill", "decode")),
+            checks=tuple(
+                (TENSOR_CHECKED, stage, Layout(tensor=2)) for stage in ("vision", "prefill", "decode")
+            ),
         ),
     )
 

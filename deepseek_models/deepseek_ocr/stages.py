@@ -18,7 +18,7 @@ __all__ = ["LANGUAGE_MODEL", "STAGES", "generation_flops", "runs_per_generation"
 
 def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT, tensor: int = 1) -> CostNode:
     """One run of ``stage`` for the workload's batch of pages (``tensor``: the decoder's stages on
-    one rank of ``tensor`` tensor-parallel ranks)."""
+    one rank of transformers' tensor-parallel plan; v1's vision, SAM and CLIP, is not in it)."""
     if stage == "vision":
         return vision_stage(w, arch)
     return shared.language_stage(w, stage, arch.decoder, LANGUAGE_MODEL, tensor)

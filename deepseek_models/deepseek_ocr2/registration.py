@@ -96,9 +96,15 @@ def registration() -> ModelRegistration:
         parallel=decoder_parallel(
             stage_tree,
             runs_per_generation,
-            DECODER,
+            {
+                "the decoder's attention heads": DECODER.heads,
+                "the vision encoder's attention heads": ENCODER.heads,
+                "the vision encoder's key/value heads": ENCODER.kv_heads,
+            },
             reference.build,
-            checks=tuple((TENSOR_CHECKED, stage, Layout(tensor=2)) for stage in ("prefill", "decode")),
+            checks=tuple(
+                (TENSOR_CHECKED, stage, Layout(tensor=2)) for stage in ("vision", "prefill", "decode")
+            ),
         ),
     )
 

@@ -17,10 +17,10 @@ __all__ = ["LANGUAGE_MODEL", "STAGES", "generation_flops", "runs_per_generation"
 
 
 def stage_tree(w: Page, stage: str, arch: Architecture = CHECKPOINT, tensor: int = 1) -> CostNode:
-    """One run of ``stage`` for the workload's batch of pages (``tensor``: the decoder's stages on
-    one rank of ``tensor`` tensor-parallel ranks)."""
+    """One run of ``stage`` for the workload's batch of pages (``tensor``: on one rank of
+    transformers' tensor-parallel plan, which splits the decoder and the vision encoder)."""
     if stage == "vision":
-        return vision_stage(w.pages, w.crops, arch.encoder, arch.decoder, w.dtype_bytes, arch.sam)
+        return vision_stage(w.pages, w.crops, arch.encoder, arch.decoder, w.dtype_bytes, arch.sam, tensor)
     return shared.language_stage(w, stage, arch.decoder, LANGUAGE_MODEL, tensor)
 
 

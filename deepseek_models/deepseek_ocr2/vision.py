@@ -20,15 +20,21 @@ from deepseek_models.shared.config import (
     SamConfig,
 )
 from deepseek_models.shared.sam import sam
-from pytest_flopcheck import CostNode, Renamer, group, join, layers, merge_call_trees
+from pytest_flopcheck import CostNode, Renamer, group, join, layers, merge_call_trees, regroup
 
 GLOBAL_VIEW, CROP_VIEW = 1024, 768
 
 
-def _encoder_layer(base: str, index: int, batch: int, tokens: int, cfg: EncoderConfig, db: int) -> CostNode:
+def _encoder_layer(
+    base: str, index: int, batch: int, tokens: int, cfg: EncoderConfig, db: int, tensor: int = 1
+) -> CostNode:
+    """One encoder layer; ``tensor`` > 1: one rank of transformers' tensor-parallel plan for the
+    encoder (q, k, v by heads and o_proj by its input, gate and up by width and down by its
+    input, each block's output all-reduced), which the layout's validation holds to whole heads."""
     prefix = f"{base}.layers.{index}"
     rows = batch * tokens
-    kv_width = cfg.kv_heads * cfg.head_dim
+    heads, kv_heads = cfg.heads // tensor, cfg.kv_heads // tensor
+    width, kv_width = heads * cfg.head_dim, kv_heads * cfg.head_dim
 
     def proj(name: str, in_f: int, out_f: int, bias: bool) -> CostNode:
         return layers.linear(
@@ -46,7 +52,7 @@ def _encoder_layer(base: str, index: int, batch: int, tokens: int, cfg: EncoderC
         f"{prefix}.self_attn.core",
         "vision_attention_core",
         batch=batch,
-        heads=cfg.heads,
+        heads=heads,
         q_len=tokens,
         kv_len=tokens,
         head_dim=cfg.head_dim,
@@ -57,15 +63,24 @@ def _encoder_layer(base: str, index: int, batch: int, tokens: int, cfg: EncoderC
         # each other, queries causally.
         mask_elements=batch * tokens * tokens,
     )
+
+    def reduce(node_id: str) -> list[CostNode]:
+        if tensor == 1:
+            return []
+        note = "tensor parallel: the rank's partial output summed over the group"
+        bytes_ = rows * cfg.hidden * db
+        return [layers.collective(node_id, "all_reduce", group=tensor, local_bytes=bytes_, note=note)]
+
     attn = group(
         f"{prefix}.self_attn",
         "vision_attention",
         [
-            proj("q_proj", cfg.hidden, cfg.hidden, True),
+            proj("q_proj", cfg.hidden, width, True),
             proj("k_proj", cfg.hidden, kv_width, True),
             proj("v_proj", cfg.hidden, kv_width, True),
             core,
-            proj("o_proj", cfg.hidden, cfg.hidden, False),
+            proj("o_proj", width, cfg.hidden, False),
+            *reduce(f"{prefix}.self_attn.all_reduce"),
         ],
         reference=f"{prefix}.self_attn",
     )
@@ -86,11 +101,13 @@ def _encoder_layer(base: str, index: int, batch: int, tokens: int, cfg: EncoderC
         "vision_mlp",
         rows=rows,
         hidden=cfg.hidden,
-        intermediate=cfg.intermediate,
+        intermediate=-(-cfg.intermediate // tensor),
         bias=False,
         dtype_bytes=db,
         reference=f"{prefix}.mlp",
     )
+    if tensor > 1:
+        mlp = regroup(mlp, [*mlp.children, *reduce(f"{prefix}.mlp.all_reduce")], held_bytes=mlp.held_bytes)
     return group(
         prefix,
         "vision_layer",
@@ -106,14 +123,16 @@ def vision(
     sam_cfg: SamConfig = SAM,
     cfg: EncoderConfig = ENCODER,
     db: int = 2,
+    tensor: int = 1,
 ) -> CostNode:
     """The vision tower over ``batch`` views of ``view`` pixels: SAM, then the encoder over its
     tokens and the view's learned queries (only the query outputs are kept). ``prefix`` is the
-    tower's module name in a larger model (``vision_tower``)."""
+    tower's module name in a larger model (``vision_tower``); ``tensor``: the encoder on one rank
+    of transformers' tensor-parallel plan (SAM, the tables and the projector are not in it)."""
     sam_tokens = (view // sam_cfg.patch // 4) ** 2
     tokens = sam_tokens + dict(cfg.queries)[view]
     base = join(prefix, "vision_encoder")
-    first = _encoder_layer(base, 0, batch, tokens, cfg, db)
+    first = _encoder_layer(base, 0, batch, tokens, cfg, db, tensor)
     rename = Renamer(first, f"{base}.layers.0", f"{base}.layers.0")
     blocks = [first] + [rename(f"{base}.layers.{i}", f"{base}.layers.{i}") for i in range(1, cfg.layers)]
     encoder = group(
@@ -151,7 +170,13 @@ def vision(
 
 
 def _view_call(
-    view: int, batch: int, sam_cfg: SamConfig, cfg: EncoderConfig, decoder: DecoderConfig, db: int
+    view: int,
+    batch: int,
+    sam_cfg: SamConfig,
+    cfg: EncoderConfig,
+    decoder: DecoderConfig,
+    db: int,
+    tensor: int,
 ) -> CostNode:
     """One call of the tower and the projector on ``batch`` views of one size."""
     queries = dict(cfg.queries)[view]
@@ -184,7 +209,11 @@ def _view_call(
     return group(
         "",
         "vision_stage",
-        [vision(view, batch, "vision_tower", sam_cfg=sam_cfg, cfg=cfg, db=db), projector, separator],
+        [
+            vision(view, batch, "vision_tower", sam_cfg=sam_cfg, cfg=cfg, db=db, tensor=tensor),
+            projector,
+            separator,
+        ],
     )
 
 
@@ -195,12 +224,14 @@ def vision_stage(
     decoder: DecoderConfig = DECODER,
     db: int = 2,
     sam_cfg: SamConfig = SAM,
+    tensor: int = 1,
 ) -> CostNode:
     """Every view of ``pages`` pages: the global 1024 px views in one call of the vision tower and
-    the projector, the ``crops`` 768 px crops of every page in a second call (none without crops)."""
-    calls = [_view_call(GLOBAL_VIEW, pages, sam_cfg, cfg, decoder, db)]
+    the projector, the ``crops`` 768 px crops of every page in a second call (none without crops).
+    ``tensor``: on one rank of transformers' tensor-parallel plan (:func:`vision`)."""
+    calls = [_view_call(GLOBAL_VIEW, pages, sam_cfg, cfg, decoder, db, tensor)]
     if crops:
-        calls.append(_view_call(CROP_VIEW, pages * crops, sam_cfg, cfg, decoder, db))
+        calls.append(_view_call(CROP_VIEW, pages * crops, sam_cfg, cfg, decoder, db, tensor))
     merged = merge_call_trees(calls)
     # every view's pixels are the stage's input, live through both calls
     pixels = 3 * pages * (GLOBAL_VIEW**2 + crops * CROP_VIEW**2) * db

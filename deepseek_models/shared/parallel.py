@@ -1,25 +1,19 @@
 """The OCR models on several GPUs, as serving engines and transformers run them: data-parallel
-replicas (each GPU holds every weight and serves its share of the pages), tensor parallelism of
-the language decoder (transformers' ``base_model_tp_plan``: :mod:`deepseek_models.shared.decoder`),
-or both. Under tensor parallelism the vision stage runs whole on every GPU of the group: the
-model does not split it (transformers' plan for OCR-2 splits its Qwen2 encoder's projections
-too; a layout's report marks the vision stage as run as on one GPU, unchecked). Expert
-parallelism of the MoE decoder is not modelled, and a layout that asks for what is not modelled
-is refused."""
+replicas (each GPU holds every weight and serves its share of the pages), tensor parallelism as
+transformers' own plan for the model splits it (``base_model_tp_plan``: the language decoder,
+:mod:`deepseek_models.shared.decoder`, and OCR-2's vision encoder; SAM, v1's CLIP and the
+projectors run whole on every GPU of the group), or both. Expert parallelism of the MoE decoder
+is not modelled, and a layout that asks for what is not modelled is refused."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
-from deepseek_models.shared.config import DecoderConfig
 from deepseek_models.shared.workload import PageBatch
 from pytest_flopcheck import CostNode, Layout, LayoutError, Parallel, ReferenceCall
-
-LANGUAGE: Final = ("prefill", "decode")
-"""The stages tensor parallelism splits."""
 
 
 def _share(w: PageBatch, layout: Layout) -> Any:
@@ -27,7 +21,9 @@ def _share(w: PageBatch, layout: Layout) -> Any:
     return attrs.evolve(w, pages=-(-w.pages // layout.data))
 
 
-def _validate(decoder: DecoderConfig) -> Callable[[PageBatch, Layout], None]:
+def _validate(heads: Mapping[str, int]) -> Callable[[PageBatch, Layout], None]:
+    """``heads``: the head counts the tensor-parallel plan splits whole, by what holds them."""
+
     def validate(w: PageBatch, layout: Layout) -> None:
         if layout.ulysses > 1 or layout.ring > 1 or layout.cfg > 1 or layout.fsdp:
             raise LayoutError(
@@ -35,13 +31,18 @@ def _validate(decoder: DecoderConfig) -> Callable[[PageBatch, Layout], None]:
                 f"{layout.name} is not modelled for the OCR models: they run data parallel (data=N), "
                 "tensor parallel (tensor=T) or both",
             )
-        if decoder.heads % layout.tensor:
-            degrees = ", ".join(str(t) for t in range(2, decoder.heads + 1) if decoder.heads % t == 0)
-            raise LayoutError(
-                "tensor",
-                f"tensor={layout.tensor} does not divide the decoder's {decoder.heads} attention heads, "
-                f"which transformers' tensor-parallel plan splits whole: use {degrees}",
-            )
+        for what, count in heads.items():
+            if count % layout.tensor:
+                top = min(heads.values())
+                degrees = [t for t in range(2, top + 1) if all(n % t == 0 for n in heads.values())]
+                allowed = (
+                    f"use {', '.join(map(str, degrees))}" if degrees else "no degree above 1 divides them all"
+                )
+                raise LayoutError(
+                    "tensor",
+                    f"tensor={layout.tensor} does not divide {what} ({count}), which transformers' "
+                    f"tensor-parallel plan splits whole: {allowed}",
+                )
         if layout.data > w.pages:
             raise LayoutError(
                 "data",
@@ -55,17 +56,17 @@ def _validate(decoder: DecoderConfig) -> Callable[[PageBatch, Layout], None]:
 def decoder_parallel(
     analytic: Callable[..., CostNode],
     runs: Callable[[Any], Mapping[str, int]],
-    decoder: DecoderConfig,
+    heads: Mapping[str, int],
     reference: Callable[[Any, str, str, int], ReferenceCall] | None = None,
     checks: tuple[tuple[str, str, Layout], ...] = (),
 ) -> Parallel:
     """Replica 0's share of the batch, on rank 0 of its tensor-parallel group:
-    ``analytic(workload, stage, tensor=T)`` and ``runs`` for its pages. ``reference(workload,
-    stage, device, tensor)``: the model under transformers' own tensor-parallel plan, for the
-    ``checks``."""
+    ``analytic(workload, stage, tensor=T)`` and ``runs`` for its pages; ``heads``: the head
+    counts the plan splits (a degree must divide each). ``reference(workload, stage, device,
+    tensor)``: the model under transformers' own tensor-parallel plan, for the ``checks``."""
 
     def tree(w: Any, stage: str, layout: Layout) -> CostNode:
-        return analytic(_share(w, layout), stage, tensor=layout.tensor if stage in LANGUAGE else 1)
+        return analytic(_share(w, layout), stage, tensor=layout.tensor)
 
     def parallel_reference(w: Any, stage: str, layout: Layout, device: str) -> ReferenceCall:
         assert reference is not None
@@ -73,7 +74,7 @@ def decoder_parallel(
 
     return Parallel(
         analytic=tree,
-        validate=_validate(decoder),
+        validate=_validate(heads),
         runs=lambda w, layout: runs(_share(w, layout)),
         reference=parallel_reference if reference is not None else None,
         checks=checks,

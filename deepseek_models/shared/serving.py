@@ -84,7 +84,8 @@ def runtimes() -> dict[str, Runtime]:
                 "the pages (figures are the first replica's, with the largest share). --layout tensor=T "
                 "(or tT, tTdD) splits the decoder by transformers' tensor-parallel plan instead: heads and "
                 "MLP widths over T GPUs, an all-reduce after each split block, the routed experts repeated "
-                "on every GPU of the group, the vision stage run whole on each.",
+                "on every GPU of the group; OCR-2's vision encoder split the same way, SAM (and v1's CLIP) "
+                "run whole on each.",
                 "Continuous batching, paged KV cache, speculative decoding, and expert parallelism are not "
                 "modelled.",
             ),

@@ -1,7 +1,8 @@
-"""The DeepSeek decoder under tensor parallelism: the analytic rank against transformers' own
+"""The DeepSeek models under tensor parallelism: the analytic rank against transformers' own
 tensor-parallel plan run on a fake process group (the generated ``test_parallel`` checks hold
-t2 at one workload; these hold other degrees, including one that splits the MLP widths
-unevenly), and the layouts the framework refuses."""
+t2 at one workload; these hold v1's decoder at degree 5, which splits the MLP widths unevenly),
+and the layouts the framework refuses (OCR-2's vision encoder has 14 heads and 2 key/value
+heads, so only degree 2 divides every head count it splits)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deepseek_models.deepseek_ocr.registration import registration as v1_registration
 from deepseek_models.deepseek_ocr2.registration import registration
 from deepseek_models.shared.config import DECODER
 from pytest_flopcheck import Layout, LayoutError
 
 
-@pytest.mark.parametrize("tensor", [2, 5])
 @pytest.mark.parametrize("stage", ["prefill", "decode"])
-def test_a_rank_matches_transformers_tensor_parallel_plan(stage: str, tensor: int) -> None:
+def test_a_rank_matches_transformers_tensor_parallel_plan(stage: str) -> None:
     """FLOPs, collective bytes and calls, and the rank's weight shards exactly; the live peak
     within the stage's memory tolerance (the same small gap as on one GPU). Degree 5 splits the
     dense MLP's 6,848 columns unevenly: rank 0 holds 1,370."""
+    tensor = 5
     pytest.importorskip("transformers")
     from pytest_flopcheck.analytic.tree import live_peak
     from pytest_flopcheck.reference.counting import count_reference
     from pytest_flopcheck.reference.parallel import fake_process_group
 
-    reg = registration()
+    reg = v1_registration()
     assert reg.parallel is not None
     assert reg.parallel.reference is not None
-    w = reg.workloads["single-short"]
+    w = reg.workloads["base-short"]
     layout = Layout(tensor=tensor)
+    reg.parallel.validate(w, layout)
     with fake_process_group(tensor):
         counts = count_reference(reg.parallel.reference(w, stage, layout, "meta"), "meta")
     tree = reg.parallel.analytic(w, stage, layout)
@@ -50,9 +53,9 @@ def test_a_rank_does_its_share_and_repeats_the_routed_experts(tensor: int, pages
     shared experts) and one all-gather of the logits per forward."""
     import attrs
 
-    reg = registration()
+    reg = v1_registration()
     assert reg.parallel is not None
-    w = attrs.evolve(reg.workloads["single-short"], pages=pages, new_tokens=steps + 1)
+    w = attrs.evolve(reg.workloads["base-short"], pages=pages, new_tokens=steps + 1)
     one = reg.parallel.analytic(w, "decode", Layout())
     rank = reg.parallel.analytic(w, "decode", Layout(tensor=tensor))
     forwards = w.decode_steps
@@ -72,14 +75,20 @@ def test_a_rank_does_its_share_and_repeats_the_routed_experts(tensor: int, pages
 
 
 def test_a_degree_that_splits_a_head_is_refused() -> None:
-    reg = registration()
-    assert reg.parallel is not None
-    w = reg.workloads["single-short"]
+    v1, v2 = v1_registration(), registration()
+    assert v1.parallel is not None
+    assert v2.parallel is not None
+    w1, w2 = v1.workloads["base-short"], v2.workloads["single-short"]
     with pytest.raises(
-        LayoutError, match=r"tensor=4 does not divide the decoder's 10 attention heads.*2, 5, 10"
+        LayoutError, match=r"tensor=4 does not divide the decoder's attention heads \(10\).*use 2, 5, 10$"
     ) as e:
-        reg.parallel.validate(w, Layout(tensor=4))
+        v1.parallel.validate(w1, Layout(tensor=4))
     assert e.value.field == "tensor"
+    with pytest.raises(
+        LayoutError, match=r"tensor=5 does not divide the vision encoder's attention heads \(14\).*use 2$"
+    ):
+        v2.parallel.validate(w2, Layout(tensor=5))
     with pytest.raises(LayoutError, match="tensor=T"):
-        reg.parallel.validate(w, Layout(ulysses=2))
-    reg.parallel.validate(w, Layout(tensor=2))
+        v2.parallel.validate(w2, Layout(ulysses=2))
+    v1.parallel.validate(w1, Layout(tensor=5))
+    v2.parallel.validate(w2, Layout(tensor=2, data=1))
