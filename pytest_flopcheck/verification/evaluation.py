@@ -106,7 +106,7 @@ def _parallel_cases(deps: Dependencies, model: str, workload: str, idle: set[str
             yield Case(PARALLEL, model, workload, key)
             continue
         for node in tree.walk():
-            if node.reference is not None:
+            if node.reference is not None or node is tree:  # the stage whole, whatever its root claims
                 yield Case(PARALLEL, model, workload, key, node.id)
 
 
@@ -192,6 +192,8 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
     only: the collectives inside that module are claimed by the group around it."""
     counts = deps.reference(case.model, case.workload, case.stage)
     node = deps.node(case.model, case.workload, case.stage, case.layer)
+    if not case.layer:  # the stage whole: the reference's whole scope
+        node = attrs.evolve(node, reference="", reference_own=False)
     assert node.reference is not None
     metrics = ("flops",) if node.reference_own or not node.children else PARALLEL_METRICS
     label = (node.reference or "(whole module)") + (" (own work)" if node.reference_own else "")
@@ -223,20 +225,26 @@ def _parallel(deps: Dependencies, case: Case) -> Outcome:
         comparisons += _traffic_rows(case, node.reference, node.reference_own, node.total, counts, 0.0)
     if not sharded and not case.layer and stage.traffic_tolerance is not None:
         comparisons += _traffic_rows(case, "", False, node.total, counts, stage.traffic_tolerance)
-    if sharded and not case.layer:  # the weights rank 0 holds
+    if not case.layer:  # the weights rank 0 holds
+        if sharded:
+            label, held, tolerance = (
+                "weight shards of rank 0 (FSDP)",
+                -(-node.total.weight_bytes // layout.gpus),
+                FSDP2_PADDING,
+            )
+        else:
+            what = (
+                "its tensor-parallel shards and the weights every rank holds"
+                if layout.tensor > 1
+                else "every weight"
+            )
+            label, held, tolerance = f"weights of rank 0 ({what})", node.total.weight_bytes, 0.0
         comparisons += (
             Comparison(
-                case.model,
-                case.workload,
-                case.stage,
-                case.layer,
-                "weight shards of rank 0 (FSDP)",
-                "weight_bytes",
-                -(-node.total.weight_bytes // layout.gpus),
-                counts.weight_bytes,
-                FSDP2_PADDING,
+                case.model, case.workload, case.stage, case.layer, label, "weight_bytes", held,
+                counts.weight_bytes, tolerance,
             ),
-        )
+        )  # fmt: skip
     detail = ""
     fsdp2 = None  # where the layout shards the stage: FSDP2's peak and the weights gathered at it
     if sharded and not case.layer:
