@@ -410,6 +410,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     live = LiveBytes()
 
     sharded = _sharded_types()
+    fake_mode, fake_key = torch._C._get_dispatch_mode, torch._C._TorchDispatchModeKey.FAKE
 
     class _Implementation(TorchDispatchMode):  # type: ignore[no-untyped-call]
         """Above the counter: sees the ops the implementation runs, before the counter decomposes
@@ -418,7 +419,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             # a plain tensor's op has no subclass types, and runs outside another fake mode
-            if sharded and (types or _other_fake_mode(call.mode) is not None):
+            if sharded and (types or fake_mode(fake_key) not in (None, call.mode)):
                 handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
                 if handled is not _RUN_IT:
                     return handled
@@ -537,12 +538,12 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
 
     live = LiveBytes()
     sharded = _sharded_types()
+    fake_mode, fake_key = torch._C._get_dispatch_mode, torch._C._TorchDispatchModeKey.FAKE
 
     class _Plain(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            if sharded and (
-                types or _other_fake_mode(call.mode) is not None
-            ):  # a DTensor runs its ops as local ops
+            # a DTensor runs its ops as local ops; another fake mode infers shapes
+            if sharded and (types or fake_mode(fake_key) not in (None, call.mode)):
                 handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
                 if handled is not _RUN_IT:
                     return handled

@@ -896,12 +896,28 @@ def test_parallel_layouts_are_checked_on_one_rank_of_a_fake_process_group(
     assert by_metric["gather", "collectives"]["reference"] == 1
     assert by_metric["", "collective_bytes"]["analytic"] == by_metric["", "collective_bytes"]["reference"]
     assert ("proj", "collective_bytes") not in by_metric  # a leaf compares FLOPs only
+    # the weights rank 0 holds: the projection's whole (the layout shards no weight)
+    assert (
+        by_metric["", "weight_bytes"]["analytic"]
+        == by_metric["", "weight_bytes"]["reference"]
+        == 16 * 48 * 4 + 48 * 4
+    )
     (row,) = [r for r in evidence["summary"] if r["stage"] == "core@u2"]
     assert row["status"] == "pass"
     toy.makeconftest(toy_source(PARALLEL_FUDGE="8"))
     result = toy.runpytest(*args)
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*toy/small/core@u2/gather*collective_bytes*OUTSIDE tolerance*"])
+    # a rank's tree that forgets a weight (the projection's bias) fails the stage's weight row
+    unbiased = toy_source(PARALLEL_FUDGE="0").replace(
+        'out_features=3 * DIM, bias=True, dtype_bytes=4,\n        reference="proj",',
+        'out_features=3 * DIM, bias=False, dtype_bytes=4,\n        reference="proj",',
+    )
+    assert unbiased != toy_source(PARALLEL_FUDGE="0")
+    toy.makeconftest(unbiased)
+    result = toy.runpytest(*args)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*toy/small/core@u2 *weight_bytes*OUTSIDE tolerance*"])
     toy.makeconftest(TOY)
     collected = toy.runpytest("--flopcheck=toy", "--collect-only", "-q", *NO_CACHE).stdout.lines
     assert not [line for line in collected if "test_parallel" in line]
