@@ -136,7 +136,7 @@ def _time_rows(report: SizingReport) -> Table:
 
 
 def _constant_cell(constant: Constant) -> str:
-    if constant.name.startswith("launch_s"):
+    if constant.name.startswith("launch_s") or constant.name.endswith("_s"):
         text = f"{constant.value * 1e6:.2f} µs"
     elif constant.name.endswith("_gbs"):
         text = f"{constant.value:.1f} GB/s"
@@ -152,6 +152,8 @@ def _constant_label(name: str) -> str:
         "bandwidth_efficiency": "bandwidth efficiency",
         "host_to_gpu_gbs": "host → GPU",
         "gpu_to_host_gbs": "GPU → host",
+        "link_efficiency": "GPU-to-GPU link efficiency",
+        "collective_latency_s": "latency per collective",
     }
     if name in fixed:
         return fixed[name]

@@ -212,3 +212,20 @@ def test_collectives_take_nccl_tests_bus_bandwidth_factors() -> None:
     assert parts.compute == parts.memory == 0
     assert lookup("H800").link_efficiency.assumed
     assert not gpu.link_efficiency.assumed
+
+
+def test_the_time_constants_a_report_lists_read_in_their_units() -> None:
+    """Every constant the time model used is listed with its source: seconds in µs, link rates
+    in GB/s, efficiencies as shares."""
+    from pytest_flopcheck.sizing.build import gpu_constants
+    from pytest_flopcheck.sizing.render import _constant_cell, _constant_label
+
+    constants = {c.name: c for c in gpu_constants(lookup("H100-SXM"), Execution("bf16"))}
+    latency = constants["collective_latency_s"]
+    assert (_constant_label(latency.name), _constant_cell(latency)) == (
+        "latency per collective",
+        "12.50 µs (assumed)",
+    )
+    assert _constant_cell(constants["link_efficiency"]) == "83.6%"
+    assert _constant_cell(constants["host_to_gpu_gbs"]).endswith("GB/s")
+    assert all(c.source for c in constants.values())
