@@ -568,6 +568,7 @@ PARALLEL_NOTE = (
     "On several GPUs every figure is rank 0's (it also runs the work only rank 0 does, such as a "
     "decode the others wait for): FLOPs and collectives from the model's parallel analytic model, "
     "collectives over the GPU-to-GPU link at its measured bus bandwidth with nccl-tests' factors, "
+    "each also taking a few-byte all-reduce's latency (the time model constants), "
     "FSDP all-gathers of every unit at each run added after the compute (no overlap modelled), "
     "FSDP-sharded weights as one shard plus the root unit and the running layer's unit, gathered."
 )
