@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from deepseek_models.shared.workload import PageBatch
-from pytest_flopcheck import CostNode, Layout, LayoutError, Parallel, ReferenceCall
+from pytest_flopcheck import CostNode, Layout, LayoutError, Parallel, ReferenceCall, ReferenceSkipped
 
 
 def _share(w: PageBatch, layout: Layout) -> Any:
@@ -70,7 +70,12 @@ def decoder_parallel(
 
     def parallel_reference(w: Any, stage: str, layout: Layout, device: str) -> ReferenceCall:
         assert reference is not None
-        return reference(w, stage, device, layout.tensor)
+        if layout.data > 1 and layout.tensor > 1:  # transformers meshes every rank of the group
+            raise ReferenceSkipped(
+                f"{layout.name} runs replicas of a tensor-parallel group; the reference runs one "
+                f"group alone: ask for tensor={layout.tensor}"
+            )
+        return reference(_share(w, layout), stage, device, layout.tensor)  # replica 0's pages
 
     return Parallel(
         analytic=tree,

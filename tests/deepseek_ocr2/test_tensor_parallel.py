@@ -92,3 +92,18 @@ def test_a_degree_that_splits_a_head_is_refused() -> None:
         v2.parallel.validate(w2, Layout(ulysses=2))
     v1.parallel.validate(w1, Layout(tensor=5))
     v2.parallel.validate(w2, Layout(tensor=2, data=1))
+
+
+def test_replicas_of_a_tensor_parallel_group_are_not_run_as_one_reference() -> None:
+    """transformers meshes every rank of the process group into the tensor-parallel group, so the
+    reference runs one group alone and says so for a layout with replicas too."""
+    import attrs
+
+    from pytest_flopcheck import ReferenceSkipped
+
+    reg = registration()
+    assert reg.parallel is not None
+    assert reg.parallel.reference is not None
+    w = attrs.evolve(reg.workloads["single-short"], pages=4)
+    with pytest.raises(ReferenceSkipped, match="ask for tensor=2"):
+        reg.parallel.reference(w, "prefill", Layout(tensor=2, data=2), "meta")
