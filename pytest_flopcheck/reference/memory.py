@@ -139,8 +139,9 @@ class LiveBytes:
     _refs: dict[int, Any] = attrs.field(factory=dict)
     _made: dict[int, LiveTensor] = attrs.field(factory=dict)
     """The storages created during the call (not the start's), with what created them."""
-    _unwritten: dict[int, tuple[Any, LiveTensor]] = attrs.field(factory=dict)
-    """Storages an allocation op created that no op has used yet (:data:`UNWRITTEN`)."""
+    _unwritten: dict[int, tuple[Any, str, str]] = attrs.field(factory=dict)
+    """Storages an allocation op created that no op has used yet (:data:`UNWRITTEN`): a weak
+    reference, and the op and module that created each."""
 
     def add(self, tensors: Iterable[Any], op: str = "", module: str = "") -> None:
         """Track the storages of ``tensors``; ``op`` and ``module`` say what created the new ones
@@ -150,11 +151,7 @@ class LiveBytes:
             for tensor in tensors:
                 storage = tensor.untyped_storage()
                 key = storage._cdata
-                shape = tuple(int(n) for n in tensor.shape)
-                made = LiveTensor(
-                    int(storage.nbytes()), op, module, shape, str(tensor.dtype).removeprefix("torch.")
-                )
-                self._unwritten[key] = (weakref.ref(storage, self._unused(key)), made)
+                self._unwritten[key] = (weakref.ref(storage, self._unused(key)), op, module)
             return
         for tensor in tensors:
             storage = tensor.untyped_storage()
@@ -163,8 +160,7 @@ class LiveBytes:
                 continue
             unwritten = self._unwritten.pop(key, None)
             if unwritten is not None:  # live from now on, as made by its allocation
-                op_made, module_made = unwritten[1].op, unwritten[1].module
-                self._track(storage, key, tensor, op_made, module_made)
+                self._track(storage, key, tensor, unwritten[1], unwritten[2])
                 continue
             self._track(storage, key, tensor, op, module)
         self._rose(op, module)
