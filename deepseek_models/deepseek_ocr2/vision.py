@@ -19,6 +19,7 @@ from deepseek_models.shared.config import (
     EncoderConfig,
     SamConfig,
 )
+from deepseek_models.shared.decoder import all_reduce, split
 from deepseek_models.shared.sam import sam
 from pytest_flopcheck import CostNode, Renamer, group, join, layers, merge_call_trees, regroup
 
@@ -65,11 +66,7 @@ def _encoder_layer(
     )
 
     def reduce(node_id: str) -> list[CostNode]:
-        if tensor == 1:
-            return []
-        note = "tensor parallel: the rank's partial output summed over the group"
-        bytes_ = rows * cfg.hidden * db
-        return [layers.collective(node_id, "all_reduce", group=tensor, local_bytes=bytes_, note=note)]
+        return [all_reduce(node_id, rows, cfg.hidden, db, tensor)] if tensor > 1 else []
 
     attn = group(
         f"{prefix}.self_attn",
@@ -101,7 +98,7 @@ def _encoder_layer(
         "vision_mlp",
         rows=rows,
         hidden=cfg.hidden,
-        intermediate=-(-cfg.intermediate // tensor),
+        intermediate=split(cfg.intermediate, tensor),
         bias=False,
         dtype_bytes=db,
         reference=f"{prefix}.mlp",

@@ -42,17 +42,18 @@ def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> Cost
     )
 
 
-def _split(count: int, tensor: int) -> int:
+def split(count: int, tensor: int) -> int:
     """Rank 0's share of ``count`` split over ``tensor`` ranks (torch's ``Shard``: the first ranks
     hold ``ceil(count / tensor)``)."""
     return -(-count // tensor)
 
 
-def _all_reduce(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int, tensor: int) -> CostNode:
-    """The all-reduce of a row-split block's partial output (``rows`` hidden states)."""
+def all_reduce(node_id: str, rows: int, hidden: int, dtype_bytes: int, tensor: int) -> CostNode:
+    """The all-reduce of a row-split block's partial output (``rows`` hidden states of ``hidden``
+    elements) over ``tensor`` ranks."""
     note = "tensor parallel: the rank's partial output summed over the group"
     return layers.collective(
-        node_id, "all_reduce", group=tensor, local_bytes=rows * cfg.hidden * dtype_bytes, note=note
+        node_id, "all_reduce", group=tensor, local_bytes=rows * hidden * dtype_bytes, note=note
     )
 
 
@@ -109,7 +110,9 @@ def _layer(
     written = core.metrics.io_bytes - rows * width * dtype_bytes - own  # its output and log-sum-exp
     core = attrs.evolve(core, scratch_bytes=own // 2 if keys > tokens else max(own - written, 0))
     reduce = (
-        [_all_reduce(f"{prefix}.self_attn.all_reduce", rows, cfg, dtype_bytes, tensor)] if tensor > 1 else []
+        [all_reduce(f"{prefix}.self_attn.all_reduce", rows, cfg.hidden, dtype_bytes, tensor)]
+        if tensor > 1
+        else []
     )
     attention = group(
         f"{prefix}.self_attn",
@@ -131,13 +134,13 @@ def _layer(
             "ffn",
             rows=rows,
             hidden=cfg.hidden,
-            intermediate=_split(cfg.dense_intermediate, tensor),
+            intermediate=split(cfg.dense_intermediate, tensor),
             bias=False,
             dtype_bytes=dtype_bytes,
             reference=f"{prefix}.mlp",
         )
         if tensor > 1:
-            mlp = _with(mlp, _all_reduce(f"{prefix}.mlp.all_reduce", rows, cfg, dtype_bytes, tensor))
+            mlp = _with(mlp, all_reduce(f"{prefix}.mlp.all_reduce", rows, cfg.hidden, dtype_bytes, tensor))
     else:
         mlp = layers.moe(
             f"{prefix}.mlp",
@@ -146,7 +149,7 @@ def _layer(
             experts=cfg.experts,
             top_k=cfg.top_k,
             expert_intermediate=cfg.expert_intermediate,
-            shared_intermediate=_split(cfg.shared_intermediate, tensor),
+            shared_intermediate=split(cfg.shared_intermediate, tensor),
             dtype_bytes=dtype_bytes,
             reference=f"{prefix}.mlp",
             router_dtype_bytes=4,  # transformers' DeepSeek-V2 router computes in fp32
@@ -156,7 +159,7 @@ def _layer(
         children = [peaking_at(n, finish) if n.id.endswith(".experts") else n for n in mlp.children]
         if tensor > 1:
             shared = f"{prefix}.mlp.shared_experts"
-            reduce_shared = _all_reduce(f"{shared}.all_reduce", rows, cfg, dtype_bytes, tensor)
+            reduce_shared = all_reduce(f"{shared}.all_reduce", rows, cfg.hidden, dtype_bytes, tensor)
             children = [_with(n, reduce_shared) if n.id == shared else n for n in children]
         mlp = regroup(mlp, children, held_bytes=mlp.held_bytes)
     own_cache = attention.total.cache_bytes
@@ -189,7 +192,7 @@ def lm_head(rows: int, cfg: DecoderConfig = DECODER, dtype_bytes: int = 2, tenso
     """The output projection to vocabulary logits (untied) on ``rows`` rows: generation keeps
     only each sequence's last position. Under tensor parallelism (``tensor`` > 1) the rank's
     share of the vocabulary, then the all-gather of the logits (``colwise_gather_output``)."""
-    vocab = _split(cfg.vocab_size, tensor)
+    vocab = split(cfg.vocab_size, tensor)
     head = layers.linear(
         "lm_head",
         "lm_head",
@@ -276,14 +279,14 @@ def _decoder(
             "embed_tokens",
             "embedding",
             rows=rows,
-            num_embeddings=_split(cfg.vocab_size, tensor),
+            num_embeddings=split(cfg.vocab_size, tensor),
             dim=cfg.hidden,
             dtype_bytes=dtype_bytes,
             reference="embed_tokens",
         )
     ]
     if tensor > 1:  # each rank looks up the tokens in its share of the vocabulary; the rows summed
-        embed.append(_all_reduce("embed_tokens.all_reduce", rows, cfg, dtype_bytes, tensor))
+        embed.append(all_reduce("embed_tokens.all_reduce", rows, cfg.hidden, dtype_bytes, tensor))
     kwargs = {
         "batch": batch, "tokens": tokens, "keys": keys, "cfg": cfg, "dtype_bytes": dtype_bytes,
         "tensor": tensor,

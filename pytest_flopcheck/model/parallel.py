@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -73,17 +73,7 @@ class Layout:
     @property
     def name(self) -> str:
         """``ulysses=4,ring=2,fsdp=diffusion_core+text_encoder``; ``single`` for one GPU."""
-        parts = [
-            f"{k}={v}"
-            for k, v in (
-                ("ulysses", self.ulysses),
-                ("ring", self.ring),
-                ("cfg", self.cfg),
-                ("tensor", self.tensor),
-                ("data", self.data),
-            )
-            if v > 1
-        ]
+        parts = [f"{key}={getattr(self, key)}" for key, _ in DEGREES if getattr(self, key) > 1]
         if self.fsdp:
             parts.append("fsdp=" + "+".join(self.fsdp))
         return ",".join(parts) or "single"
@@ -91,17 +81,7 @@ class Layout:
     @property
     def slug(self) -> str:
         """The layout in a test id: ``u2``, ``u2r2``, ``r2-fsdp``, ``t2``."""
-        text = "".join(
-            f"{k}{v}"
-            for k, v in (
-                ("u", self.ulysses),
-                ("r", self.ring),
-                ("c", self.cfg),
-                ("t", self.tensor),
-                ("d", self.data),
-            )
-            if v > 1
-        )
+        text = "".join(f"{letter}{getattr(self, key)}" for key, letter in DEGREES if getattr(self, key) > 1)
         return (text or "single") + ("-fsdp" if self.fsdp else "")
 
     def as_dict(self) -> dict[str, Any]:
@@ -118,6 +98,9 @@ class Layout:
 
 SINGLE = Layout()
 
+DEGREES: Final = (("ulysses", "u"), ("ring", "r"), ("cfg", "c"), ("tensor", "t"), ("data", "d"))
+"""Each degree's name and its letter in a slug, in the order names and slugs write them."""
+
 
 def parse_layout(text: str) -> Layout:
     """``ulysses=4,ring=2,cfg=2,fsdp=diffusion_core+text_encoder``, ``tensor=2,data=2`` (any
@@ -127,7 +110,7 @@ def parse_layout(text: str) -> Layout:
     values: dict[str, Any] = {}
     for item in text.split(","):
         key, eq, value = item.strip().partition("=")
-        if not eq or key not in ("ulysses", "ring", "cfg", "fsdp", "tensor", "data"):
+        if not eq or key not in ("fsdp", *(name for name, _ in DEGREES)):
             raise LayoutError(
                 "layout",
                 f"layout item {item.strip()!r} is not KEY=VALUE "
@@ -150,7 +133,7 @@ def parse_slug(text: str, fsdp: tuple[str, ...]) -> Layout:
     text = text.strip()
     if text == "single":
         return SINGLE
-    match = re.fullmatch(r"(?:u(\d+))?(?:r(\d+))?(?:c(\d+))?(?:t(\d+))?(?:d(\d+))?(-fsdp)?", text)
+    match = re.fullmatch("".join(rf"(?:{letter}(\d+))?" for _, letter in DEGREES) + "(-fsdp)?", text)
     if match is None or not any(match.groups()):
         raise LayoutError(
             "layout",
@@ -158,8 +141,8 @@ def parse_slug(text: str, fsdp: tuple[str, ...]) -> Layout:
             "in that order, -fsdp to shard the stages the model can shard (u4c2, u2r4, u8-fsdp, t2d2), "
             "or single",
         )
-    u, r, c, t, d = (int(g) if g else 1 for g in match.groups()[:5])
-    return Layout(ulysses=u, ring=r, cfg=c, fsdp=fsdp if match.group(6) else (), data=d, tensor=t)
+    degrees = {name: int(g) if g else 1 for (name, _), g in zip(DEGREES, match.groups(), strict=False)}
+    return Layout(**degrees, fsdp=fsdp if match.group(len(DEGREES) + 1) else ())
 
 
 def read_layout(text: str, fsdp: tuple[str, ...]) -> Layout:
