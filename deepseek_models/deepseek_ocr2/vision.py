@@ -19,8 +19,8 @@ from deepseek_models.shared.config import (
     EncoderConfig,
     SamConfig,
 )
-from deepseek_models.shared.decoder import all_reduce, split
 from deepseek_models.shared.sam import sam
+from deepseek_models.shared.tensor_parallel import all_reduce, split
 from pytest_flopcheck import CostNode, Renamer, group, join, layers, merge_call_trees, regroup
 
 GLOBAL_VIEW, CROP_VIEW = 1024, 768

@@ -17,6 +17,7 @@ from __future__ import annotations
 import attrs
 
 from deepseek_models.shared.config import DECODER, DecoderConfig
+from deepseek_models.shared.tensor_parallel import all_reduce, split
 from pytest_flopcheck import (
     CostNode,
     Metrics,
@@ -39,21 +40,6 @@ def _norm(node_id: str, rows: int, cfg: DecoderConfig, dtype_bytes: int) -> Cost
         params=cfg.hidden,
         dtype_bytes=dtype_bytes,
         reference=node_id,
-    )
-
-
-def split(count: int, tensor: int) -> int:
-    """Rank 0's share of ``count`` split over ``tensor`` ranks (torch's ``Shard``: the first ranks
-    hold ``ceil(count / tensor)``)."""
-    return -(-count // tensor)
-
-
-def all_reduce(node_id: str, rows: int, hidden: int, dtype_bytes: int, tensor: int) -> CostNode:
-    """The all-reduce of a row-split block's partial output (``rows`` hidden states of ``hidden``
-    elements) over ``tensor`` ranks."""
-    note = "tensor parallel: the rank's partial output summed over the group"
-    return layers.collective(
-        node_id, "all_reduce", group=tensor, local_bytes=rows * hidden * dtype_bytes, note=note
     )
 
 
