@@ -21,9 +21,10 @@ from typing import Any
 
 
 def new_run_id(now: _dt.datetime | None = None) -> str:
-    """A sortable, collision-safe id: UTC time plus random hex."""
+    """A sortable, collision-safe id: UTC time to the millisecond (ISO 8601's basic format), so
+    that runs started within one second still sort in the order they started, plus random hex."""
     moment = now or _dt.datetime.now(_dt.UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{moment:%Y%m%dT%H%M%S}.{moment.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def utc_now() -> str:

@@ -17,7 +17,8 @@ from pytest_flopcheck.sizing.hardware import GPUS, Gpu, HardwareError, check_pre
 from pytest_flopcheck.text import printable, shorten
 
 DEFAULT_OUTPUT = "tmp/profile-output"
-RUN_DIR = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+RUN_DIR = re.compile(r"\d{8}T\d{6}(\.\d{3})?Z-[0-9a-f]{6}")
+"""A run's directory: its id (to the millisecond; ids written before 2026-12-07 are to the second)."""
 FLOAT_SAFE = 10**300
 """Counts above this cannot be plotted or turned into times and shares (floats end near 1.8e308)."""
 

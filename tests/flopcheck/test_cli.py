@@ -615,17 +615,20 @@ def test_sweep_streams_every_point_and_shows_progress_on_long_sweeps(
 
 
 def test_prune_keeps_the_newest_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    made: list[str] = []  # in the order they were made, well within one second
     for _ in range(3):
         assert run(capsys, "report", "wan2_1", "--workload", "W-001", "--output", str(tmp_path))[0] == 0
+        made += sorted({p.name for p in tmp_path.iterdir()} - set(made))
     (tmp_path / "notes").mkdir()  # not a run: never touched
-    runs = sorted(p.name for p in tmp_path.iterdir() if p.name != "notes")
+    (tmp_path / "20200101T000000Z-abcdef").mkdir()  # a run named to the second, as before 2026-12-07
+    assert len(made) == 3
     code, out, _ = run(capsys, "prune", "--keep", "1", "--dry-run", "--output", str(tmp_path))
     assert code == 0
-    assert "would remove 2 of 3 runs" in out
-    assert len(list(tmp_path.iterdir())) == 4
+    assert "would remove 3 of 4 runs" in out
+    assert len(list(tmp_path.iterdir())) == 5
     code, out, _ = run(capsys, "prune", "--keep", "1", "--output", str(tmp_path))
-    assert "removed 2 of 3 runs" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([runs[-1], "notes"])
+    assert "removed 3 of 4 runs" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([made[-1], "notes"])  # the newest
 
 
 # -- model plugins named on the command line ---------------------------------------------------------
