@@ -181,6 +181,13 @@ def code_key(*values: Any) -> dict[str, Any]:
     return {"values": described, "sources": digests}
 
 
+def forget_sources() -> None:
+    """Read every source again: a run of pytest in a process that ran one before (pytester, an
+    IDE) must see the files as they are now, so each run starts here."""
+    for cached in (framework_digest, _file_digest, _closure, _sibling_directory, _imports, _is_module):
+        cached.cache_clear()
+
+
 @functools.cache
 def framework_digest() -> str:
     """A digest of the framework's counting and tracking code (and what it imports)."""

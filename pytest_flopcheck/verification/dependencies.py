@@ -25,7 +25,13 @@ from pytest_flopcheck.reference.counting import (
     count_reference,
 )
 from pytest_flopcheck.reference.parallel import fake_process_group
-from pytest_flopcheck.reference.provenance import UnstableKey, canonical, code_key, framework_digest
+from pytest_flopcheck.reference.provenance import (
+    UnstableKey,
+    canonical,
+    code_key,
+    forget_sources,
+    framework_digest,
+)
 from pytest_flopcheck.reference.store import COUNTED, CountFailed, ReferenceStore, cache_key
 from pytest_flopcheck.verification.cases import (
     GENERATION,
@@ -135,6 +141,9 @@ class Dependencies:
     count_sources: list[CountSource] = attrs.field(factory=list, init=False)
     notes: list[str] = attrs.field(factory=list, init=False)
     """Why some counts were not cached (their keys would differ between runs)."""
+
+    def __attrs_post_init__(self) -> None:
+        forget_sources()  # the sources as they are when this run starts
 
     @property
     def registry(self) -> Any:

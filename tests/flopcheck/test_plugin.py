@@ -315,7 +315,7 @@ def test_a_keyboard_interrupt_publishes_an_interrupted_run(toy: pytest.Pytester)
         + "    if item.name == 'test_layer[toy/small/core/conv]':\n"
         + "        raise KeyboardInterrupt\n"
     )
-    result = toy.runpytest("--flopcheck=toy", *NO_CACHE)
+    result = toy.runpytest_subprocess("--flopcheck=toy", *NO_CACHE)  # an interrupt needs a process of its own
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert_no_false_claims(toy, result)
     evidence = load_evidence(run_dirs(toy)[0])
@@ -552,7 +552,7 @@ def test_a_full_disk_publishes_nothing_and_keeps_earlier_runs(toy: pytest.Pytest
     (earlier,) = run_dirs(toy)
     before = {p.name: p.read_bytes() for p in (earlier / "flopcheck").iterdir()}
     toy.makeconftest(TOY + FULL_DISK)
-    result = toy.runpytest("--flopcheck=toy", *NO_CACHE)
+    result = toy.runpytest_subprocess("--flopcheck=toy", *NO_CACHE)  # it patches pathlib for the process
     assert result.ret == 3
     result.stdout.fnmatch_lines(
         ["flopcheck: the evidence could not be written under *No space left on device*"]
@@ -1066,7 +1066,7 @@ def test_a_reference_that_kills_every_worker_ends_the_run_without_hanging(toy: p
             "        import os\n        os._exit(1)",
         )
     )
-    result = toy.runpytest(
+    result = toy.runpytest_subprocess(  # a process of its own, so that a hang is a timeout
         "--flopcheck=toy", "-m", "flopcheck", "-n", "2", "--max-worker-restart=2", *NO_CACHE, timeout=300
     )
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
