@@ -8,7 +8,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pytest_flopcheck.evidence.record import MODULE, OUTCOMES, RESULT_COLUMNS, SCHEMA_VERSION, RunRecord
+from pytest_flopcheck.evidence.record import (
+    MODULE,
+    OUTCOMES,
+    READABLE_VERSIONS,
+    RESULT_COLUMNS,
+    RunRecord,
+)
 from pytest_flopcheck.files import FileProblem, describe
 from pytest_flopcheck.verification.cases import KINDS
 
@@ -102,7 +108,8 @@ def check_evidence(document: Any) -> None:
             for stage, layers in _object(stages, f"checks.{model}.{workload}").items():
                 for layer, kinds in _object(layers, f"checks.{model}.{workload}.{stage}").items():
                     at = f"checks.{model}.{workload}.{stage}.{layer or '(stage)'}"
-                    _need(_object(kinds, at), at, MODULE, _optional(_str), "text or null")
+                    if MODULE in _object(kinds, at) or top.get("schema_version") == 3:
+                        _need(kinds, at, MODULE, _optional(_str), "text or null")
                     for kind, entry in kinds.items():
                         if kind != MODULE:
                             _check_entry(entry, f"{at}.{kind}", kind)
@@ -190,10 +197,10 @@ def load_evidence(document: Any) -> RunRecord:
     if kind != "flopcheck.evidence":
         raise FileProblem("is neither a flopcheck report.json nor an evidence.json")
     version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise FileProblem(
-            f"is evidence of schema version {describe(version)}; this flopcheck reads version "
-            f"{SCHEMA_VERSION}"
+            f"is evidence of schema version {describe(version)}; this flopcheck reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     check_evidence(document)
     return RunRecord.from_json(document)

@@ -485,7 +485,7 @@ HOSTILE = [
     ),
     (("checks",), [], "field checks is []; it must be an object"),
     (("tests", "selected"), None, "field tests.selected is None; it must be an integer"),
-    (("schema_version",), 99, "is evidence of schema version 99; this flopcheck reads version 3"),
+    (("schema_version",), 99, "is evidence of schema version 99; this flopcheck reads versions 3, 4"),
     (("selection", "workloads"), 5, "field selection.workloads is 5; it must be an object"),
     ((*ROW,), ["passed", [], {"gaps": 5}], "field checks.m.w.s.l.test_layer[2].gaps is 5; it must be a list"),
     (("errors",), [{"extra": 1}], "field errors[0].extra is not a field of this schema version"),

@@ -210,7 +210,7 @@ def test_evidence_layout_and_contents(toy: pytest.Pytester) -> None:
         "summary.md",
     ]
     evidence = load_evidence(first)
-    assert evidence["schema_version"] == 3
+    assert evidence["schema_version"] == 4
     assert evidence["run_id"] == first.name
     assert evidence["status"] == "complete"
     assert evidence["headline"] == "✅ all 34 checks passed · 0 of 2 reference counts from the cache"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from pytest_flopcheck.evidence.record import (
@@ -14,6 +15,7 @@ from pytest_flopcheck.evidence.record import (
     StageTotal,
 )
 from pytest_flopcheck.evidence.render import summary_html, summary_markdown, terminal_lines
+from pytest_flopcheck.files import FileProblem
 from pytest_flopcheck.reference.counting import CoverageGap
 from pytest_flopcheck.text import md
 from pytest_flopcheck.verification.compare import Comparison
@@ -185,3 +187,38 @@ def test_a_traffic_row_names_its_module_only_where_it_is_not_the_layers_other_op
     assert '"module": "attn (own work)"' in written[1]
     for run in runs:
         assert RunRecord.from_json(run.to_json()) == run
+
+
+def test_a_layer_named_like_its_module_leaves_the_module_out_and_version_3_still_reads() -> None:
+    """Schema 4 writes a layer's ``module`` only where it is not the layer's own name; evidence
+    of schema 3, which always wrote it, reads back to the same record."""
+    from pytest_flopcheck.evidence.schema import load_evidence
+
+    own = Comparison("toy", "w", "core", "proj", "proj", "flops", 10, 10, 0.0)
+    other = Comparison("toy", "w", "core", "attn", "model.attn", "flops", 10, 10, 0.0)
+    none = check("skipped", layer="conv", message="no GPU")
+    run = record(
+        check("passed", comparisons=(own,)), check("passed", layer="attn", comparisons=(other,)), none
+    )
+    run = attrs.evolve(run, selection={"models": ["toy"]})
+    document = run.to_json()
+    layers = document["checks"]["toy"]["w"]["core"]
+    assert "module" not in layers["proj"]
+    assert layers["attn"]["module"] == "model.attn"
+    assert layers["conv"]["module"] is None  # no comparison: no module
+    assert load_evidence(document) == run
+    older = dict(document, schema_version=3)
+    older["checks"] = {
+        "toy": {
+            "w": {
+                "core": {
+                    "proj": {"module": "proj", **layers["proj"]},
+                    **{k: v for k, v in layers.items() if k != "proj"},
+                }
+            }
+        }
+    }
+    assert load_evidence(older) == run
+    del older["checks"]["toy"]["w"]["core"]["attn"]["module"]
+    with pytest.raises(FileProblem, match=r"field checks\.toy\.w\.core\.attn\.module is missing"):
+        load_evidence(older)  # version 3 always wrote it
