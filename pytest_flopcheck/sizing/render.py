@@ -229,7 +229,12 @@ def _kv_rows(report: SizingReport) -> Table:
     serving = report.serving
     assert serving is not None
     marks = {serving.context_after_first_token: "after the first token", serving.final_context: "last step"}
-    header = [f"tokens per {serving.unit}", f"KV cache, {_count(serving.sequences, serving.unit)}", ""]
+    together = _all_gpus(report)
+    header = [
+        f"tokens per {serving.unit}",
+        f"KV cache, {_count(serving.sequences, serving.unit)}{', ' + together if together else ''}",
+        "",
+    ]
     rows = [
         [f"{row.tokens:,}", human(row.bytes, "B"), marks.get(row.tokens, "")] for row in serving.kv_by_length
     ]
@@ -334,14 +339,23 @@ def _runtime_intro(report: SizingReport) -> str:
 def _serving_intro(report: SizingReport) -> str:
     serving = report.serving
     assert serving is not None
+    together = _all_gpus(report)
     return (
         f"{_count(serving.sequences, serving.unit)} per batch, "
         f"{serving.new_tokens:,} new tokens each; "
         f"first token after {' + '.join(serving.first_token_stages)}, then one "
         f"{serving.per_token_stage} step per token. KV cache: "
         f"{serving.kv_bytes_per_token_per_sequence:,} bytes per token per {serving.unit} "
-        f"({report.memory.dtype})."
+        f"({report.memory.dtype})"
+        + (f", {together}: the runtime section gives one GPU's memory." if together else ".")
     )
+
+
+def _all_gpus(report: SizingReport) -> str:
+    """How a multi-GPU report's serving figures are counted: the batch's KV cache is held by
+    every GPU together, not by one."""
+    gpus = report.runtime.layout.gpus if report.runtime is not None else 1
+    return f"the {gpus} GPUs together" if gpus > 1 else ""
 
 
 def _set_by(stage: str | None) -> str:

@@ -1527,3 +1527,28 @@ def test_inspect_runs_rank_0_of_a_layout_on_a_fake_process_group(
     )  # fmt: skip
     assert code == 2
     assert "--layout is not allowed: ulysses=2 is not modelled for the OCR models" in err
+
+
+def test_a_multi_gpu_reports_kv_cache_says_it_is_every_gpus_together(tmp_path: Path) -> None:
+    """The serving section's KV cache is the batch's, held by every GPU of the layout together;
+    the runtime section's figures are one GPU's. A multi-GPU report says which is which."""
+    argv = (
+        "report",
+        "deepseek_ocr2",
+        "--workload",
+        "single-short",
+        "--gpu",
+        "H100-SXM",
+        "--runtime",
+        "served",
+    )
+    for name, layout in (("one", ()), ("two", ("--layout", "t2"))):
+        assert main([*argv, *layout, "--output", str(tmp_path / name)]) == 0
+    (one,) = (tmp_path / "one").glob("*/static_analysis/deepseek_ocr2/summary.md")
+    (two,) = (tmp_path / "two").glob("*/static_analysis/deepseek_ocr2/summary.md")
+    assert "together" not in one.read_text()
+    text = two.read_text()
+    assert "| KV cache, 1 page, the 2 GPUs together |" in text
+    assert "per page (bf16), the 2 GPUs together: the runtime section gives one GPU's memory." in text
+    (html,) = (tmp_path / "two").glob("*/static_analysis/deepseek_ocr2/report.html")
+    assert "KV cache, 1 page, the 2 GPUs together" in html.read_text()
