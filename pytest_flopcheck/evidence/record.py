@@ -438,18 +438,15 @@ class RunRecord:
         names its reference ``module`` once (its first comparison's), unless that is the layer's
         own name."""
         nested: dict[str, Any] = {}
-        modules: dict[tuple[str, str, str, str], str | None] = {}
         for check in self.checks:
             layers = (
                 nested.setdefault(check.model, {}).setdefault(check.workload, {}).setdefault(check.stage, {})
             )
-            where = (check.model, check.workload, check.stage, check.layer)
             layer = layers.get(check.layer)
             if layer is None:
                 first = check.comparisons[0].reference_module if check.comparisons else None
-                modules[where] = first
                 layer = layers[check.layer] = {} if first == check.layer else {MODULE: first}
-            rows = [_comparison_row(c, modules[where]) for c in check.comparisons]
+            rows = [_comparison_row(c, layer.get(MODULE, check.layer)) for c in check.comparisons]
             extra = {k: v for k, v in check.to_json().items() if k in ("message", "cause", "gaps")}
             layer[check.kind] = [check.outcome, rows, extra] if extra else [check.outcome, rows]
         return nested
