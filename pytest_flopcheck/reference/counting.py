@@ -376,7 +376,12 @@ _ROOT_PREFIX = "_FlopcheckRoot.model"
 
 
 def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = None) -> ReferenceCounts:
-    """Run ``call`` under ``FlopCounterMode`` and return per-module counts.
+    """Run ``call`` under torch's FLOP counter and return per-module counts.
+
+    The counter's formulas, decompositions and module tracking (``FlopCounterMode``'s) run inside
+    one dispatch mode of this module's, with the traffic and live-memory tracking: an op pays for
+    one Python dispatch layer, not three. What it counts is exactly what ``FlopCounterMode``
+    counts of the same call (a test holds that for whole pipeline calls).
 
     The module is wrapped in a root module whose forward performs the call, so every module
     is named by its path from ``call.module`` whatever method the call uses. ``policy`` adds
@@ -412,21 +417,70 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     sharded = _sharded_types()
     fake_mode, fake_key = torch._C._get_dispatch_mode, torch._C._TorchDispatchModeKey.FAKE
 
-    class _Implementation(TorchDispatchMode):  # type: ignore[no-untyped-call]
-        """Above the counter: sees the ops the implementation runs, before the counter decomposes
-        any it has no formula for; their traffic and the live tensor bytes. An op on a DTensor
-        is handed to it (:func:`_sharded_types`): every mode then sees the rank's local ops."""
+    results = MetaResults()
+    flops: dict[str, dict[Any, int]] = {}
+    decomposes: dict[Any, bool] = {}  # per operator: it has a CompositeImplicitAutograd kernel
+    implicit = torch._C.DispatchKey.CompositeImplicitAutograd
+    has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+    device_op = torch.ops.prim.device.default
+
+    class _Counting(TorchDispatchMode):  # type: ignore[no-untyped-call]
+        """One mode for all the counting, so that an op pays for one Python dispatch layer.
+
+        An op the implementation runs is tracked first (its traffic and the live tensor bytes,
+        as it is, before any decomposition); then, as torch's ``FlopCounterMode`` does, one with
+        no FLOP formula is decomposed where torch can (the ops of its decomposition come back
+        here and are counted, not tracked); an op with a formula is counted for every active
+        module (the counter's formulas and module tracker); a compute op that ran without a
+        formula is noted; the kernel runs (a meta kernel's result remembered,
+        :mod:`~pytest_flopcheck.reference.meta_results`). An op on a DTensor is handed to it
+        (:func:`_sharded_types`): the rank's local ops then come back here."""
+
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self.decomposing = 0
+
+        def _run(self, func: Any, args: Any, kwargs: Any) -> Any:
+            """The op counted and run, as the FLOP counter and the kernels beneath it would."""
+            packet = func._overloadpacket
+            formula = registry.get(packet)
+            if formula is None and func is not device_op:
+                composite = decomposes.get(func)
+                if composite is None:
+                    composite = implicit in func.py_kernels or has_kernel(func.name(), implicit)
+                    decomposes[func] = composite
+                if composite:
+                    self.decomposing += 1
+                    try:
+                        with self:
+                            done = func.decompose(*args, **kwargs)
+                    finally:
+                        self.decomposing -= 1
+                    if done is not NotImplemented:
+                        return done
+                name = str(packet)
+                if name in COMPUTE_OPS and name not in rules.zero_flop:
+                    uncounted[name] = uncounted.get(name, 0) + 1
+            out = results.run(func, args, kwargs)
+            if formula is not None:
+                n = formula(*args, **kwargs, out_val=out)
+                for parent in set(tracker.parents):
+                    per_op = flops.setdefault(parent, {})
+                    per_op[packet] = per_op.get(packet, 0) + n
+            return out
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if self.decomposing:  # an op of a decomposition: counted, the composite op was tracked
+                return self._run(func, args, kwargs)
             # a plain tensor's op has no subclass types, and runs outside another fake mode
             if sharded and (types or fake_mode(fake_key) not in (None, call.mode)):
-                handled = _not_run(func, types, args, kwargs or {}, call.mode, sharded)
+                handled = _not_run(func, types, args, kwargs, call.mode, sharded)
                 if handled is not _RUN_IT:
                     return handled
             packet = func._overloadpacket
             name = str(packet)
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
+            out = self._run(func, args, kwargs)
             parents = tracker.parents
             if func.namespace in COLLECTIVE_NAMESPACES:  # communication, not memory traffic
                 handed = collective_input_bytes(name, args)
@@ -448,32 +502,17 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                     peaks[parent] = now
             return out
 
-    results = MetaResults()
-
-    class _Uncounted(TorchDispatchMode):  # type: ignore[no-untyped-call]
-        """Below the counter: sees the ops that execute after its decompositions, and notes the
-        compute ops among them that ran without a FLOP formula; runs them (a meta kernel's
-        result remembered, :mod:`~pytest_flopcheck.reference.meta_results`)."""
-
-        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            packet = func._overloadpacket
-            name = str(packet)
-            if packet not in registry and name in COMPUTE_OPS and name not in rules.zero_flop:
-                uncounted[name] = uncounted.get(name, 0) + 1
-            return results.run(func, args, kwargs or {})
-
     root = _FlopcheckRoot(call.module, call.run)
     with _tensor_mode(call):
         weight_bytes, other_weights, baseline = _start(call, live)
         allocator = _AllocatorPeak(device)
         start = time.perf_counter()
         resizes = storage_resizes(live, lambda: _innermost(tracker.parents))
-        below, above = _Uncounted(), _Implementation()  # type: ignore[no-untyped-call]
-        with torch.no_grad(), _fused_attention(device), below, counter, above, allocator, resizes:
+        with torch.no_grad(), _fused_attention(device), tracker, _Counting(), allocator, resizes:
             root()
         seconds = time.perf_counter() - start
 
-    raw = counter.get_flop_counts()
+    raw = flops
     module_ops = _by_module(
         {key: {str(op): int(n) for op, n in per_op.items()} for key, per_op in raw.items()}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -523,3 +524,90 @@ def test_a_tensor_parallel_module_is_counted_at_the_ranks_local_shapes() -> None
         1,
     )
     assert counts.total_flops == 2 * 2 * 8 * 64 * 128
+
+
+# -- the counter against torch's own ------------------------------------------------------------
+
+
+def _torch_counter(call: ReferenceCall) -> dict[str, dict[str, int]]:
+    """FLOPs per op as torch's ``FlopCounterMode`` counts the call by itself (with the framework's
+    formulas for ops torch has none for): for every module, by its path from the call's module,
+    and for the whole call (``"Global"``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pytest_flopcheck.reference.counting import _custom_mapping
+    from pytest_flopcheck.reference.ops_policy import OpPolicy
+
+    class Root(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = call.module
+
+        def forward(self) -> object:
+            return call.run()
+
+    call.module.eval()
+    counter = FlopCounterMode(display=False, custom_mapping=_custom_mapping(OpPolicy()))
+    with torch.no_grad(), counter:
+        Root()()
+    named = {"Global": "Global", "Root.model": ""}
+    return {
+        named.get(key, key.removeprefix("Root.model.")): {str(op): n for op, n in ops.items()}
+        for key, ops in counter.get_flop_counts().items()
+        if key.startswith("Root.model") or key == "Global"
+    }
+
+
+def _below_autograd() -> ReferenceCall:
+    """A composite op that reaches the counting whole (called beneath autograd, where torch has
+    not decomposed it yet): torch's counter decomposes it and counts its matrix product."""
+
+    class Below(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch._C._AutoDispatchBelowAutograd():
+                return torch.ops.aten.linear.default(x, self.proj.weight, self.proj.bias)
+
+    module = Below()
+    x = torch.randn(4, 8)
+    return ReferenceCall(module, lambda: module(x))
+
+
+def _generation(model: str, name: str) -> Callable[[], ReferenceCall]:
+    def build() -> ReferenceCall:
+        from pytest_flopcheck.model.registry import load_registry
+
+        return load_registry().models[model].generations[name]().build()
+
+    build.__name__ = f"{model}/{name}"
+    return build
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: toy_model.reference(toy_model.ToyWorkload(2, 5, 8), "core", "cpu"),
+        _below_autograd,
+        # a whole diffusers pipeline call: composite ops the counter decomposes (a dtype
+        # conversion, the VAE's nearest-exact upsampling) among its ops
+        _generation("wan2_1", "tiny-guided"),
+        # transformers' generate(): real MoE routing through grouped_mm experts
+        _generation("deepseek_ocr2", "tiny"),
+    ],
+    ids=["toy", "below-autograd", "wan2_1/tiny-guided", "deepseek_ocr2/tiny"],
+)
+def test_the_counter_counts_what_torchs_flop_counter_counts_module_by_module_and_op_by_op(
+    build: Callable[[], ReferenceCall],
+) -> None:
+    """The counting runs the counter's formulas, decompositions and module tracking in one mode of
+    its own (one Python dispatch layer an op instead of three); what it counts must be exactly what
+    ``FlopCounterMode`` itself counts of the same call."""
+    expected = _torch_counter(build())
+    counts = count_reference(build(), "cpu")
+    assert counts.total_ops == expected.pop("Global")
+    assert counts.total_flops == sum(counts.total_ops.values()) > 0
+    counted = {path: dict(m.ops) for path, m in counts.modules.items() if m.ops}
+    assert counted == {path: ops for path, ops in expected.items() if ops}
