@@ -420,6 +420,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     results = MetaResults()
     flops: dict[str, dict[Any, int]] = {}
     decomposes: dict[Any, bool] = {}  # per operator: it has a CompositeImplicitAutograd kernel
+    names: dict[Any, str] = {}  # per operator packet: its name, "aten.mm"
     implicit = torch._C.DispatchKey.CompositeImplicitAutograd
     has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
     device_op = torch.ops.prim.device.default
@@ -458,7 +459,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                         self.decomposing -= 1
                     if done is not NotImplemented:
                         return done
-                name = str(packet)
+                name = names.get(packet) or names.setdefault(packet, str(packet))
                 if name in COMPUTE_OPS and name not in rules.zero_flop:
                     uncounted[name] = uncounted.get(name, 0) + 1
             out = results.run(func, args, kwargs)
@@ -479,7 +480,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                 if handled is not _RUN_IT:
                     return handled
             packet = func._overloadpacket
-            name = str(packet)
+            name = names.get(packet) or names.setdefault(packet, str(packet))
             out = self._run(func, args, kwargs)
             parents = tracker.parents
             if func.namespace in COLLECTIVE_NAMESPACES:  # communication, not memory traffic
@@ -488,11 +489,13 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                     collective_bytes[parent] = collective_bytes.get(parent, 0) + (handed or 0)
                     collectives[parent] = collectives.get(parent, 0) + 1
                 return out
-            moved = op_traffic(func, args, kwargs, out)
-            live.add(tensors((args, kwargs, out)), name, _innermost(parents))
+            found = tensors((args, kwargs, out))
+            moved = op_traffic(func, found)
+            live.add(found, name, _innermost(parents))
             now = live.live
+            counted = moved and packet in registry
             for parent in parents:
-                if moved and packet in registry:
+                if counted:
                     per_op = io_ops.setdefault(parent, {})
                     per_op[name] = per_op.get(name, 0) + moved
                 elif moved:

@@ -40,18 +40,25 @@ def tensor_bytes(tensor: Any) -> int:
     return int(elements) * int(tensor.element_size())
 
 
-def tensors(value: Any) -> Iterator[Any]:
-    """The tensors in ``value`` (an op's arguments or outputs), through lists, tuples and dicts."""
+def tensors(value: Any) -> list[Any]:
+    """The tensors in ``value`` (an op's arguments or outputs), through lists, tuples and dicts, in
+    order. A list, not a generator: it runs for every op a counted run dispatches."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        yield value
+    found: list[Any] = []
+    _collect(value, found, torch.Tensor)
+    return found
+
+
+def _collect(value: Any, found: list[Any], tensor: type) -> None:
+    if isinstance(value, tensor):
+        found.append(value)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from tensors(item)
+            _collect(item, found, tensor)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from tensors(item)
+            _collect(item, found, tensor)
 
 
 def reachable_tensors(root: Any, depth: int = 4) -> Iterator[Any]:
@@ -216,13 +223,10 @@ class LiveBytes:
         return callback
 
 
-def op_traffic(func: Any, args: Any, kwargs: Any, out: Any) -> int:
-    """Bytes one executed op reads and writes (0 for a view)."""
-    if func.is_view:
-        return 0
-    moved = sum(tensor_bytes(t) for t in tensors(args))
-    moved += sum(tensor_bytes(t) for t in tensors(kwargs))
-    return moved + sum(tensor_bytes(t) for t in tensors(out))
+def op_traffic(func: Any, found: Iterable[Any]) -> int:
+    """Bytes one executed op reads and writes, given the tensors of its arguments and outputs
+    (:func:`tensors`): each whole, a broadcast dimension once; 0 for a view."""
+    return 0 if func.is_view else sum(tensor_bytes(t) for t in found)
 
 
 @contextlib.contextmanager
