@@ -389,7 +389,6 @@ def parallel_diffusion_core(w: Workload, stage: str, layout: Any, device: str) -
         call.module.enable_parallelism(config=config)
         return call
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed.fsdp import fully_shard
 
     mesh["ring", "ulysses"]._flatten()  # as enable_parallelism does, before the fake mode
     shards = dist.device_mesh.init_device_mesh("cpu", (layout.gpus,))
@@ -399,9 +398,7 @@ def parallel_diffusion_core(w: Workload, stage: str, layout: Any, device: str) -
         model = call.module
         model.set_attention_backend(backend)
         model.enable_parallelism(config=config)
-        for block in model.blocks:
-            fully_shard(block, mesh=shards)
-        fully_shard(model, mesh=shards)
+        _fully_shard(model, model.blocks, shards)
     return ReferenceCall(model, call.run, mode=fake)
 
 
@@ -412,7 +409,6 @@ def _sharded_text_encoder(w: Workload, layout: Any) -> ReferenceCall:
     every rank encodes the whole prompt."""
     import torch.distributed as dist
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed.fsdp import fully_shard
 
     if "text_encoder" not in layout.fsdp:
         raise ValueError("the text encoder splits only under FSDP: every rank runs it whole otherwise")
@@ -421,7 +417,15 @@ def _sharded_text_encoder(w: Workload, layout: Any) -> ReferenceCall:
     with fake:
         call = text_encoder(w, FAKE)
         model = call.module
-        for block in model.encoder.block:
-            fully_shard(block, mesh=shards)
-        fully_shard(model, mesh=shards)
+        _fully_shard(model, model.encoder.block, shards)
     return ReferenceCall(model, call.run, mode=fake)
+
+
+def _fully_shard(model: Any, blocks: Any, mesh: Any) -> None:
+    """FSDP2 as the official ``--dit_fsdp``/``--t5_fsdp`` wrap: each block a unit of its own, then
+    the whole model (what is left: embeddings, norms, heads)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
