@@ -604,9 +604,10 @@ def plain_peak(call: ReferenceCall, device: str) -> int:
 def _sharded_types() -> tuple[type, ...]:
     """DTensor, the tensor type that runs each op as this rank's local ops and collectives
     (tensor parallelism, FSDP2's parameters), and FakeTensor, in which it infers shapes; empty
-    in a torch build without distributed. A counting mode returns NotImplemented for an op on one,
-    so the DTensor runs it and the modes see, and count, what the rank runs at its local
-    shapes, not the op at the global shape (torch's FLOP counter alone counts the latter)."""
+    in a torch build without distributed. The counting mode (and a plain run's) returns
+    NotImplemented for an op on one, so the DTensor runs it and the mode sees, and counts, what the
+    rank runs at its local shapes, not the op at the global shape (torch's FLOP counter alone
+    counts the latter)."""
     try:
         from torch.distributed.tensor import DTensor
     except ImportError:  # a torch build without distributed
@@ -618,7 +619,7 @@ def _sharded_types() -> tuple[type, ...]:
 
 def _other_fake_mode(mode: Any) -> Any:
     """The fake mode active if it is not the call's own (``mode``, None on meta): the DTensor's
-    sharding propagation inferring shapes, beneath the counting modes as torch runs every fake
+    sharding propagation inferring shapes, beneath the counting mode as torch runs every fake
     mode; else None."""
     import torch
 
@@ -633,8 +634,8 @@ _RUN_IT: Final = object()
 def _not_run(func: Any, types: Any, args: Any, kwargs: Any, mode: Any, sharded: tuple[type, ...]) -> Any:
     """An op the rank does not run as it is, handled without counting it (else ``_RUN_IT``): an op on
     a DTensor, handed back to it (NotImplemented) to run as local ops, each dispatched again
-    through the counting modes; and the DTensor's sharding propagation, shape inference on fake
-    tensors of another fake mode than the call's own, run with the counting modes off.
+    through the counting mode; and the DTensor's sharding propagation, shape inference on fake
+    tensors of another fake mode than the call's own, run with the counting mode off.
     ``sharded``: (DTensor, FakeTensor), from :func:`_sharded_types`."""
     from torch.utils._python_dispatch import _disable_current_modes
 

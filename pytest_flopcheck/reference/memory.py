@@ -1,7 +1,7 @@
 """The memory reference: op traffic per module and the peak of live tensor bytes.
 
-It rides on the FLOP counter's run (one pass): a dispatch mode above the counter sees every op the
-implementation runs, before the counter decomposes any, with the counter's module tracker saying
+It rides on the FLOP counter's run (one pass, one dispatch mode): the counting sees every op the
+implementation runs before the counter decomposes any, with the counter's module tracker saying
 which modules are active.
 
 Traffic follows the convention of torch's own roofline estimator
@@ -13,9 +13,9 @@ other op, as a per-module total that no analytic node claims.
 
 Live bytes are tracked from tensor storages: the storages alive when the call starts (weights,
 buffers, the call's inputs) and every storage an op creates, each counted once (views share their
-base's storage) until Python frees it. The ops are the implementation's own: the observer sits
-above the FLOP counter, which decomposes ops it has no formula for (a nearest upsample into fp32
-index arithmetic), so none of those decompositions' temporaries are seen. It leaves out the
+base's storage) until Python frees it. The ops are the implementation's own: the tracker sees an
+op before the FLOP counter decomposes it (an op with no formula, such as a nearest upsample into
+fp32 index arithmetic), so none of those decompositions' temporaries are seen. It leaves out the
 allocator's rounding and caching and kernel workspaces (a convolution's or an attention
 kernel's scratch), which a real device adds.
 """
