@@ -52,18 +52,50 @@ LOWEST_MAMF_FP8 = Cited(
     True,
 )
 
+ATTENTION_TILE = 128
+"""Query rows per thread block of the FlashAttention-2/-3 forward kernels at head dim 128
+(FlashAttention-2 ``run_mha_fwd_hdim128``: 128 x 64 blocks on A100 and H100; FlashAttention-3
+``tile_size_fwd_sm90``: 128 query rows)."""
+
+ATTENTION_BLOCKS_PER_SM = {"fa2": 2, "fa3": 1}
+"""Thread blocks of each attention kernel one SM runs at once. FlashAttention-2's forward blocks
+are 128 threads with 48-64 KB of shared memory, two per SM: its ``flash_api.cpp`` sizes its split
+heuristic by "number of SMs by 2 to hard-code the fact that we're using 128 threads per block",
+and ``flash_fwd_launch_template.h`` picks its block shapes "since we get 2 CTAs per SM".
+FlashAttention-3's forward is one block of three warpgroups per SM (its Hopper kernels'
+persistent tile scheduler)."""
+
+FA_BENCHMARK_TILES = 16 * 16384 // ATTENTION_TILE
+"""Query tiles of one kernel call in the FlashAttention-3 paper's benchmark: batch x sequence =
+16k tokens, hidden size 2,048 at head dim 128 (16 heads): 2,048 tiles of 128 rows at every
+sequence length."""
+
+
+def full_waves(measured: float, kernel: str, sms: int) -> float:
+    """The efficiency a kernel reaches over whole waves of thread blocks, from one measured in
+    the FlashAttention-3 paper's benchmark on a GPU of ``sms`` SMs: that benchmark's last wave
+    runs partly idle too (2,048 tiles over 132 SMs x 2 blocks are 7.76 waves, run as 8), and
+    the time model charges each call its own last wave."""
+    slots = sms * ATTENTION_BLOCKS_PER_SM[kernel]
+    waves = -(-FA_BENCHMARK_TILES // slots)
+    return measured * waves * slots / FA_BENCHMARK_TILES
+
+
 FA2_HOPPER = Cited(
-    0.35, "FlashAttention-3 paper (Shah et al. 2024), abstract: FlashAttention-2 reaches 35% on H100"
+    full_waves(0.35, "fa2", 132),
+    "FlashAttention-3 paper (Shah et al. 2024), abstract: FlashAttention-2 reaches 35% on H100 in "
+    "the paper's benchmark (2,048 query tiles: 7.76 waves of 132 SMs x 2 blocks); 36.1% over whole waves",
 )
 FA2_AMPERE = Cited(
     0.73,
-    "FlashAttention-2 paper (Dao 2023): forward pass up to 73% of the A100's peak (50-73% over settings)",
+    "FlashAttention-2 paper (Dao 2023): forward pass up to 73% of the A100's peak (50-73% over "
+    "settings; the shape of the best one is not given, so taken as whole waves)",
 )
 FA3_HOPPER = Cited(
-    649.0 / 989.0,
-    "FlashAttention-3 paper, forward, bf16, head dim 128, non-causal, 16k tokens: 649 TFLOPS on H100 SXM5",
+    full_waves(649.0 / 989.0, "fa3", 132),
+    "FlashAttention-3 paper, forward, bf16, head dim 128, non-causal, 16k tokens: 649 TFLOPS on H100 "
+    "SXM5 (2,048 query tiles: 15.5 waves of 132 SMs); 67.7% of 989 over whole waves",
 )
-FA3_HOPPER_CAUSAL = Cited(616.0 / 989.0, "FlashAttention-3 paper, same setting, causal: 616 TFLOPS")
 
 COPY_BANDWIDTH = Cited(
     2495.0 / 3350.0,

@@ -8,9 +8,11 @@ for its kind, shape and GPU, instead of every layer at the datasheet peak.
   Multiplication Background User's Guide": tile and wave quantization). A matmul whose bytes take
   longer than its FLOPs (decode at batch 1) is memory-bound: its bytes at the achievable bandwidth.
 - Attention runs at the efficiency of the kernel the runtime uses (FlashAttention-2, -3, torch's
-  SDPA, whose flash backend is FlashAttention-2), measured at long sequences, times the wave
-  quantization of its query tiles (128 rows per thread block); a causal kernel skips the masked
-  half of the pairs torch's counter counts. fp32 attention (no flash kernel takes fp32) runs
+  SDPA, whose flash backend is FlashAttention-2), measured at long sequences and taken to whole
+  waves, times the wave quantization of its query tiles (128 rows per thread block; two blocks per
+  SM for FlashAttention-2, one for FlashAttention-3:
+  :data:`~pytest_flopcheck.sizing.hardware.ATTENTION_BLOCKS_PER_SM`); a causal kernel skips the
+  masked half of the pairs torch's counter counts. fp32 attention (no flash kernel takes fp32) runs
   torch's memory-efficient kernel on CUDA cores.
 - Elementwise work (norms, activations, casts, residual adds, copies) moves the bytes the model
   predicts (``Metrics.elementwise_bytes``, verified by ``test_traffic``) at the achievable
@@ -38,13 +40,11 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, Kernel
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS
-from pytest_flopcheck.sizing.hardware import Cited, Gpu
+from pytest_flopcheck.sizing.hardware import ATTENTION_BLOCKS_PER_SM, ATTENTION_TILE, Cited, Gpu
 
 GEMM_TILE: Final = 128
 """Output tile edge of cuBLAS's large bf16 kernels (NVIDIA, "Matrix Multiplication Background
 User's Guide", tile quantization); skinny dimensions get narrower tiles (:func:`_tile`)."""
-ATTENTION_TILE: Final = 128
-"""Query rows per thread block of the FlashAttention-2/-3 forward kernels at head dim 128."""
 
 LAUNCH: Final = {
     "eager": Cited(
@@ -156,14 +156,16 @@ def attention_rate(gpu: Gpu, execution: Execution, kernel: Kernel) -> tuple[floa
     computes (a causal kernel skips the masked half)."""
     activations = PRECISIONS[execution.precision].activations
     share = 0.5 if kernel.causal and kernel.m > 1 else 1.0
-    flash = gpu.attention[attention_kernel(gpu, execution.attention)].value
+    name = attention_kernel(gpu, execution.attention)
+    flash = gpu.attention[name].value
     if activations == "fp32":  # no flash kernel takes fp32: the memory-efficient one, on CUDA cores
         return gpu.fp32_tflops * 1e12 * flash, share
     peak = gpu.peak_flops("bf16" if execution.precision == "fp8" else execution.precision)
     if kernel.m >= ATTENTION_TILE:  # prefill: query tiles over the SMs, the last wave partly idle
+        slots = gpu.sms * ATTENTION_BLOCKS_PER_SM[name]
         units = kernel.batch * math.ceil(kernel.m / ATTENTION_TILE)
-        waves = math.ceil(units / gpu.sms)
-        flash *= kernel.batch * kernel.m / (waves * gpu.sms * ATTENTION_TILE)
+        waves = math.ceil(units / slots)
+        flash *= kernel.batch * kernel.m / (waves * slots * ATTENTION_TILE)
     return peak * flash, share
 
 

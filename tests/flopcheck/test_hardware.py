@@ -130,6 +130,40 @@ def test_attention_runs_at_its_kernels_efficiency_and_a_causal_kernel_skips_half
     assert causal == pytest.approx(fa2 / 2)
 
 
+def attention_tflops(node: CostNode, kernel: str) -> float:
+    seconds = leaf_time(node, H100, Execution("bf16", attention=kernel), True).attention
+    return node.metrics.flops / seconds / 1e12
+
+
+@pytest.mark.parametrize(("kernel", "published"), [("fa2", 0.35 * 989.0), ("fa3", 649.0)])
+def test_the_papers_benchmark_shape_runs_at_the_papers_figure(kernel: str, published: float) -> None:
+    # FlashAttention-3 paper: batch x sequence = 16k tokens, hidden 2,048, head dim 128 (16 heads)
+    for sequence in (2048, 8192, 16384):
+        node = layers.attention_core(
+            "a", "x", batch=16384 // sequence, heads=16, q_len=sequence, kv_len=sequence,
+            head_dim=128, dtype_bytes=2, reference="a",
+        )  # fmt: skip
+        assert attention_tflops(node, kernel) == pytest.approx(published * 989.4 / 989.0)
+
+
+def test_flash_attention_2_runs_two_blocks_per_sm_and_flash_attention_3_one() -> None:
+    def tiles(count: int) -> CostNode:  # count tiles of 128 queries
+        return layers.attention_core(
+            "a", "x", batch=1, heads=1, q_len=128 * count, kv_len=16384, head_dim=128, dtype_bytes=2,
+            reference="a",
+        )  # fmt: skip
+
+    sms = H100.sms
+    # 132 tiles: one whole wave of FlashAttention-3's blocks, half a wave of FlashAttention-2's
+    assert attention_tflops(tiles(sms), "fa3") == pytest.approx(FA3_HOPPER.value * 989.4)
+    assert attention_tflops(tiles(sms), "fa2") == pytest.approx(FA2_HOPPER.value * 989.4 / 2)
+    assert attention_tflops(tiles(2 * sms), "fa2") == pytest.approx(FA2_HOPPER.value * 989.4)
+    # one tile more than a wave costs a whole wave
+    assert attention_tflops(tiles(2 * sms + 1), "fa2") == pytest.approx(
+        FA2_HOPPER.value * 989.4 * (2 * sms + 1) / (4 * sms)
+    )
+
+
 def test_elementwise_traffic_moves_at_the_copy_bandwidth_and_unmodelled_stages_fall_back() -> None:
     norm = layers.norm("n", "norm", rows=1000, dim=1000, params=1000, dtype_bytes=2, reference="n")
     claimed = layers.with_traffic(norm, layers.op(4_000_000, 4_000_000).times(3))
