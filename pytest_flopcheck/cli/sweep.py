@@ -21,6 +21,7 @@ from pytest_flopcheck.model.registration import ModelRegistration
 from pytest_flopcheck.model.workload import workload_fields
 from pytest_flopcheck.sizing import plots
 from pytest_flopcheck.sizing.build import CONVENTION, SERVING_CAVEAT, TIME_CAVEAT
+from pytest_flopcheck.sizing.hardware import Gpu
 from pytest_flopcheck.sizing.records import SCHEMA_VERSION
 from pytest_flopcheck.sizing.sweep import GPUS_FIELD, LAYOUT_FIELD, NOT_WORKLOAD, sweep_columns, sweep_rows
 from pytest_flopcheck.text import shorten
@@ -137,28 +138,42 @@ def _runtime_plots(
     xs: list[Any],
     line: list[dict[str, Any]],
     fixed: dict[str, Any],
-    gpu: str,
+    gpu: Gpu,
     runtime: str,
 ) -> None:
-    """Seconds, peak per GPU and (over GPU counts) speedup and parallel efficiency along one knob."""
+    """Seconds, peak per GPU (against the GPU's memory), parallel efficiency and communication
+    share, and (over GPU counts) the speedup beside the ideal one, along one knob."""
+    counts = knob == GPUS_FIELD
     (folder / f"{knob}_seconds.png").write_bytes(
         plots.sweep_plot(
             knob, xs, {"end to end": [r["runtime_s"] for r in line]}, fixed,
-            quantity=f"Seconds on {gpu} ({runtime})", unit="seconds per generation",
+            quantity=f"Seconds on {gpu.name} ({runtime})", unit="seconds per generation", counts=counts,
         )
     )  # fmt: skip
     (folder / f"{knob}_memory.png").write_bytes(
         plots.sweep_plot(
-            knob, xs, {"peak per GPU": [r["peak_bytes_per_gpu"] for r in line]}, fixed,
-            quantity="Peak memory per GPU", unit="bytes (estimate)",
+            knob, xs, {"peak per GPU": [r["peak_bytes_per_gpu"] / 1e9 for r in line]}, fixed,
+            quantity="Peak memory per GPU (estimate)", unit="GB", log_y=False, counts=counts,
+            limit=(gpu.memory_gb, f"{gpu.name}: {gpu.memory_gb:g} GB"),
         )
     )  # fmt: skip
-    if knob == GPUS_FIELD:
+    (folder / f"{knob}_efficiency.png").write_bytes(
+        plots.sweep_plot(
+            knob, xs,
+            {
+                "parallel efficiency": [100 * r["parallel_efficiency"] for r in line],
+                "communication share": [100 * r["communication_share"] for r in line],
+            },
+            fixed, quantity="Parallel efficiency and communication share", unit="%", log_y=False,
+            counts=counts,
+        )
+    )  # fmt: skip
+    if counts:
         (folder / f"{knob}_scaling.png").write_bytes(
             plots.sweep_plot(
                 knob, xs,
                 {"speedup": [r["speedup"] for r in line], "ideal": [float(x) for x in xs]},
-                fixed, quantity="Speedup over one GPU", unit="×",
+                fixed, quantity="Speedup over one GPU", unit="× one GPU", counts=True,
             )
         )  # fmt: skip
 
@@ -246,12 +261,12 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                         "total": [r["total_flops"] for r in line]
                     }
                     (run.staging / base_dir / f"{knob}.png").write_bytes(
-                        plots.sweep_plot(knob, xs, series, lines[knob])
+                        plots.sweep_plot(knob, xs, series, lines[knob], counts=knob == GPUS_FIELD)
                     )
                     if gpu is None:
                         continue
                     if runtime is not None:
-                        _runtime_plots(run.staging / base_dir, knob, xs, line, lines[knob], gpu.name, runtime)
+                        _runtime_plots(run.staging / base_dir, knob, xs, line, lines[knob], gpu, runtime)
                         continue
                     timing = {
                         s: [r[f"{s}_s"] for r in line] for s in stages if any(r[f"{s}_s"] for r in line)
@@ -263,14 +278,15 @@ def cmd_sweep(reg: ModelRegistration, args: argparse.Namespace) -> int:
                         )
                     )  # fmt: skip
                     memory = {
-                        "all weights resident": [r["peak_bytes_all_resident"] for r in line],
-                        "one stage resident": [r["peak_bytes_one_stage"] for r in line],
+                        "all weights resident": [r["peak_bytes_all_resident"] / 1e9 for r in line],
+                        "one stage resident": [r["peak_bytes_one_stage"] / 1e9 for r in line],
                     }
                     (run.staging / base_dir / f"{knob}_memory.png").write_bytes(
                         plots.sweep_plot(
-                            knob, xs, memory, lines[knob], quantity="Peak memory", unit="bytes (estimate)"
+                            knob, xs, memory, lines[knob], quantity="Peak memory (estimate)", unit="GB",
+                            log_y=False, limit=(gpu.memory_gb, f"{gpu.name}: {gpu.memory_gb:g} GB"),
                         )
-                    )
+                    )  # fmt: skip
         else:
             say("warning: matplotlib is not installed: no plots were written")
     unit = "rows" if set(grid) & set(NOT_WORKLOAD) else "workloads"  # a GPU count or layout is no workload

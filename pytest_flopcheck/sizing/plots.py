@@ -94,6 +94,15 @@ def report_plots(report: SizingReport) -> dict[str, str]:
     return plots
 
 
+def _plain_ticks(axis: Any) -> None:
+    """Tick labels as plain numbers (``200``, ``0.5``) instead of ``2×10^2``, on a log axis too."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:,.6g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
+
+
 def sweep_plot(
     knob: str,
     xs: Sequence[Any],
@@ -101,11 +110,21 @@ def sweep_plot(
     fixed: Mapping[str, Any],
     quantity: str = "FLOPs",
     unit: str = "FLOPs per generation",
+    *,
+    log_y: bool = True,
+    counts: bool = False,
+    limit: tuple[float, str] | None = None,
 ) -> bytes:
-    """A quantity (FLOPs, seconds, bytes) against one knob: one line per series (log y); a
-    series named ``total`` is drawn dashed below the others."""
+    """A quantity (FLOPs, seconds, bytes) against one knob: one line per series (log y unless
+    ``log_y`` is off; a series with nothing above zero cannot be drawn on it and is left out of
+    the legend too); a series named ``total`` is drawn dashed below the others. ``counts``: the
+    knob is a count that doubles (GPUs), drawn on a log2 axis with a tick at each value;
+    ``limit``: a horizontal line at a value, labelled (a GPU's memory)."""
     fig, ax = _figure()
+    drawn = [float(y) for ys in series.values() for y in ys if not log_y or float(y) > 0]
     for i, (name, ys) in enumerate(series.items()):
+        if log_y and not any(float(y) > 0 for y in ys):
+            continue
         if name == "total":  # dashed and drawn below, so a dominant stage stays visible on top of it
             ax.plot(
                 list(xs),
@@ -128,9 +147,21 @@ def sweep_plot(
                 label=name,
                 zorder=2,
             )
-    ax.set_yscale("log")
+    if limit is not None:
+        ax.axhline(limit[0], color="#b2443a", linewidth=1, linestyle=":", label=limit[1], zorder=1)
+    if counts:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([float(x) for x in xs])
+        _plain_ticks(ax.xaxis)
+        ax.minorticks_off()
+    if log_y:
+        ax.set_yscale("log")
+        if drawn and max(drawn) < 100 * min(drawn):  # within two decades: the in-between ticks labelled
+            _plain_ticks(ax.yaxis)
+    else:
+        ax.set_ylim(bottom=0)
     ax.set_xlabel(knob)
-    ax.set_ylabel(f"{unit} (log scale)")
+    ax.set_ylabel(f"{unit} (log scale)" if log_y else unit)
     subtitle = ", ".join(f"{k}={v}" for k, v in fixed.items())
     ax.set_title(f"{quantity} vs {knob}" + (f"\n({subtitle})" if subtitle else ""), fontsize=10)
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))

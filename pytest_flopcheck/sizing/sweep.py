@@ -16,9 +16,6 @@ from pytest_flopcheck.sizing.build import generation_totals, pipeline_memory, ru
 from pytest_flopcheck.sizing.hardware import Gpu
 from pytest_flopcheck.sizing.timing import Execution, tree_time
 
-RUNTIME_COLUMNS = ("runtime_s", "speedup", "parallel_efficiency", "peak_bytes_per_gpu", "communication_share")
-
-
 GPUS_FIELD = "gpus"
 """The sweep field that varies the number of GPUs (with a runtime): not a workload field."""
 LAYOUT_FIELD = "layout"
@@ -49,6 +46,7 @@ def sweep_columns(
             "speedup": "one GPU's seconds over the row's (the same workload)",
             "parallel_efficiency": "speedup over the number of GPUs",
             "peak_bytes_per_gpu": f"the most any one GPU holds {where}",
+            "fits": f"whether that peak fits in the {gpu.name}'s {gpu.memory_gb:g} GB",
             "communication_share": "share of the seconds spent in collectives",
         }
     where = f"on {gpu.name}, per-kernel time model (torch SDPA, eager)"
@@ -128,6 +126,7 @@ def sweep_rows(
                 "speedup": speedup,
                 "parallel_efficiency": speedup / count,
                 "peak_bytes_per_gpu": running.peak_gpu_bytes,
+                "fits": estimate.fits if estimate is not None else None,
                 "communication_share": communication / seconds_now if seconds_now else 0.0,
             }
         elif gpu is not None:

@@ -924,9 +924,11 @@ def test_sweep_over_gpu_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert all(0 < float(r["parallel_efficiency"]) <= 1 for r in rows)
     peaks = [int(r["peak_bytes_per_gpu"]) for r in rows]
     assert peaks == sorted(peaks, reverse=True)
+    assert [r["fits"] for r in rows] == ["True", "True", "True"]  # every count fits an 80 GB GPU
     assert {p.name for p in folder.glob("*.png")} >= {
         "gpus_seconds.png",
         "gpus_memory.png",
+        "gpus_efficiency.png",
         "gpus_scaling.png",
     }
     for argv, message in (
@@ -957,12 +959,15 @@ def test_sweep_over_layouts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert list(rows) == layouts.split(",")
     assert [rows[s]["gpus"] for s in rows] == ["8", "8", "4", "1"]
     assert float(rows["single"]["speedup"]) == 1.0
-    # sharded weights hold less per GPU than replicated ones
+    # sharded weights hold less per GPU than replicated ones, which do not fit an 80 GB GPU here
     assert int(rows["u8-fsdp"]["peak_bytes_per_gpu"]) < int(rows["u4c2"]["peak_bytes_per_gpu"])
+    assert (rows["u8-fsdp"]["fits"], rows["u4c2"]["fits"]) == ("True", "False")
     assert float(rows["u2r2"]["communication_share"]) > 0
     header = json.loads((folder / "sweep.json").read_text())
     assert header["vary"] == {"layout": layouts.split(",")}
-    assert {"layout_seconds.png", "layout_memory.png"} <= {p.name for p in folder.glob("*.png")}
+    assert {"layout_seconds.png", "layout_memory.png", "layout_efficiency.png"} <= {
+        p.name for p in folder.glob("*.png")
+    }
     for argv, message in (
         ((*base, "--vary", "layout=u8,x2"), "layout 'x2' is not a slug"),
         ((*base, "--vary", "layout=u3"), "ulysses=3 does not divide the DiT's 40 attention heads"),
