@@ -12,6 +12,8 @@ from pytest_flopcheck.sizing.records import SizingReport
 from pytest_flopcheck.sizing.render import percent
 
 PALETTE = ("#3b6ea5", "#e07b39", "#4b9b62", "#b2443a", "#7d5ba6", "#8c7a5b")
+LABELLED_POINTS = 12
+"""A sweep plot of one line and at most this many points labels each point with its value."""
 
 
 def available() -> bool:
@@ -94,6 +96,11 @@ def report_plots(report: SizingReport) -> dict[str, str]:
     return plots
 
 
+def _value(value: float) -> str:
+    """A point's label: whole numbers from 100 up (``1,778``), three figures below (``87.6``)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _plain_ticks(axis: Any) -> None:
     """Tick labels as plain numbers (``200``, ``0.5``) instead of ``2×10^2``, on a log axis too."""
     from matplotlib.ticker import FuncFormatter
@@ -147,6 +154,13 @@ def sweep_plot(
                 label=name,
                 zorder=2,
             )
+    lines = [ys for ys in series.values() if not log_y or any(float(y) > 0 for y in ys)]
+    if len(lines) == 1 and len(xs) <= LABELLED_POINTS:  # one line of a few points: say each value
+        for x, y in zip(xs, lines[0], strict=True):
+            ax.annotate(
+                _value(float(y)), (x, float(y)), textcoords="offset points", xytext=(0, 7),
+                ha="center", fontsize=8, color="#333",
+            )  # fmt: skip
     if limit is not None:
         ax.axhline(limit[0], color="#b2443a", linewidth=1, linestyle=":", label=limit[1], zorder=1)
     if counts:
@@ -159,7 +173,7 @@ def sweep_plot(
         if drawn and max(drawn) < 100 * min(drawn):  # within two decades: the in-between ticks labelled
             _plain_ticks(ax.yaxis)
     else:
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.08)  # room for the points' labels
     ax.set_xlabel(knob)
     ax.set_ylabel(f"{unit} (log scale)" if log_y else unit)
     subtitle = ", ".join(f"{k}={v}" for k, v in fixed.items())
