@@ -421,6 +421,10 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
     flops: dict[str, dict[Any, int]] = {}
     decomposes: dict[Any, bool] = {}  # per operator: it has a CompositeImplicitAutograd kernel
     names: dict[Any, str] = {}  # per operator packet: its name, "aten.mm"
+
+    def op_name(packet: Any) -> str:
+        return names.get(packet) or names.setdefault(packet, str(packet))
+
     implicit = torch._C.DispatchKey.CompositeImplicitAutograd
     has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
     device_op = torch.ops.prim.device.default
@@ -459,7 +463,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                         self.decomposing -= 1
                     if done is not NotImplemented:
                         return done
-                name = names.get(packet) or names.setdefault(packet, str(packet))
+                name = op_name(packet)
                 if name in COMPUTE_OPS and name not in rules.zero_flop:
                     uncounted[name] = uncounted.get(name, 0) + 1
             out = results.run(func, args, kwargs)
@@ -480,7 +484,7 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
                 if handled is not _RUN_IT:
                     return handled
             packet = func._overloadpacket
-            name = names.get(packet) or names.setdefault(packet, str(packet))
+            name = op_name(packet)
             out = self._run(func, args, kwargs)
             parents = tracker.parents
             if func.namespace in COLLECTIVE_NAMESPACES:  # communication, not memory traffic
@@ -515,11 +519,10 @@ def count_reference(call: ReferenceCall, device: str, policy: OpPolicy | None = 
             root()
         seconds = time.perf_counter() - start
 
-    raw = flops
     module_ops = _by_module(
-        {key: {str(op): int(n) for op, n in per_op.items()} for key, per_op in raw.items()}
+        {key: {str(op): int(n) for op, n in per_op.items()} for key, per_op in flops.items()}
     )
-    total_ops = {str(op): int(n) for op, n in raw.get("Global", {}).items()}
+    total_ops = {str(op): int(n) for op, n in flops.get("Global", {}).items()}
     modules = _module_counts(
         call.module,
         module_ops,

@@ -71,14 +71,19 @@ FA_BENCHMARK_TILES = 16 * 16384 // ATTENTION_TILE
 sequence length."""
 
 
+def wave_slots(blocks: int, slots: int) -> int:
+    """The block slots a kernel of ``blocks`` thread blocks occupies on a GPU that runs ``slots``
+    at once (SMs x blocks per SM): whole waves, the last one partly idle."""
+    return -(-blocks // slots) * slots
+
+
 def full_waves(measured: float, kernel: str, sms: int) -> float:
     """The efficiency a kernel reaches over whole waves of thread blocks, from one measured in
     the FlashAttention-3 paper's benchmark on a GPU of ``sms`` SMs: that benchmark's last wave
     runs partly idle too (2,048 tiles over 132 SMs x 2 blocks are 7.76 waves, run as 8), and
     the time model charges each call its own last wave."""
     slots = sms * ATTENTION_BLOCKS_PER_SM[kernel]
-    waves = -(-FA_BENCHMARK_TILES // slots)
-    return measured * waves * slots / FA_BENCHMARK_TILES
+    return measured * wave_slots(FA_BENCHMARK_TILES, slots) / FA_BENCHMARK_TILES
 
 
 FA2_HOPPER = Cited(

@@ -40,7 +40,7 @@ import attrs
 
 from pytest_flopcheck.analytic.tree import COLLECTIVE_KINDS, CostNode, Kernel
 from pytest_flopcheck.model.workload import DTYPE_BYTES, PRECISIONS
-from pytest_flopcheck.sizing.hardware import ATTENTION_BLOCKS_PER_SM, ATTENTION_TILE, Cited, Gpu
+from pytest_flopcheck.sizing.hardware import ATTENTION_BLOCKS_PER_SM, ATTENTION_TILE, Cited, Gpu, wave_slots
 
 GEMM_TILE: Final = 128
 """Output tile edge of cuBLAS's large bf16 kernels (NVIDIA, "Matrix Multiplication Background
@@ -132,9 +132,8 @@ def gemm_efficiency(gpu: Gpu, precision: str, kernel: Kernel | None) -> float:
         return base
     tile_m, tile_n = _tile(kernel.m), _tile(kernel.n)
     tiles = kernel.batch * math.ceil(kernel.m / tile_m) * math.ceil(kernel.n / tile_n)
-    waves = math.ceil(tiles / gpu.sms)
     useful = kernel.batch * kernel.m * kernel.n
-    return base * useful / (waves * gpu.sms * tile_m * tile_n)
+    return base * useful / (wave_slots(tiles, gpu.sms) * tile_m * tile_n)
 
 
 def _tile(extent: int) -> int:
@@ -162,10 +161,9 @@ def attention_rate(gpu: Gpu, execution: Execution, kernel: Kernel) -> tuple[floa
         return gpu.fp32_tflops * 1e12 * flash, share
     peak = gpu.peak_flops("bf16" if execution.precision == "fp8" else execution.precision)
     if kernel.m >= ATTENTION_TILE:  # prefill: query tiles over the SMs, the last wave partly idle
-        slots = gpu.sms * ATTENTION_BLOCKS_PER_SM[name]
-        units = kernel.batch * math.ceil(kernel.m / ATTENTION_TILE)
-        waves = math.ceil(units / slots)
-        flash *= kernel.batch * kernel.m / (waves * slots * ATTENTION_TILE)
+        tiles = kernel.batch * math.ceil(kernel.m / ATTENTION_TILE)
+        occupied = wave_slots(tiles, gpu.sms * ATTENTION_BLOCKS_PER_SM[name])
+        flash *= kernel.batch * kernel.m / (occupied * ATTENTION_TILE)
     return peak * flash, share
 
 
